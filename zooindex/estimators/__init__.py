@@ -67,6 +67,16 @@ _REGISTRY: dict[str, Estimator] = {}
 # zooindex stays cheap
 _MODULES = (
     "silhouette",
+    "logme",
+    "hscore",
+    "leep",
+    "nce",
+    "nleep",
+    "gbc",
+    "transrate",
+    "sfda",
+    "knn",
+    "linear",
 )
 
 

@@ -1,0 +1,39 @@
+# zooindex: set-up, tests, benchmarks, and the paper's zoo.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUNTIME := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
+DEMO_INDEX ?= $(VENV)/demo-index.db
+
+.PHONY: install dev demo test bench zoo reproduce clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+install: $(PY)  ## zooindex with onnxruntime (onnxruntime-gpu when nvidia-smi sees a GPU)
+	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub]"
+
+dev: install  ## + test tools and torch (CPU) for the zoo recipes
+	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub,test]" torch==2.13.0
+
+demo: install  ## the main job on a real example: rank the demo zoo for a Fashion-MNIST target
+	rm -f $(DEMO_INDEX)
+	$(VENV)/bin/zooindex add --index $(DEMO_INDEX) models/demo/
+	$(VENV)/bin/zooindex search --index $(DEMO_INDEX) models/demo/fashion-0-4-target.npz
+
+test: dev  ## the whole test suite
+	$(PY) -m pytest -q
+
+bench: dev  ## benchmarks; numbers go to benchmarks/RESULTS.md
+	$(PY) benchmarks/bench_silhouette.py
+	$(PY) benchmarks/bench_search.py
+
+zoo: dev  ## train and export the paper's model zoo into models/zoo/ (resumable)
+	$(PY) -m models.build_zoo --set paper
+
+reproduce: zoo  ## the paper's tables and figures into models/RESULTS.md
+	$(PY) -m models.reproduce
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,153 @@
+"""Search benchmarks: where a cold search spends its time, warm vs cold, memory vs zoo size.
+
+Builds a zoo of CNNs shaped like the paper's (5x5 conv 32, pool, 5x5 conv 64, pool,
+dense 1024, logits) with seeded random weights, and a 5,000-sample 28x28 target.
+
+    python benchmarks/bench_search.py [--models 10] [--n 5000]
+
+Writes the "search" section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _results import write_section  # noqa: E402
+
+
+def paper_cnn(seed: int, hidden: int = 1024, classes: int = 10) -> onnx.ModelProto:
+    rng = np.random.default_rng(seed)
+
+    def w(name, *shape):
+        fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
+        return numpy_helper.from_array(
+            (rng.normal(size=shape) * np.sqrt(2.0 / fan_in)).astype(np.float32), name)
+
+    inits = [w("c1", 32, 1, 5, 5), numpy_helper.from_array(np.zeros(32, np.float32), "c1b"),
+             w("c2", 64, 32, 5, 5), numpy_helper.from_array(np.zeros(64, np.float32), "c2b"),
+             w("d1", 3136, hidden), numpy_helper.from_array(np.zeros(hidden, np.float32), "d1b"),
+             w("d2", hidden, classes),
+             numpy_helper.from_array(np.zeros(classes, np.float32), "d2b")]
+    nodes = [
+        helper.make_node("Conv", ["input", "c1", "c1b"], ["conv1"], pads=[2, 2, 2, 2]),
+        helper.make_node("Relu", ["conv1"], ["relu1"]),
+        helper.make_node("MaxPool", ["relu1"], ["pool1"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["pool1", "c2", "c2b"], ["conv2"], pads=[2, 2, 2, 2]),
+        helper.make_node("Relu", ["conv2"], ["relu2"]),
+        helper.make_node("MaxPool", ["relu2"], ["pool2"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["pool2"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "d1", "d1b"], ["dense"]),
+        helper.make_node("Relu", ["dense"], ["hidden"]),
+        helper.make_node("Gemm", ["hidden", "d2", "d2b"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "paper_cnn",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", classes])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def make_zoo(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        path = folder / f"cnn{i:02d}.onnx"
+        if not path.exists():
+            onnx.save(paper_cnn(seed=i), path)
+
+
+def make_target(path: Path, n: int) -> None:
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 5
+    # class-dependent blobs so the scores are not all noise
+    base = rng.uniform(0, 255, size=(5, 28, 28))
+    x = np.clip(base[y] * 0.6 + rng.uniform(0, 100, size=(n, 28, 28)), 0, 255)
+    np.savez(path, x=x.astype(np.uint8), y=y)
+
+
+def cold_and_warm(work: Path, count: int, n: int) -> dict:
+    """One cold search (empty cache) and one warm repeat, timed in this process."""
+    import zooindex
+
+    zoo = work / f"zoo{count}"
+    make_zoo(zoo, count)
+    target = work / f"target{n}.npz"
+    if not target.exists():
+        make_target(target, n)
+    index = work / f"index{count}.db"
+    index.unlink(missing_ok=True)
+    zooindex.add(zoo, index=index)
+    t = time.perf_counter()
+    cold = zooindex.search(target, index=index)
+    cold_s = time.perf_counter() - t
+    t = time.perf_counter()
+    warm = zooindex.search(target, index=index)
+    warm_s = time.perf_counter() - t
+    assert [r.model for r in warm.ranked] == [r.model for r in cold.ranked]
+    assert all(r.cached for r in warm.ranked)
+    infer = sum(r.inference_seconds for r in cold.ranked)
+    return {"models": count, "n": n, "cold_s": cold_s, "warm_s": warm_s,
+            "inference_s": infer, "provider": cold.ranked[0].provider,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--models", type=int, default=10)
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--memory-zoos", default="10,40")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--work", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:  # one measurement in a fresh process, for its own peak memory
+        print(json.dumps(cold_and_warm(Path(args.work), args.models, args.n)))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        main_run = cold_and_warm(work, args.models, args.n)
+        mem = []
+        for count in map(int, args.memory_zoos.split(",")):
+            out = subprocess.run([sys.executable, __file__, "--child", "--work", tmp,
+                                  "--models", str(count), "--n", str(args.n)],
+                                 capture_output=True, text=True, check=True).stdout
+            mem.append(json.loads(out.strip().splitlines()[-1]))
+    share = main_run["inference_s"] / main_run["cold_s"]
+    rows = [
+        f"| cold search, {main_run['models']} models, {main_run['n']} samples "
+        f"({main_run['provider']}) | {main_run['cold_s']:.2f} s |",
+        f"| of which onnxruntime inference | {main_run['inference_s']:.2f} s "
+        f"({share:.1%}) |",
+        f"| everything else (load, graph edit, adapt, PCA, score, index writes) | "
+        f"{main_run['cold_s'] - main_run['inference_s']:.2f} s ({1 - share:.1%}; target <= 15%) |",
+        f"| warm repeat (all cached) | {main_run['warm_s'] * 1000:.1f} ms |",
+        f"| warm vs cold | {main_run['cold_s'] / main_run['warm_s']:.0f}x faster "
+        "(target >= 50x) |",
+    ]
+    mem_rows = [f"| {m['models']} | {m['cold_s']:.1f} s | {m['peak_rss_mb']:.0f} MB |"
+                for m in mem]
+    body = ("Paper-shaped CNNs (conv 32, conv 64, dense 1024) with seeded random weights; "
+            "target of 5-class 28x28 uint8 images. `python benchmarks/bench_search.py`.\n\n"
+            "| measure | value |\n|---|---|\n" + "\n".join(rows) +
+            "\n\nPeak resident memory of a whole cold search (fresh process each):\n\n"
+            "| models | cold search | peak RSS |\n|---|---|---|\n" + "\n".join(mem_rows) +
+            f"\n\nPeak memory ratio {mem[-1]['models']} vs {mem[0]['models']} models: "
+            f"{mem[-1]['peak_rss_mb'] / mem[0]['peak_rss_mb']:.2f}x (flat means activations "
+            "are processed model by model).\n")
+    write_section("search", "Search: cold, warm, memory", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

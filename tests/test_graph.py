@@ -1,0 +1,437 @@
+"""Tests of zooindex.graph: candidate layers, default layer, expose, load checks."""
+
+import os
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnx_factory import cnn, cnn_no_dense, linear_features, mlp, save, weights
+from zooindex import graph
+from zooindex.errors import LayerError, ModelError
+
+
+def relu(a):
+    return np.maximum(a, 0.0)
+
+
+def run(model, feeds):
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, feeds)))
+
+
+def renamed(model, prefix="t"):
+    """The same model with every tensor renamed to an opaque ``t0, t1, ...``.
+
+    Default-layer detection must survive this: exporters name things as they please.
+    """
+    mapping = {}
+
+    def name(old):
+        if old and old not in mapping:
+            mapping[old] = f"{prefix}{len(mapping)}"
+        return mapping.get(old, old)
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    g = copy.graph
+    for value in list(g.input) + list(g.output) + list(g.value_info):
+        value.name = name(value.name)
+    for tensor in g.initializer:
+        tensor.name = name(tensor.name)
+    for node in g.node:
+        node.input[:] = [name(n) for n in node.input]
+        node.output[:] = [name(n) for n in node.output]
+        node.name = ""
+    return copy, mapping
+
+
+# ---------------------------------------------------------------------------
+# candidate and default layers
+
+
+@pytest.mark.parametrize("gemm", [True, False], ids=["gemm", "matmul_add"])
+def test_mlp_layers_and_default(gemm):
+    info = graph.inspect(mlp(input_dim=8, hidden=(16, 12), classes=3, gemm=gemm))
+    assert [(l.name, l.kind, l.shape, l.dim) for l in info.layers] == [
+        ("x", "input", (8,), 8),
+        ("hidden0", "dense", (16,), 16),
+        ("hidden1", "dense", (12,), 12),
+        ("logits", "dense", (3,), 3),
+    ]
+    assert info.layers[0].op == "input" and info.layers[0].position == 0
+    assert info.layers[-1].op == ("Gemm" if gemm else "MatMul+Add")
+    assert info.layers[1].op == "Relu"  # the hidden layer is taken after its activation
+    positions = [l.position for l in info.layers]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    assert info.default_layer == "hidden1"
+    assert info.input_name == "x" and info.input_shape == ("N", 8)
+    assert info.input_dtype == "float32" and info.opset == 17
+    # 8*16+16 + 16*12+12 + 12*3+3 = 144 + 204 + 39
+    assert info.params == 387
+    assert info.output_name == "probs" and info.output_is_probs is True
+    assert info.external_data is False
+
+
+def test_default_layer_does_not_depend_on_names():
+    model, mapping = renamed(mlp(gemm=False))
+    info = graph.inspect(model)
+    assert info.default_layer == mapping["hidden1"]
+    assert info.output_name == mapping["probs"]
+
+
+def test_without_softmax_the_output_is_logits():
+    info = graph.inspect(mlp(softmax=False))
+    assert info.output_name == "logits"
+    assert info.output_is_probs is False
+    assert info.default_layer == "hidden1"
+
+
+def test_log_softmax_is_not_probabilities():
+    model = mlp(softmax=False)
+    model.graph.node.append(helper.make_node("LogSoftmax", ["logits"], ["logp"], axis=-1))
+    model.graph.output[0].name = "logp"
+    info = graph.inspect(model)
+    assert info.output_name == "logp" and info.output_is_probs is False
+    assert info.default_layer == "hidden1"
+
+
+def test_cnn_layers_and_default_through_dropout():
+    info = graph.inspect(cnn(input_shape=(1, 8, 8), filters=4, hidden=16, classes=3))
+    assert [(l.name, l.op, l.kind, l.shape, l.dim) for l in info.layers] == [
+        ("x", "input", "input", (1, 8, 8), 64),
+        ("conv1", "Relu", "conv", (4, 8, 8), 256),
+        ("pool1", "MaxPool", "pool", (4, 4, 4), 64),
+        ("fc1", "Relu", "dense", (16,), 16),
+        ("logits", "Gemm", "dense", (3,), 3),
+    ]
+    # the classifier reads fc1 through Dropout: the default is the dense layer itself
+    assert info.default_layer == "fc1"
+    assert info.input_shape == ("N", 1, 8, 8)
+    # conv 4*1*3*3+4 = 40, fc1 64*16+16 = 1040, logits 16*3+3 = 51
+    assert info.params == 40 + 1040 + 51
+
+
+def test_cnn_without_hidden_dense_has_no_default():
+    info = graph.inspect(cnn_no_dense())
+    assert info.default_layer is None
+    assert [l.name for l in info.layers] == ["x", "conv1", "pool1", "logits"]
+    assert info.output_name == "probs" and info.output_is_probs
+
+
+def test_conv_feeding_two_nodes_is_taken_before_the_activation():
+    model = cnn()
+    g = model.graph
+    # a second reader of the raw convolution output keeps the activation separate
+    g.node.append(helper.make_node("Identity", ["conv1_pre"], ["conv_copy"]))
+    g.output.append(helper.make_tensor_value_info("conv_copy", TensorProto.FLOAT, None))
+    info = graph.inspect(model)
+    conv = [l for l in info.layers if l.kind == "conv"]
+    assert [(l.name, l.op) for l in conv] == [("conv1_pre", "Conv")]
+    assert info.output_name == "probs"  # conv_copy leads to no dense layer
+
+
+def test_matmul_of_two_activations_is_not_dense():
+    # y = (x W) (x W)^T style products appear in attention; they are not dense layers
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "W")
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["h"]),
+             helper.make_node("Transpose", ["h"], ["ht"]),
+             helper.make_node("MatMul", ["h", "ht"], ["scores"])]
+    model = helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [2, 2])], [w]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    info = graph.inspect(model)
+    assert [(l.name, l.op) for l in info.layers] == [("x", "input"), ("h", "MatMul")]
+
+
+def test_batchnorm_between_dense_and_activation_is_absorbed():
+    model = mlp(hidden=(6,), classes=2)
+    g = model.graph
+    ones, zeros = np.ones(6, np.float32), np.zeros(6, np.float32)
+    g.initializer.extend(numpy_helper.from_array(a, n) for a, n in
+                         [(ones, "s"), (zeros, "bb"), (zeros, "mu"), (ones, "var")])
+    relu_node = next(n for n in g.node if n.op_type == "Relu")
+    relu_node.input[0] = "bn"
+    index = list(g.node).index(relu_node)
+    g.node.insert(index, helper.make_node("BatchNormalization",
+                                          ["hidden0_pre", "s", "bb", "mu", "var"], ["bn"]))
+    info = graph.inspect(model)
+    assert [l.name for l in info.layers] == ["x", "hidden0", "logits"]
+    assert info.default_layer == "hidden0"
+
+
+def test_several_inputs_are_refused_with_their_names():
+    model = mlp()
+    model.graph.input.append(helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 8]))
+    with pytest.raises(ModelError, match=r"several inputs \('x', 'mask'\)"):
+        graph.inspect(model)
+
+
+def test_metadata_and_opsets():
+    model = mlp(opset=11)
+    helper.set_model_props(model, {"zooindex.scale": "255", "source": "test"})
+    info = graph.inspect(model)
+    assert info.metadata == {"zooindex.scale": "255", "source": "test"}
+    assert info.opset == 11
+
+
+# ---------------------------------------------------------------------------
+# resolve_layer
+
+
+def test_resolve_layer_default_and_by_name():
+    info = graph.inspect(mlp())
+    assert graph.resolve_layer(info, None).name == "hidden1"
+    assert graph.resolve_layer(info, "default").name == "hidden1"
+    assert graph.resolve_layer(info, "hidden0").dim == 16
+    assert graph.resolve_layer(info, "x").kind == "input"
+
+
+def test_resolve_layer_without_default_lists_candidates():
+    info = graph.inspect(cnn_no_dense())
+    with pytest.raises(LayerError) as caught:
+        graph.resolve_layer(info, None, "tiny")
+    message = str(caught.value)
+    assert "model 'tiny' has no hidden dense layer" in message
+    assert "--layer" in message and "`zooindex layers tiny`" in message
+    assert "x (64), conv1 (256), pool1 (64), logits (3)" in message
+    assert caught.value.candidates == ["x", "conv1", "pool1", "logits"]
+
+
+def test_resolve_unknown_layer():
+    info = graph.inspect(mlp())
+    with pytest.raises(LayerError) as caught:
+        graph.resolve_layer(info, "fc9", "m")
+    assert str(caught.value) == ("layer 'fc9' not in model 'm'; candidates: x (8), hidden0 (16), "
+                                 "hidden1 (12), logits (3). See `zooindex layers m`.")
+    assert caught.value.layer == "fc9"
+
+
+# ---------------------------------------------------------------------------
+# expose
+
+
+@pytest.mark.parametrize("gemm", [True, False], ids=["gemm", "matmul_add"])
+def test_expose_round_trip_matches_numpy(gemm):
+    model = mlp(input_dim=8, hidden=(16, 12), classes=3, gemm=gemm)
+    before = model.SerializeToString()
+    exposed = graph.expose(model, ["hidden0", "hidden1"])
+    assert model.SerializeToString() == before  # the original is untouched
+    assert [o.name for o in exposed.graph.output] == ["probs", "hidden0", "hidden1"]
+
+    w = weights(model)
+    x = np.random.default_rng(1).standard_normal((5, 8)).astype(np.float32)
+    got = run(exposed, {"x": x})
+    h0 = relu(x @ w["W0"] + w["b0"])
+    h1 = relu(h0 @ w["W1"] + w["b1"])
+    np.testing.assert_allclose(got["hidden0"], h0, atol=1e-5)
+    np.testing.assert_allclose(got["hidden1"], h1, atol=1e-5)
+    # the original outputs are unchanged by the extra ones
+    np.testing.assert_allclose(got["probs"], run(model, {"x": x})["probs"], atol=1e-6)
+    logits = h1 @ w["W2"] + w["b2"]
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(got["probs"], probs / probs.sum(1, keepdims=True), atol=1e-5)
+
+
+def test_expose_keeps_known_types_and_skips_existing_outputs_and_input():
+    model = cnn()
+    exposed = graph.expose(model, ["pool1", "probs", "x", "pool1"])
+    outputs = {o.name: o for o in exposed.graph.output}
+    assert list(outputs) == ["probs", "pool1"]
+    pool_type = outputs["pool1"].type.tensor_type
+    assert pool_type.elem_type == TensorProto.FLOAT
+    assert [d.dim_value for d in pool_type.shape.dim][1:] == [4, 4, 4]
+    got = run(exposed, {"x": np.ones((2, 1, 8, 8), np.float32)})
+    assert got["pool1"].shape == (2, 4, 4, 4)
+
+
+def test_expose_unknown_layer_lists_candidates():
+    with pytest.raises(LayerError, match=r"layer 'fc9' not in .*candidates: x \(8\), hidden0"):
+        graph.expose(mlp(), ["hidden0", "fc9"])
+
+
+def test_linear_features_default_layer_computes_known_function():
+    w = np.array([[1.0, -1.0, 0.0], [0.5, 2.0, -3.0]], np.float32)  # (in=2, width=3)
+    model = linear_features(w, classes=2)
+    info = graph.inspect(model)
+    assert info.default_layer == "hidden"
+    x = np.array([[1.0, 2.0], [-1.0, 0.0]], np.float32)
+    # row 1: [1+1, -1+4, 0-6] = [2, 3, -6] -> relu [2, 3, 0]; row 2: [-1, 1, 0] -> [0, 1, 0]
+    got = run(graph.expose(model, [info.default_layer]), {"x": x})["hidden"]
+    np.testing.assert_allclose(got, [[2, 3, 0], [0, 1, 0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("opset", [11, 21])
+def test_opsets_inspect_and_run(opset):
+    for model in (mlp(opset=opset, gemm=False), cnn(opset=opset)):
+        info = graph.inspect(model)
+        assert info.opset == opset
+        assert info.default_layer in ("hidden1", "fc1")
+        x_shape = (3,) + tuple(info.input_shape[1:])
+        got = run(graph.expose(model, [info.default_layer]),
+                  {"x": np.ones(x_shape, np.float32)})
+        assert got[info.default_layer].shape == (3, graph.resolve_layer(info, None).dim)
+
+
+# ---------------------------------------------------------------------------
+# load
+
+
+def test_load_valid_file(tmp_path):
+    path = save(mlp(), tmp_path / "m.onnx")
+    model = graph.load(path)
+    assert graph.inspect(model).default_layer == "hidden1"
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(ModelError, match=r"model file '.*nothere.onnx' not found"):
+        graph.load(tmp_path / "nothere.onnx")
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("content", ["random", "truncated", "tensor", "empty"])
+def test_load_refuses_non_models(tmp_path, content):
+    good = mlp().SerializeToString()
+    data = {
+        "random": np.random.default_rng(3).bytes(400),
+        "truncated": good[: len(good) // 2],
+        "tensor": numpy_helper.from_array(np.arange(6, dtype=np.float32)).SerializeToString(),
+        "empty": b"",
+    }[content]
+    path = _write(tmp_path / f"{content}.onnx", data)
+    with pytest.raises(ModelError, match=r"'.*\.onnx' is not a valid ONNX model: ") as caught:
+        graph.load(path)
+    assert caught.value.path == str(path)
+
+
+def test_load_refuses_every_truncation(tmp_path):
+    good = mlp(hidden=(3,)).SerializeToString()
+    path = tmp_path / "cut.onnx"
+    for cut in range(0, len(good), 5):  # some prefixes parse into a partial model
+        path.write_bytes(good[:cut])
+        with pytest.raises(ModelError):
+            graph.load(path)
+
+
+def test_load_refuses_model_failing_the_checker(tmp_path):
+    model = mlp()
+    model.graph.node[0].input[1] = "missing_weight"
+    path = _write(tmp_path / "bad.onnx", model.SerializeToString())
+    with pytest.raises(ModelError, match="is not a valid ONNX model: .*missing_weight"):
+        graph.load(path)
+
+
+# ---------------------------------------------------------------------------
+# external data
+
+
+def test_external_data_load_without_and_with_weights(tmp_path):
+    path = save(mlp(), tmp_path / "ext.onnx", external_data=True)
+    assert (tmp_path / "ext.onnx.data").exists()
+    light = graph.load(path)
+    assert light.graph.initializer[0].data_location == TensorProto.EXTERNAL
+    info = graph.inspect(light)
+    assert info.external_data is True and info.params == 387
+    assert [l.dim for l in info.layers] == [8, 16, 12, 3]
+    assert info.default_layer == "hidden1"
+
+    full = graph.load(path, load_weights=True)
+    x = np.ones((2, 8), np.float32)
+    w = weights(mlp())
+    expected = relu(x @ w["W0"] + w["b0"])
+    got = run(graph.expose(full, ["hidden0"]), {"x": x})["hidden0"]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_missing_external_weights_only_fail_when_loaded(tmp_path):
+    path = save(mlp(), tmp_path / "ext.onnx", external_data=True)
+    (tmp_path / "ext.onnx.data").unlink()
+    assert graph.inspect(graph.load(path)).params == 387
+    with pytest.raises(ModelError, match="external weights"):
+        graph.load(path, load_weights=True)
+
+
+def _external(location):
+    model = mlp(hidden=(2,), classes=2)
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value=location)
+    return model
+
+
+@pytest.mark.parametrize("location", ["/etc/passwd", "../secret.bin", "sub/../../secret.bin"])
+def test_check_external_data_refuses_escaping_paths(tmp_path, location):
+    with pytest.raises(ModelError, match=r"tensor 'W0'") as caught:
+        graph.check_external_data(_external(location), tmp_path)
+    assert location in str(caught.value)
+
+
+def test_check_external_data_refuses_symlink_out(tmp_path):
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"\0" * 64)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    os.symlink(outside, folder / "weights.bin")
+    with pytest.raises(ModelError, match="symlink"):
+        graph.check_external_data(_external("weights.bin"), folder)
+    (folder / "inside.bin").write_bytes(b"\0" * 64)
+    graph.check_external_data(_external("inside.bin"), folder)  # a plain file inside is fine
+
+
+def test_load_refuses_escaping_external_data(tmp_path):
+    path = _write(tmp_path / "m.onnx", _external("../secret.bin").SerializeToString())
+    with pytest.raises(ModelError, match=r"'\.\./secret\.bin' of tensor 'W0'"):
+        graph.load(path)
+
+
+# ---------------------------------------------------------------------------
+# scikit-learn exports
+
+
+def _sklearn_mlp(classes):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 5)).astype(np.float32)
+    y = np.arange(60) % classes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(7, 6), max_iter=20, random_state=0).fit(x, y)
+    return clf, x
+
+
+@pytest.mark.parametrize("classes", [3, 2])
+@pytest.mark.parametrize("zipmap", [False, True], ids=["no_zipmap", "zipmap"])
+def test_sklearn_mlp_export(classes, zipmap):
+    pytest.importorskip("skl2onnx")
+    from skl2onnx import to_onnx
+
+    clf, x = _sklearn_mlp(classes)
+    options = None if zipmap else {id(clf): {"zipmap": False}}
+    model = to_onnx(clf, x[:1], options=options)
+    info = graph.inspect(model)
+    # label output comes first; the probabilities are picked
+    assert info.output_name == ("output_probability" if zipmap else "probabilities")
+    assert info.output_is_probs is True
+    dense = [l for l in info.layers if l.kind == "dense"]
+    assert [l.dim for l in dense] == [7, 6, 1 if classes == 2 else classes]
+    assert info.default_layer == dense[1].name
+
+    # the default layer is the last hidden activation sklearn computes
+    got = run(graph.expose(model, [info.default_layer]), {info.input_name: x[:4]})
+    h = x[:4].astype(np.float64)
+    for coef, intercept in zip(clf.coefs_[:2], clf.intercepts_[:2]):
+        h = relu(h @ coef + intercept)
+    np.testing.assert_allclose(got[info.default_layer], h, atol=1e-5)

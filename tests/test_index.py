@@ -1,0 +1,117 @@
+"""The index: schema, round trips, cache, transactions, versions."""
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from zooindex.errors import NotIndexedError, StoreError
+from zooindex.index import SCHEMA_VERSION, Index, ModelRecord, decode_array, encode_array
+
+
+def record(name="m", sha="a" * 64, path="/nowhere/m.onnx", **kw):
+    base = dict(name=name, sha256=sha, path=path, size=10, mtime=1.0, input_name="x",
+                input_shape=["N", 4], input_dtype="float32", opset=17, params=100,
+                default_layer="h", output_name="y", output_is_probs=True,
+                preprocessing={"scale": None}, tags={"k": "v"}, source={}, external_data=False,
+                added_at="2026-01-01",
+                layers=[{"name": "x", "op": "input", "kind": "input", "dim": 4, "shape": [4],
+                         "position": 0, "is_default": False},
+                        {"name": "h", "op": "Gemm", "kind": "dense", "dim": 3, "shape": [3],
+                         "position": 1, "is_default": True}])
+    base.update(kw)
+    return ModelRecord(**base)
+
+
+def test_model_round_trip(tmp_path):
+    with Index(tmp_path / "i.db") as idx:
+        rec = record()
+        idx.put_model(rec)
+        back = idx.get_model("m")
+    assert back.to_dict() == rec.to_dict()
+
+
+def test_unknown_model_error_lists_names(tmp_path):
+    with Index(tmp_path / "i.db") as idx:
+        idx.put_model(record())
+        with pytest.raises(NotIndexedError, match="'zz' is not in the index .*indexed: m"):
+            idx.get_model("zz")
+
+
+def test_failed_transaction_writes_nothing(tmp_path):
+    with Index(tmp_path / "i.db") as idx:
+        idx.put_model(record())
+        with pytest.raises(sqlite3.IntegrityError):
+            idx.put_model(record())  # same primary key: the second insert fails whole
+        assert idx.model_names() == ["m"]
+        assert len(idx.get_model("m").layers) == 2
+
+
+def test_activation_cache_round_trip_and_lru_limit(tmp_path):
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(50, 7)).astype(np.float32)
+    assert np.array_equal(decode_array(encode_array(a)), a)
+    with Index(tmp_path / "i.db", cache_limit=len(encode_array(a)) + 10) as idx:
+        assert idx.put_activations("s1", "h", "t", "p", a)
+        assert np.array_equal(idx.get_activations("s1", "h", "t", "p"), a)
+        b = rng.normal(size=(50, 7)).astype(np.float32)
+        idx.put_activations("s2", "h", "t", "p", b)  # over the limit: the older one goes
+        assert idx.get_activations("s1", "h", "t", "p") is None
+        assert np.array_equal(idx.get_activations("s2", "h", "t", "p"), b)
+
+
+def test_scores_round_trip(tmp_path):
+    with Index(tmp_path / "i.db") as idx:
+        idx.put_scores("s", "h", "t", "p", [("silhouette", '{"dim": 10}', 0.5, 10, 0.01)])
+        assert idx.get_scores("s", "h", "t", "p") == {
+            ("silhouette", '{"dim": 10}'): (0.5, 10, 0.01)}
+
+
+def test_remove_model_drops_its_cache(tmp_path):
+    with Index(tmp_path / "i.db") as idx:
+        idx.put_model(record())
+        idx.put_scores("a" * 64, "h", "t", "p", [("silhouette", "{}", 0.5, 10, 0.01)])
+        idx.remove_model("m")
+        assert idx.cache_stats()["scores"] == 0
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "i.db"
+    Index(path).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                [str(SCHEMA_VERSION + 1)])
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="newer zooindex"):
+        Index(path)
+
+
+def test_foreign_database_and_garbage_file_are_refused(tmp_path):
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="not a zooindex index"):
+        Index(other)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(StoreError, match="not a usable zooindex database"):
+        Index(garbage)
+    assert garbage.read_bytes() == b"this is not sqlite at all" * 100
+
+
+def test_wal_mode(tmp_path):
+    with Index(tmp_path / "i.db") as idx:
+        assert idx.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_default_location_follows_env(tmp_path, monkeypatch):
+    from zooindex.index import default_path
+
+    monkeypatch.setenv("ZOOINDEX_INDEX", str(tmp_path / "x.db"))
+    assert default_path() == tmp_path / "x.db"
+    monkeypatch.delenv("ZOOINDEX_INDEX")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_path() == tmp_path / "data" / "zooindex" / "index.db"

@@ -1,0 +1,260 @@
+"""The zoo recipes: networks, training, ONNX export and the resumable zoo builder.
+
+Everything runs on tiny synthetic data (a few hundred 28x28 images, one short epoch of the
+narrow demo network), so the file stays fast; the real data sets are never touched.
+"""
+
+import gzip
+import json
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="the zoo recipes need PyTorch (pip install torch)")
+ort = pytest.importorskip("onnxruntime", reason="checking exported models needs onnxruntime")
+onnx = pytest.importorskip("onnx", reason="exporting models needs onnx")
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # models/ is a folder of the repository, not an installed package
+    sys.path.insert(0, str(REPO))
+
+from models import build_zoo, data  # noqa: E402
+from models.export import INPUT_NAME, OPSET, to_onnx  # noqa: E402
+from models.nets import Probabilities, Widths, build_net, features, parameter_count  # noqa: E402
+from models.recipes import DEMO, PAPER, SETS, Recipe  # noqa: E402
+from models.train import accuracy, as_input, train  # noqa: E402
+
+TINY = Widths(conv=(4, 8), dense=16)
+METADATA_KEYS = {"zooindex.layout", "zooindex.scale", "zooindex.source_dataset",
+                 "zooindex.source_classes", "zooindex.source_accuracy",
+                 "zooindex.architecture", "zooindex.recipe_seed"}
+
+
+def synthetic_split(n, seed, classes=10):
+    """Images whose class shows as a bright 4x4 block at a class-specific place, plus noise."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % classes
+    x = rng.integers(0, 60, size=(n, 28, 28), dtype=np.uint8)
+    for i, label in enumerate(y):
+        row, col = 4 + 6 * (label // 4), 4 + 6 * (label % 4)
+        x[i, row:row + 4, col:col + 4] = 255
+    return data.Split(x, y.astype(np.int64), tuple(f"c{k}" for k in range(classes)))
+
+
+def fake_loader(dataset, split):
+    return synthetic_split(300 if split == "train" else 100, seed=0 if split == "train" else 1)
+
+
+def session(model):
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+# --- recipes --------------------------------------------------------------------------
+
+
+def test_paper_set_is_the_23_models_of_section_4():
+    names = [r.name for r in PAPER]
+    assert len(names) == len(set(names)) == 23
+    assert {"mnist-all", "mnist-0-4", "fashion-5-9-lite", "cifar10-0-4-512"} <= set(names)
+    by_arch = {a: sum(r.architecture == a for r in PAPER) for a in ("paper", "lite", "paper-512")}
+    assert by_arch == {"paper": 9, "lite": 9, "paper-512": 5}
+    # Table 6 has no 512-unit MNIST models, nor F5-9
+    assert not any(r.architecture == "paper-512" and r.dataset == "mnist" for r in PAPER)
+    assert "fashion-5-9-512" not in names
+
+
+def test_demo_set_names_and_class_labels():
+    assert [r.name for r in DEMO] == ["mnist-all", "mnist-5-9", "fashion-all", "fashion-0-4",
+                                      "cifar10-all", "cifar10-0-4"]
+    assert Recipe("mnist", (0, 9), "paper").class_label == "0-9"
+    assert Recipe("mnist", (5, 9), "paper").num_classes == 5
+
+
+# --- networks -------------------------------------------------------------------------
+
+
+def test_paper_net_parameter_count_matches_figure_1():
+    # conv1: 32*(5*5*1)+32 = 832; conv2: 64*(5*5*32)+64 = 51,264;
+    # dense: (7*7*64)*1024+1024 = 3,212,288; logits: 1024*10+10 = 10,250 -> 3,274,634
+    assert parameter_count(build_net(Widths(), 10)) == 3_274_634
+    # lite drops conv2/pool2: dense sees 14*14*32 = 6272 inputs:
+    # 832 + (6272*1024+1024) + 10,250 = 6,434,634
+    assert parameter_count(build_net(Widths(conv=(32,)), 10)) == 6_434_634
+
+
+def test_scored_dense_layer_has_the_configured_width():
+    net = build_net(Widths(conv=(8, 16), dense=64), 5).eval()
+    x = torch.rand(3, 1, 28, 28)
+    assert features(net)(x).shape == (3, 64)
+    assert net(x).shape == (3, 5)
+
+
+# --- data helpers ---------------------------------------------------------------------
+
+
+def test_to_grey_uses_luminance_then_bilinear_resize():
+    # a flat colour (100, 200, 50) has luminance 0.299*100 + 0.587*200 + 0.114*50 = 153.0
+    flat = np.empty((2, 32, 32, 3), dtype=np.uint8)
+    flat[...] = (100, 200, 50)
+    grey = data.to_grey(flat)
+    assert grey.shape == (2, 28, 28) and grey.dtype == np.uint8
+    assert np.all(grey == 153)
+    # a grey ramp 4*column: bilinear with half-pixel centres samples source column
+    # (j + 0.5) * 32/28 - 0.5, so output column j is 4 * that, e.g. j=0 -> 0.286 -> 0,
+    # j=7 -> 4*8.071 = 32.29 -> 32, j=27 -> 4*30.93 = 123.7 -> 124
+    ramp = np.repeat((4 * np.arange(32, dtype=np.uint8))[None, None, :, None], 3, axis=3)
+    ramp = np.repeat(ramp, 32, axis=1)
+    row = data.to_grey(ramp)[0, 10]
+    assert row[0] == 0 and row[7] == 32 and row[27] == 124
+
+
+def test_select_classes_keeps_a_range_and_relabels_from_zero():
+    split = synthetic_split(20, seed=0)
+    high = data.select_classes(split, (5, 9))
+    assert sorted(set(high.y.tolist())) == [0, 1, 2, 3, 4]
+    assert high.class_names == ("c5", "c6", "c7", "c8", "c9")
+    assert len(high.y) == 10  # labels 0..9 twice each -> 2 of each of 5..9
+
+
+def test_stratified_sample_is_balanced_and_seeded():
+    split = data.select_classes(synthetic_split(200, seed=0), (0, 4))
+    a = data.stratified_sample(split, 7, seed=3)
+    b = data.stratified_sample(split, 7, seed=3)
+    assert np.bincount(a.y).tolist() == [7] * 5
+    assert np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+    with pytest.raises(ValueError, match="fewer than"):
+        data.stratified_sample(split, 1000, seed=0)
+
+
+# --- training -------------------------------------------------------------------------
+
+
+def test_training_is_seeded_and_learns_an_easy_task():
+    split = synthetic_split(200, seed=0, classes=2)
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        net = build_net(TINY, 2)
+        train(net, split.x, split.y, epochs=5, seed=0, batch_size=20)
+        weights.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+    test = synthetic_split(50, seed=9, classes=2)
+    assert accuracy(net, test.x, test.y) == 1.0
+
+
+# --- export ---------------------------------------------------------------------------
+
+
+def test_export_matches_torch_has_dynamic_batch_and_metadata():
+    torch.manual_seed(1)
+    net = build_net(TINY, 5)
+    model = to_onnx(net, {"zooindex.layout": "NCHW", "zooindex.scale": "1"}, doc="tiny")
+    assert model.opset_import[0].version == OPSET
+    assert [i.name for i in model.graph.input] == [INPUT_NAME]
+    batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param and not batch_dim.HasField("dim_value")
+    assert {p.key: p.value for p in model.metadata_props} == {"zooindex.layout": "NCHW",
+                                                              "zooindex.scale": "1"}
+    assert len(model.graph.initializer) > 0  # weights inside the file
+    images = synthetic_split(7, seed=2).x
+    sess = session(model)
+    with torch.no_grad():
+        expected = Probabilities(net).eval()(as_input(images)).numpy()
+    for batch in (images[:1], images):  # two batch sizes through the same file
+        got = sess.run(None, {INPUT_NAME: as_input(batch).numpy()})[0]
+        np.testing.assert_allclose(got, expected[:len(batch)], atol=1e-4)
+    np.testing.assert_allclose(expected.sum(axis=1), 1.0, atol=1e-5)  # probabilities
+    # the scored dense layer is findable by its module name
+    assert any("relu_dense" in out for node in model.graph.node for out in node.output)
+
+
+# --- builder --------------------------------------------------------------------------
+
+
+def test_build_writes_models_manifest_and_target_then_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(build_zoo, "TARGET_PER_CLASS", 10)  # the fake test split has 10 per class
+    recipes = [Recipe("fashion-mnist", (0, 9), "demo"), Recipe("fashion-mnist", (0, 4), "demo")]
+    manifest = build_zoo.build(recipes, tmp_path, epochs=1, load=fake_loader, with_target=True)
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fashion-0-4-target.npz", "fashion-0-4.onnx", "fashion-all.onnx", "manifest.json"]
+    assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
+    entry = manifest["models"]["fashion-0-4"]
+    assert entry["sha256"] == build_zoo.sha256(tmp_path / "fashion-0-4.onnx")
+    assert entry["classes"] == "0-4" and entry["architecture"] == "demo"
+    assert entry["train_samples"] == 150 and entry["test_samples"] == 50  # 5 of 10 classes
+    assert entry["parameters"] == parameter_count(build_net(Widths((8, 16), 64), 5))
+    assert 0.0 <= entry["test_accuracy"] <= 1.0 and entry["epochs"] == 1
+
+    model = onnx.load(str(tmp_path / "fashion-0-4.onnx"))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert METADATA_KEYS <= set(props)
+    assert props["zooindex.source_classes"] == "0-4"
+    assert props["zooindex.source_dataset"] == "fashion-mnist"
+    assert float(props["zooindex.source_accuracy"]) == pytest.approx(entry["test_accuracy"])
+    probs = session(model).run(None, {INPUT_NAME: np.zeros((3, 1, 28, 28), np.float32)})[0]
+    assert probs.shape == (3, 5)
+
+    with np.load(tmp_path / "fashion-0-4-target.npz") as target:
+        assert target["x"].dtype == np.uint8 and target["x"].shape == (50, 28, 28)
+        assert np.bincount(target["y"]).tolist() == [10] * 5  # fake test split: 10 per class
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a built model was trained again")
+
+    monkeypatch.setattr(build_zoo, "build_model", must_not_train)
+    monkeypatch.setattr(build_zoo, "build_target", must_not_train)
+    assert build_zoo.build(recipes, tmp_path, epochs=1, load=fake_loader,
+                           with_target=True) == manifest
+
+
+def test_build_redoes_a_model_whose_file_is_missing(tmp_path):
+    recipe = Recipe("mnist", (5, 9), "demo")
+    first = build_zoo.build([recipe], tmp_path, epochs=1, load=fake_loader)
+    (tmp_path / "mnist-5-9.onnx").unlink()
+    second = build_zoo.build([recipe], tmp_path, epochs=1, load=fake_loader)
+    assert (tmp_path / "mnist-5-9.onnx").exists()
+    # same seed, same data: the rebuilt model is the same model
+    assert second["models"]["mnist-5-9"]["test_accuracy"] == \
+        first["models"]["mnist-5-9"]["test_accuracy"]
+
+
+def write_idx_folder(folder, seed):
+    """An MNIST-style folder of gzipped IDX files holding synthetic images."""
+    folder.mkdir(parents=True)
+    for prefix, n in (("train", 200), ("t10k", 100)):
+        split = synthetic_split(n, seed)
+        with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">4B3I", 0, 0, 0x08, 3, n, 28, 28) + split.x.tobytes())
+        with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">4BI", 0, 0, 0x08, 1, n) + split.y.astype(np.uint8).tobytes())
+
+
+def test_command_line_reads_the_data_folder_through_zooindex_readers(tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setattr(build_zoo, "TARGET_PER_CLASS", 10)
+    pytest.importorskip("zooindex.readers", reason="the zoo reads data through zooindex")
+    write_idx_folder(tmp_path / "data" / "mnist", seed=0)
+    write_idx_folder(tmp_path / "data" / "fashion-mnist", seed=1)
+    out = tmp_path / "out"
+    assert build_zoo.main(["--set", "demo", "--only", "mnist-5-9", "--epochs", "1",
+                           "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert list(manifest["models"]) == ["mnist-5-9"]
+    assert manifest["models"]["mnist-5-9"]["class_names"] == ["5", "6", "7", "8", "9"]
+    assert "fashion-0-4-target" in manifest["targets"]
+    assert "mnist-5-9.onnx" in capsys.readouterr().out
+
+
+def test_command_line_rejects_unknown_model_names(capsys):
+    with pytest.raises(SystemExit):
+        build_zoo.parse_args(["--set", "demo", "--only", "mnist-0-4-lite"])
+    assert "choose from: mnist-all" in capsys.readouterr().err
+
+
+def test_every_set_has_default_epochs_and_output_folder():
+    for name in SETS:
+        assert build_zoo.EPOCHS[name] >= 1 and name in build_zoo.DEFAULT_OUT

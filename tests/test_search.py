@@ -1,0 +1,197 @@
+"""Search end to end on small models built in code."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+from sklearn.metrics import silhouette_score
+
+import zooindex
+from conftest import clustered
+from onnx_factory import cnn_no_dense, linear_features, mlp, save
+from zooindex import ranking as search_mod
+from zooindex.errors import TargetError, ZooIndexError
+
+
+def selector(dims, width=8):
+    """Weights that copy input dims ``dims`` into the hidden layer."""
+    w = np.zeros((width, len(dims)), dtype=np.float32)
+    for j, d in enumerate(dims):
+        w[d, j] = 1.0
+    return w
+
+
+@pytest.fixture
+def zoo(tmp_path):
+    """Three models: one sees the informative dims, one only noise, one half of each."""
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    save(linear_features(selector([0, 1]), classes=3), folder / "good.onnx")
+    save(linear_features(selector([4, 5, 6, 7]), classes=3), folder / "noise.onnx")
+    save(linear_features(selector([0, 5, 6, 7]), classes=3), folder / "mixed.onnx")
+    x, y = clustered()
+    target = tmp_path / "target.npz"
+    np.savez(target, x=x, y=y)
+    index = tmp_path / "index.db"
+    zooindex.add(folder, index=index)
+    return {"folder": folder, "target": target, "index": index, "x": x, "y": y}
+
+
+def test_informative_model_ranks_first(zoo):
+    ranking = zooindex.search(zoo["target"], index=zoo["index"])
+    assert [r.model for r in ranking.ranked] == ["good", "mixed", "noise"]
+    assert [r.rank for r in ranking.ranked] == [1, 2, 3]
+    assert ranking.ranked[0].score > 0.5 > ranking.ranked[-1].score
+
+
+def test_score_is_pca_silhouette_of_the_default_layer(zoo):
+    # the default layer of 'good' is relu(x @ W): inputs are positive, so it is x[:, :2]
+    ranking = zooindex.search(zoo["target"], index=zoo["index"], dim=2)
+    good = next(r for r in ranking.ranked if r.model == "good")
+    feats = zoo["x"][:, :2].astype(np.float64)
+    expected = silhouette_score(PCA(2).fit_transform(feats), zoo["y"], metric="cosine")
+    assert good.score == pytest.approx(expected, abs=1e-6)
+    assert good.dim == 2 and good.components == 2
+
+
+def test_repeat_runs_no_model_and_other_dim_reuses_activations(zoo, monkeypatch):
+    first = zooindex.search(zoo["target"], index=zoo["index"])
+    assert not any(r.cached for r in first.ranked)
+
+    def fail(*a, **k):
+        raise AssertionError("a model ran although everything was cached")
+
+    monkeypatch.setattr(search_mod, "run_model", fail)
+    again = zooindex.search(zoo["target"], index=zoo["index"])
+    assert all(r.cached for r in again.ranked)
+    assert [(r.model, r.score) for r in again.ranked] == \
+        [(r.model, r.score) for r in first.ranked]
+    # another D and metric: new scores, from the cached activations
+    other = zooindex.search(zoo["target"], index=zoo["index"], dim=3, metric="euclidean")
+    assert not any(r.cached for r in other.ranked)
+    assert other.ranked[0].model == "good"
+
+
+def test_dim_larger_than_features_uses_what_exists_and_says_so(zoo):
+    ranking = zooindex.search(zoo["target"], index=zoo["index"], dim=50)
+    good = next(r for r in ranking.ranked if r.model == "good")
+    assert good.components == 2
+    assert any("D=50" in n for n in ranking.notes)
+
+
+def test_classes_and_limit(zoo):
+    ranking = zooindex.search(zoo["target"], index=zoo["index"], classes=[0, 2], limit=30)
+    assert ranking.n == 30 and ranking.classes == [0, 2]
+
+
+def test_layer_all_scores_every_candidate_including_input(zoo):
+    ranking = zooindex.search(zoo["target"], index=zoo["index"], layer="all",
+                              models=["good"])
+    layers = {r.layer for r in ranking.ranked}
+    assert "input" in layers or any(l.startswith("x") for l in layers)
+    assert len(layers) == len(zooindex.layers("good", index=zoo["index"]))
+
+
+def test_unfit_and_layerless_models_are_skipped_with_reasons(zoo, tmp_path):
+    save(mlp(input_dim=5, hidden=(4,), classes=2), tmp_path / "five.onnx")
+    save(cnn_no_dense(), tmp_path / "nodense.onnx")
+    zooindex.add([tmp_path / "five.onnx", tmp_path / "nodense.onnx"], index=zoo["index"])
+    ranking = zooindex.search(zoo["target"], index=zoo["index"])
+    assert {r.model for r in ranking.ranked} == {"good", "mixed", "noise"}
+    reasons = {r.model: r.reason for r in ranking.skipped}
+    assert "5" in reasons["five"] and "8" in reasons["five"]
+    assert "--layer" in reasons["nodense"]
+
+
+def test_deleted_and_changed_files_are_skipped(zoo):
+    (zoo["folder"] / "noise.onnx").unlink()
+    mixed = zoo["folder"] / "mixed.onnx"
+    save(linear_features(selector([1, 2]), classes=3), mixed)
+    ranking = zooindex.search(zoo["target"], index=zoo["index"])
+    reasons = {r.model: r.reason for r in ranking.skipped}
+    assert "missing" in reasons["noise"]
+    assert "changed" in reasons["mixed"]
+    assert [r.model for r in ranking.ranked] == ["good"]
+    status = {m["name"]: m["status"] for m in zooindex.ls(index=zoo["index"])}
+    assert status == {"good": "ok", "mixed": "changed", "noise": "missing"}
+
+
+def test_add_twice_is_a_no_op_and_other_content_needs_replace(zoo, tmp_path):
+    again = zooindex.add(zoo["folder"] / "good.onnx", index=zoo["index"])
+    assert again[0].status == "unchanged"
+    other = tmp_path / "good.onnx"
+    save(linear_features(selector([2, 3]), classes=3), other)
+    with pytest.raises(ZooIndexError, match="--replace"):
+        zooindex.add(other, index=zoo["index"])
+    assert zooindex.show("good", index=zoo["index"])["path"] == \
+        str((zoo["folder"] / "good.onnx").resolve())
+    replaced = zooindex.add(other, index=zoo["index"], replace=True)
+    assert replaced[0].status == "replaced"
+
+
+def test_replaced_content_never_reuses_old_scores(zoo, tmp_path):
+    before = zooindex.search(zoo["target"], index=zoo["index"], models=["good"])
+    other = tmp_path / "good.onnx"
+    save(linear_features(selector([4, 5]), classes=3), other)
+    zooindex.add(other, index=zoo["index"], replace=True)
+    after = zooindex.search(zoo["target"], index=zoo["index"], models=["good"])
+    assert not after.ranked[0].cached
+    assert after.ranked[0].score < before.ranked[0].score
+
+
+def test_bad_targets_raise_target_errors(zoo, tmp_path):
+    x, y = zoo["x"], zoo["y"]
+    cases = {
+        "nolabels.npz": dict(x=x),
+        "lengths.npz": dict(x=x, y=y[:-3]),
+        "nan.npz": dict(x=np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x), y=y),
+        "oneclass.npz": dict(x=x, y=np.zeros_like(y)),
+    }
+    for name, arrays in cases.items():
+        path = tmp_path / name
+        np.savez(path, **arrays)
+        with pytest.raises(TargetError):
+            zooindex.search(path, index=zoo["index"])
+
+
+def test_empty_index_is_a_clear_error(tmp_path, zoo):
+    with pytest.raises(ZooIndexError, match="zooindex add"):
+        zooindex.search(zoo["target"], index=tmp_path / "empty.db")
+
+
+def test_rm_and_cache_clear(zoo):
+    zooindex.search(zoo["target"], index=zoo["index"])
+    zooindex.rm("noise", index=zoo["index"])
+    assert [m["name"] for m in zooindex.ls(index=zoo["index"])] == ["good", "mixed"]
+    stats = zooindex.cache_clear(index=zoo["index"])
+    assert stats["scores"] == 2 and stats["activations"] == 2
+
+
+def test_scorer_columns_ranked_by_the_first(zoo):
+    ranking = zooindex.search(zoo["target"], index=zoo["index"],
+                              scorers=["silhouette", "silhouette-classwise"])
+    assert ranking.scorers == ["silhouette", "silhouette-classwise"]
+    for r in ranking.ranked:
+        assert set(r.scores) == {"silhouette", "silhouette-classwise"}
+        assert r.score == r.scores["silhouette"]
+    json.dumps(ranking.to_records())  # serialisable
+
+
+def test_model_with_two_inputs_needs_input_and_then_runs(tmp_path):
+    from onnx_factory import mlp, two_inputs
+
+    save(two_inputs(input_dim=8, hidden=(6, 4), classes=3), tmp_path / "two.onnx")
+    save(mlp(input_dim=8, hidden=(6, 4), classes=3), tmp_path / "one.onnx")
+    x, y = clustered()
+    np.savez(tmp_path / "t.npz", x=x, y=y)
+    index = tmp_path / "i.db"
+    with pytest.raises(ZooIndexError, match="--input"):
+        zooindex.add(tmp_path / "two.onnx", index=index)
+    assert zooindex.ls(index=index) == []
+    zooindex.add(tmp_path / "two.onnx", index=index, input="x")
+    zooindex.add(tmp_path / "one.onnx", index=index)
+    ranking = zooindex.search(tmp_path / "t.npz", index=index)
+    # with aux fed zeros the two-input model computes exactly the one-input model
+    scores = {r.model: r.score for r in ranking.ranked}
+    assert scores["two"] == pytest.approx(scores["one"], abs=1e-9)

@@ -1,0 +1,418 @@
+"""neuralRank end to end: rank every indexed model for a labeled target.
+
+For each model: fit the target's inputs to the model, run the model once with the chosen
+layers exposed as extra outputs, flatten their activations, and score them with the
+chosen estimators (the silhouette of PCA-reduced features by default). Activations and
+scores are cached in the index under the model's content hash, the target's content
+hash and the model's preprocessing, so a repeated search runs no model at all, and a
+search with another D or metric reuses the activations.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import estimators as est_registry
+from .adapt import Preprocessing, adapt, check_fit
+from .errors import AdaptError, LayerError, ModelError, ZooIndexError
+from .index import Index, ModelRecord, opened
+from .target import Target, load_target
+
+OUTPUT = "::output"  # cache key of the model's own classifier output
+METRICS = ("cosine", "euclidean", "sqeuclidean")
+
+
+@dataclass
+class Result:
+    """One ranked (model, layer) row, or a skipped model with its reason."""
+
+    model: str
+    layer: str | None = None
+    score: float | None = None
+    scores: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)  # estimator -> seconds it took to compute
+    dim: int | None = None          # features per sample at the layer
+    components: int | None = None   # PCA components actually used
+    seconds: float = 0.0
+    inference_seconds: float = 0.0
+    cached: bool = False
+    provider: str | None = None
+    status: str = "ok"
+    reason: str | None = None
+    rank: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Ranking:
+    """The outcome of a search: ranked results first, skipped models after them."""
+
+    target: str
+    n: int
+    classes: list
+    scorers: list
+    dim: int
+    metric: str
+    results: list
+    notes: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ranked(self) -> list[Result]:
+        return [r for r in self.results if r.status == "ok"]
+
+    @property
+    def skipped(self) -> list[Result]:
+        return [r for r in self.results if r.status != "ok"]
+
+    def to_records(self) -> list[dict]:
+        return [r.to_dict() for r in self.results]
+
+
+@dataclass
+class _Job:
+    """The work of one model: which layers, which scores are still missing."""
+
+    record: ModelRecord
+    layers: list
+    prep: Preprocessing
+    results: dict = field(default_factory=dict)  # layer -> Result
+
+
+def resolve_scorers(scorers) -> list:
+    names = [scorers] if isinstance(scorers, str) else list(scorers or ["silhouette"])
+    if "all" in names:
+        names = [e.name for e in est_registry.available()]
+    out = []
+    for name in names:
+        e = est_registry.get(name)
+        if e not in out:
+            out.append(e)
+    return out
+
+
+def _layers_for(record: ModelRecord, layer: str | None) -> list[dict]:
+    """The layer rows to score: the default, one named layer, or ``all`` candidates."""
+    by_name = {l["name"]: l for l in record.layers}
+    listing = ", ".join(f"{l['name']} ({l['dim']})" for l in record.layers)
+    if layer in (None, "default"):
+        if record.default_layer is None:
+            raise LayerError(
+                f"model '{record.name}' has no hidden dense layer to use by default; pass "
+                f"--layer with one of: {listing}. See `zooindex layers {record.name}`.",
+                model=record.name, candidates=list(by_name))
+        return [by_name[record.default_layer]]
+    if layer == "all":
+        return list(record.layers)
+    if layer not in by_name:
+        raise LayerError(f"layer '{layer}' not in model '{record.name}'; candidates: "
+                         f"{listing}. See `zooindex layers {record.name}`.",
+                         layer=layer, model=record.name, candidates=list(by_name))
+    return [by_name[layer]]
+
+
+def search(target, *, index=None, layer: str | None = None, dim: int = 10,
+           metric: str = "cosine", scorers=("silhouette",), classes=None,
+           limit: int | None = None, seed: int = 0, split: str | None = None,
+           top: int | None = None, batch_size: int = 256, device: str = "auto",
+           models=None, filter=None, progress: bool | None = False) -> Ranking:
+    """Rank every indexed model (or those named in ``models``) for ``target``.
+
+    ``target`` is a path in any supported format or a :class:`~zooindex.target.Target`.
+    ``filter`` (a :class:`zooindex.zoo.Filter`) narrows the models by tag, source, size
+    or name pattern. The first scorer ranks; the others add columns. Models the target cannot fit, whose
+    file is gone or changed, or that lack the layer, are listed as skipped with a reason.
+    """
+    started = time.perf_counter()
+    if metric not in METRICS:
+        raise ZooIndexError(f"unknown metric '{metric}'; choose from: {', '.join(METRICS)}")
+    if dim < 1:
+        raise ZooIndexError(f"--dim must be at least 1, not {dim}")
+    if batch_size < 1:
+        raise ZooIndexError(f"--batch-size must be at least 1, not {batch_size}")
+    ests = resolve_scorers(scorers)
+    tgt = target if isinstance(target, Target) else load_target(
+        target, split=split, classes=classes, limit=limit, seed=seed)
+    options = {"dim": dim, "metric": metric, "seed": seed}
+    notes: list[str] = []
+    with opened(index) as idx:
+        records = idx.models()
+        if models is not None:
+            wanted = set(models)
+            records = [r for r in records if r.name in wanted]
+        if filter is not None:
+            records = [r for r in records if filter(r)]
+        if not records:
+            if models is not None or filter is not None:
+                raise ZooIndexError(f"no indexed model matches the filters; see `zooindex ls`")
+            raise ZooIndexError(f"no models to rank in the index {idx.path}; add some with "
+                                "`zooindex add MODEL.onnx`")
+        idx.put_target(tgt.key, tgt.source, len(tgt.y), list(tgt.classes))
+        results: list[Result] = []
+        bar = _progress(len(records), progress)
+        try:
+            for record in records:
+                if bar is not None:
+                    bar.set_postfix_str(record.name[:30])
+                results.extend(_search_model(idx, record, tgt, layer, ests, options,
+                                             batch_size, device, notes))
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+    ranked = sorted((r for r in results if r.status == "ok"),
+                    key=lambda r: (-r.score, r.model, r.layer or ""))
+    for i, r in enumerate(ranked, 1):
+        r.rank = i
+    if top is not None:
+        ranked = ranked[:top]
+    skipped = [r for r in results if r.status != "ok"]
+    comps = {r.components for r in ranked if r.components is not None and r.components < dim}
+    if comps and any(e.name.startswith("silhouette") for e in ests):
+        notes.append(f"D={dim} is more than some layers allow; used "
+                     f"{', '.join(map(str, sorted(comps)))} components where needed")
+    return Ranking(target=tgt.source, n=len(tgt.y), classes=list(tgt.classes),
+                   scorers=[e.name for e in ests], dim=dim, metric=metric,
+                   results=ranked + skipped, notes=notes,
+                   seconds=time.perf_counter() - started)
+
+
+def _progress(total: int, progress):
+    if progress is False:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="model", disable=None if progress is None else not progress,
+                leave=False, dynamic_ncols=True)
+
+
+def _skip(record: ModelRecord, reason: str, layer: str | None = None) -> Result:
+    return Result(model=record.name, layer=layer, status="skipped", reason=reason)
+
+
+def _search_model(idx: Index, record: ModelRecord, tgt: Target, layer, ests, options,
+                  batch_size, device, notes) -> list[Result]:
+    t0 = time.perf_counter()
+    status = record.status()
+    if status == "missing":
+        return [_skip(record, f"model file {record.path} is missing; re-add it or "
+                              f"`zooindex rm {record.name}`")]
+    if status == "changed":
+        return [_skip(record, f"model file {record.path} changed since it was added; "
+                              f"`zooindex add --replace {record.path}` to re-index it")]
+    try:
+        rows = _layers_for(record, layer)
+    except LayerError as exc:
+        return [_skip(record, str(exc))]
+    prep = Preprocessing.from_dict(record.preprocessing)
+    try:
+        check_fit(tgt.x.shape[1:], record.input_shape, prep)
+    except AdaptError as exc:
+        return [_skip(record, str(exc))]
+    prep_key = prep.key()
+    needs_probs = any(e.needs_probs for e in ests)
+    if needs_probs and not record.output_name:
+        notes.append(f"{record.name}: no classifier output; estimators that need one "
+                     "are left out")
+
+    # what is cached already?
+    wanted: dict[str, list] = {}  # layer -> estimators still to compute
+    results: dict[str, Result] = {}
+    for row in rows:
+        cached = idx.get_scores(record.sha256, row["name"], tgt.key, prep_key)
+        res = Result(model=record.name, layer=row["name"], dim=row["dim"], cached=True)
+        for e in ests:
+            key = (e.name, json.dumps(e.cache_params(**options), sort_keys=True))
+            if key in cached:
+                value, comps, secs = cached[key]
+                res.scores[e.name] = value
+                res.timings[e.name] = secs
+                if e is ests[0]:
+                    res.components = comps
+            else:
+                wanted.setdefault(row["name"], []).append(e)
+        results[row["name"]] = res
+
+    if wanted:
+        try:
+            features, probs, provider, infer_s = _activations(
+                idx, record, tgt, list(wanted), prep, prep_key, batch_size, device,
+                needs_probs and bool(record.output_name) and
+                any(e.needs_probs for es in wanted.values() for e in es))
+        except (ModelError, AdaptError) as exc:
+            return [_skip(record, str(exc))]
+        for name, todo in wanted.items():
+            res = results[name]
+            res.cached = False
+            res.provider = provider
+            res.inference_seconds = infer_s / max(len(wanted), 1)
+            new_rows = []
+            feats = features[name]
+            for e in todo:
+                if e.needs_probs and probs is None:
+                    continue
+                t = time.perf_counter()
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        value = e(feats, tgt.y, probs=probs, **options)
+                except ZooIndexError as exc:
+                    notes.append(f"{record.name} [{name}] {e.name}: {exc}")
+                    continue
+                comps = min(options["dim"], feats.shape[0], feats.shape[1]) \
+                    if "dim" in e.params else None
+                secs = time.perf_counter() - t
+                res.scores[e.name] = value
+                res.timings[e.name] = secs
+                if e is ests[0]:
+                    res.components = comps
+                new_rows.append((e.name, json.dumps(e.cache_params(**options),
+                                                    sort_keys=True), value, comps, secs))
+            idx.put_scores(record.sha256, name, tgt.key, prep_key, new_rows)
+
+    out = []
+    elapsed = time.perf_counter() - t0
+    for res in results.values():
+        res.seconds = elapsed / len(results)
+        first = ests[0].name
+        if first not in res.scores:
+            res.status = "skipped"
+            res.reason = (f"{first} needs the model's classifier output, which it lacks"
+                          if ests[0].needs_probs else f"{first} could not be computed")
+            continue
+        res.score = res.scores[first]
+        out.append(res)
+    return out
+
+
+def _activations(idx: Index, record: ModelRecord, tgt: Target, layers: list[str],
+                 prep: Preprocessing, prep_key: str, batch_size: int, device: str,
+                 with_probs: bool):
+    """Features of each layer (n, dim) float32, and softmax outputs when asked.
+
+    Read from the cache where possible; otherwise the model runs once for all layers
+    still missing, batch by batch, and what it produced is cached.
+    """
+    features = {}
+    for name in layers:
+        cached = idx.get_activations(record.sha256, name, tgt.key, prep_key)
+        if cached is not None:
+            features[name] = cached
+    probs = idx.get_activations(record.sha256, OUTPUT, tgt.key, prep_key) \
+        if with_probs else None
+    missing = [n for n in layers if n not in features]
+    provider, infer_s = None, 0.0
+    if missing or (with_probs and probs is None):
+        run = run_model(record, tgt.x, missing, prep, batch_size=batch_size, device=device,
+                        with_output=with_probs and probs is None)
+        provider, infer_s = run.provider, run.inference_seconds
+        for name in missing:
+            features[name] = run.features[name]
+            idx.put_activations(record.sha256, name, tgt.key, prep_key, run.features[name])
+        if with_probs and probs is None and run.output is not None:
+            probs = run.output if record.output_is_probs else _softmax(run.output)
+            idx.put_activations(record.sha256, OUTPUT, tgt.key, prep_key, probs)
+    return features, probs, provider, infer_s
+
+
+def features(target, model: str, *, index=None, layer: str | None = None,
+             batch_size: int = 256, device: str = "auto", **target_options) -> np.ndarray:
+    """Activations (n, dim) of one indexed model's layer for a target, cached like search's.
+
+    ``target`` is a path or a :class:`Target`; ``target_options`` (classes, limit, seed,
+    split) are passed to :func:`~zooindex.target.load_target`.
+    """
+    tgt = target if isinstance(target, Target) else load_target(target, **target_options)
+    with opened(index, create=False) as idx:
+        record = idx.get_model(model)
+        row = _layers_for(record, layer)[0]
+        prep = Preprocessing.from_dict(record.preprocessing)
+        check_fit(tgt.x.shape[1:], record.input_shape, prep)
+        feats, _, _, _ = _activations(idx, record, tgt, [row["name"]], prep, prep.key(),
+                                      batch_size, device, False)
+    return feats[row["name"]]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    from scipy.special import softmax
+
+    return softmax(logits.astype(np.float64), axis=1).astype(np.float32)
+
+
+@dataclass
+class RunOutput:
+    features: dict
+    output: np.ndarray | None
+    provider: str
+    inference_seconds: float
+
+
+def run_model(record: ModelRecord, x: np.ndarray, layers: list[str], prep: Preprocessing,
+              *, batch_size: int = 256, device: str = "auto",
+              with_output: bool = False) -> RunOutput:
+    """Run ``x`` through the model with ``layers`` exposed; flatten each to (n, dim).
+
+    The graph is edited in memory (no edited copy touches the disk). The model's input
+    itself is a valid layer: its features are the adapted inputs.
+    """
+    from . import graph, runtime
+
+    proto = graph.load(record.path, load_weights=True)
+    extra = None
+    initializers = {t.name for t in proto.graph.initializer}
+    if sum(i.name not in initializers for i in proto.graph.input) > 1:
+        info = graph.inspect(proto, input_name=record.input_name)
+        extra = lambda n: graph.default_feeds(info, n)  # noqa: E731
+    exposed = [n for n in layers if n != record.input_name]
+    outputs = list(exposed)
+    if with_output and record.output_name and record.output_name not in outputs:
+        outputs.append(record.output_name)
+    model_bytes = graph.expose(proto, outputs).SerializeToString()
+    del proto
+    session = runtime.create_session(model_bytes, device=device, model=record.name,
+                                     input_name=record.input_name, extra=extra)
+    n = len(x)
+    feats: dict[str, np.ndarray] = {}
+    out_arr = None
+    infer = 0.0
+    for start in range(0, n, batch_size):
+        batch = adapt(x[start:start + batch_size], record.input_shape, record.input_dtype,
+                      prep)
+        t = time.perf_counter()
+        try:
+            values = session.run(outputs, batch) if outputs else []
+        except Exception as exc:  # onnxruntime's own error types
+            reason = " ".join(str(exc).split())[:300]
+            raise ModelError(f"model '{record.name}' failed to run on the target: {reason}",
+                             model=record.name) from None
+        infer += time.perf_counter() - t
+        got = dict(zip(outputs, values))
+        if record.input_name in layers:
+            got[record.input_name] = batch
+        for name in layers:
+            v = np.asarray(got[name]).reshape(len(batch), -1)
+            if name not in feats:
+                feats[name] = np.empty((n, v.shape[1]), dtype=np.float32)
+            feats[name][start:start + len(batch)] = v
+        if with_output and record.output_name in got:
+            v = np.asarray(got[record.output_name]).reshape(len(batch), -1)
+            if out_arr is None:
+                out_arr = np.empty((n, v.shape[1]), dtype=np.float32)
+            out_arr[start:start + len(batch)] = v
+    for name, f in feats.items():
+        if not np.all(np.isfinite(f)):
+            raise ModelError(f"model '{record.name}' produced NaN or inf at layer '{name}'",
+                             model=record.name)
+    return RunOutput(features=feats, output=out_arr, provider=session.provider,
+                     inference_seconds=infer)
+
+
+__all__ = ["search", "features", "Ranking", "Result", "run_model", "resolve_scorers"]

@@ -1,0 +1,146 @@
+"""Running models with onnxruntime: device choice, sessions, batched inference.
+
+onnxruntime is an extra (``zooindex[cpu]`` or ``zooindex[gpu]``), imported only when a
+model must really run, so that cached searches and ``--help`` never pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DependencyError, ModelError, ZooIndexError
+
+DEVICES = ("auto", "cpu", "cuda")
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+
+def onnxruntime():
+    """The onnxruntime module, or a one-line error saying which extra to install."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise DependencyError(
+            "running models needs onnxruntime: pip install 'zooindex[cpu]' "
+            "(or 'zooindex[gpu]' on a machine with an NVIDIA GPU)",
+            package="onnxruntime") from None
+    ort.set_default_logger_severity(3)  # errors only: keep C++ log lines off the terminal
+    return ort
+
+
+def gpu_present() -> bool:
+    """Is an NVIDIA GPU really there (not merely a CUDA-enabled onnxruntime build)?"""
+    if glob.glob("/proc/driver/nvidia/gpus/*") or glob.glob("/dev/nvidia[0-9]*"):
+        return True
+    return False
+
+
+def providers(device: str = "auto") -> list[str]:
+    """Execution providers to ask for, in order, for ``device``."""
+    if device not in DEVICES:
+        raise ZooIndexError(f"unknown device '{device}'; choose from: {', '.join(DEVICES)}")
+    if device == "cpu":
+        return [CPU]
+    ort = onnxruntime()
+    cuda_built = CUDA in ort.get_available_providers()
+    if device == "cuda":
+        if not cuda_built:
+            raise DependencyError(
+                "--device cuda needs onnxruntime-gpu: pip uninstall onnxruntime && "
+                "pip install 'zooindex[gpu]'", package="onnxruntime-gpu")
+        if not gpu_present():
+            raise ZooIndexError("--device cuda: no NVIDIA GPU is visible on this machine; "
+                                "use --device cpu")
+        return [CUDA, CPU]
+    return [CUDA, CPU] if cuda_built and gpu_present() else [CPU]
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Swallow what native code writes to fd 2 (CUDA loader noise), keep it for errors."""
+    try:
+        fd = os.dup(2)
+    except OSError:
+        yield lambda: ""
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        captured = {"text": ""}
+        try:
+            yield lambda: captured["text"]
+        finally:
+            os.dup2(fd, 2)
+            os.close(fd)
+            sink.seek(0)
+            captured["text"] = sink.read().decode(errors="replace")
+
+
+@dataclass
+class Session:
+    """An onnxruntime session plus the provider it really uses."""
+
+    session: object
+    provider: str
+    input_name: str
+    batch_dim: int | None  # fixed batch size of the model input, None when dynamic
+    extra: object = None   # callable(batch) -> {name: array} for the model's other inputs
+
+    def _feed(self, x: np.ndarray) -> dict:
+        feed = {self.input_name: x}
+        if self.extra is not None:
+            feed.update(self.extra(len(x)))
+        return feed
+
+    def run(self, outputs: list[str], x: np.ndarray) -> list[np.ndarray]:
+        """Run one batch; a model with a fixed batch size is fed in pieces of that size."""
+        if self.batch_dim is None or len(x) == self.batch_dim:
+            return self.session.run(outputs, self._feed(x))
+        b = self.batch_dim
+        pieces = []
+        for start in range(0, len(x), b):
+            chunk = x[start:start + b]
+            n = len(chunk)
+            if n < b:  # pad the last piece to the fixed size, then drop the padding
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
+            pieces.append([o[:n] for o in self.session.run(outputs, self._feed(chunk))])
+        return [np.concatenate([p[i] for p in pieces]) for i in range(len(outputs))]
+
+
+def create_session(model_bytes: bytes, *, device: str = "auto", model: str = "model",
+                   input_name: str | None = None, extra=None,
+                   threads: int | None = None) -> Session:
+    """Build a session from serialized ONNX, on ``device``; report the provider used.
+
+    onnxruntime-gpu silently falls back to the CPU when CUDA cannot start: the provider
+    actually used is read back from the session, and ``--device cuda`` fails loudly.
+    """
+    ort = onnxruntime()
+    wanted = providers(device)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    with _quiet_stderr() as noise:
+        try:
+            sess = ort.InferenceSession(model_bytes, sess_options=opts, providers=wanted)
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            reason = " ".join(str(exc).split())[:300]
+            raise ModelError(f"onnxruntime cannot load model '{model}': {reason}",
+                             model=model) from None
+    used = sess.get_providers()[0]
+    if device == "cuda" and used != CUDA:
+        detail = " ".join(noise().split())[:200]
+        raise ZooIndexError(f"--device cuda: onnxruntime fell back to {used} for model "
+                            f"'{model}'{': ' + detail if detail else ''}")
+    inputs = {i.name: i for i in sess.get_inputs()}
+    inp = inputs[input_name] if input_name in inputs else next(iter(inputs.values()))
+    batch = inp.shape[0] if inp.shape else None
+    return Session(session=sess, provider=used, input_name=inp.name,
+                   batch_dim=batch if isinstance(batch, int) and batch > 0 else None,
+                   extra=extra)

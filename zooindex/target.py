@@ -1,0 +1,333 @@
+"""The target data set: read, validated once, optionally narrowed, and fingerprinted.
+
+Everything downstream (adapting inputs to a model, running it, scoring) trusts a
+:class:`Target`: numeric inputs without NaN/inf, integer label codes ``0..K-1`` with at
+least two classes of at least two samples each. The :attr:`Target.key` identifies exactly
+the samples that will be scored, so cached activations and scores are reused only for the
+same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import numbers
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import TargetError
+
+ARRAYS = "<arrays>"
+# rows hashed or checked per step: bounded memory for memory-mapped or strided inputs
+_CHUNK_VALUES = 1 << 22
+_RANGE = re.compile(r"^(-?\d+)\s*-\s*(-?\d+)$")
+_INT = re.compile(r"^-?\d+$")
+_SHOWN = 20  # class values listed in an error message before "..."
+
+
+@dataclass(frozen=True)
+class Target:
+    """A validated target data set.
+
+    ``x``: inputs ``(N, ...)``, uint8/integer or float, finite (possibly a memory map).
+    ``y``: int64 codes ``0..K-1``. ``classes``: the original label value of each code, in
+    sorted order. ``class_names``: readable names for the codes when the data set has them
+    (CIFAR, image folders), else ``None``. ``key``: sha256 hex of the inputs, labels and
+    the options that chose them.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    classes: tuple
+    source: str
+    key: str
+    class_names: tuple | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def parse_classes(text: str) -> list:
+    """Parse a ``--classes`` value: ``"0-4"``, ``"3,7,9"``, ``"cat,dog"`` or ``"0-2,7"``.
+
+    Integers (and inclusive integer ranges) become ints, anything else stays a string;
+    duplicates are dropped, first occurrence kept.
+    """
+    if not str(text).strip():
+        raise TargetError("--classes is empty; give label values such as 0-4, 3,7,9 or cat,dog")
+    values = []
+    for token in (t.strip() for t in str(text).split(",")):
+        if not token:
+            raise TargetError(f"--classes '{text}' has an empty item; separate values with "
+                              "single commas, e.g. 3,7,9")
+        match = _RANGE.match(token)
+        if match:
+            low, high = int(match[1]), int(match[2])
+            if low > high:
+                raise TargetError(f"--classes range '{token}' runs backwards; write {high}-{low}")
+            values.extend(range(low, high + 1))
+        elif _INT.match(token):
+            values.append(int(token))
+        else:
+            values.append(token)
+    return list(dict.fromkeys(values))
+
+
+def load_target(source=None, *, split: str | None = None, classes=None, limit: int | None = None,
+                seed: int = 0, x=None, y=None) -> Target:
+    """Read and validate a target data set.
+
+    ``source`` is a path (any registered reader), a :class:`~zooindex.readers.Dataset`, or
+    ``None`` with the arrays given as ``x=`` and ``y=``. ``classes`` keeps only those original
+    label values (a list, or text for :func:`parse_classes`; class names work when the data
+    set has them). ``limit`` draws a stratified, seeded subsample of that many samples (class
+    proportions kept; a limit at or above the size keeps everything).
+    """
+    dataset = _dataset(source, split, x, y)
+    name = dataset.source
+    inputs = _inputs(dataset.x, name)
+    labels = _labels(dataset.y, len(inputs), name)
+    keep = np.arange(len(labels))
+    kept_classes = None
+    if classes is not None:
+        kept_classes = _class_values(classes, labels, dataset.class_names, name)
+        keep = keep[np.isin(labels, kept_classes)]
+    _check_sizes(labels[keep], name, dataset.class_names)
+    drawn = _subsample(labels[keep], limit, seed, name)
+    if drawn is not None:
+        _check_sizes(labels[keep[drawn]], name, dataset.class_names, limited=limit,
+                     expected=np.unique(labels[keep]))
+        keep = keep[drawn]
+    if len(keep) < len(labels):
+        inputs, labels = inputs[keep], labels[keep]
+    _check_finite(inputs, keep, name)
+    values, codes = np.unique(labels, return_inverse=True)
+    codes = codes.astype(np.int64)
+    class_values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
+    options = {"classes": None if kept_classes is None else list(class_values),
+               "limit": None if drawn is None else int(limit),
+               "seed": None if drawn is None else int(seed)}
+    return Target(x=inputs, y=codes, classes=class_values, source=name,
+                  key=fingerprint(inputs, codes, class_values, options),
+                  class_names=_names_for(class_values, dataset.class_names))
+
+
+def fingerprint(inputs: np.ndarray, codes: np.ndarray, class_values: tuple, options: dict) -> str:
+    """sha256 over the inputs' dtype, shape and bytes, the labels, and the options.
+
+    Only raw bytes of C-contiguous blocks are hashed (no conversion), so 5,000 MNIST-sized
+    images cost a few milliseconds; strided inputs are copied a chunk at a time.
+    """
+    digest = hashlib.sha256(b"zooindex-target-1\0")
+    digest.update(f"{inputs.dtype.str}{inputs.shape}".encode())
+    if inputs.flags.c_contiguous:
+        digest.update(inputs.reshape(-1).view(np.uint8))
+    else:
+        for block in _row_blocks(inputs):
+            digest.update(np.ascontiguousarray(block).reshape(-1).view(np.uint8))
+    digest.update(np.ascontiguousarray(codes, dtype="<i8").view(np.uint8))
+    digest.update(json.dumps([list(class_values), options], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _dataset(source, split, x, y):
+    from .readers import Dataset, read
+
+    if x is not None or y is not None:
+        if source is not None:
+            raise TargetError("give either a target source or arrays x= and y=, not both")
+        if x is None or y is None:
+            raise TargetError("arrays need both x= (inputs) and y= (labels)")
+        if split is not None:
+            raise TargetError("--split applies to data-set files; arrays have no splits")
+        return Dataset(x=x, y=y, class_names=None, source=ARRAYS)
+    if source is None:
+        raise TargetError("no target given; pass a data-set path, a Dataset, or x= and y=")
+    if isinstance(source, Dataset):
+        if split is not None:
+            raise TargetError(f"--split applies when reading a file; '{source.source}' is "
+                              "already loaded")
+        return source
+    return read(source, split=split)
+
+
+def _inputs(x, source: str) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        x = np.asarray(x)
+    if x.dtype.kind == "b":
+        x = x.view(np.uint8)
+    if x.dtype.kind not in "iuf":
+        raise TargetError(f"inputs of target '{source}' have dtype {x.dtype}; they must be "
+                          "numbers (uint8 images or floats): decode or encode them first",
+                          path=source)
+    if not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
+    if x.ndim == 0 or len(x) == 0:
+        raise TargetError(f"target '{source}' has no samples", path=source)
+    if x.ndim == 1:  # one number per sample
+        x = x.reshape(-1, 1)
+    if x[0].size == 0:
+        raise TargetError(f"samples of target '{source}' are empty (shape {x.shape})",
+                          path=source)
+    return x
+
+
+def _labels(y, n: int, source: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.reshape(-1)
+    if y.ndim != 1:
+        hint = " (one-hot? pass labels.argmax(1))" if y.ndim == 2 else ""
+        raise TargetError(f"labels of target '{source}' have shape {y.shape}; give one class "
+                          f"label per sample, shape ({n},){hint}", path=source)
+    if len(y) != n:
+        raise TargetError(f"target '{source}' has {n} inputs but {len(y)} labels; give one "
+                          "label per sample", path=source)
+    kind = y.dtype.kind
+    if kind in "biu":
+        return y.astype(np.int64)
+    if kind == "f":
+        whole = np.isfinite(y) & (y == np.round(y))
+        if not whole.all():
+            i = int(np.argmin(whole))
+            raise TargetError(f"label {y[i].item()!r} at sample {i} of target '{source}' is "
+                              "not a class label; labels must be ints or strings (whole-number "
+                              "floats are accepted)", path=source)
+        return y.astype(np.int64)
+    if kind == "U":
+        return y
+    if kind == "S":
+        return np.char.decode(y, "utf-8")
+    if kind == "O":
+        items = y.tolist()
+        if all(isinstance(v, str) for v in items):
+            return np.array(items, dtype=str)
+        if all(isinstance(v, numbers.Integral) for v in items):
+            return np.array(items, dtype=np.int64)
+        i, bad = next((i, v) for i, v in enumerate(items)
+                      if not isinstance(v, (str, numbers.Integral)))
+        raise TargetError(f"label {bad!r} ({type(bad).__name__}) at sample {i} of target "
+                          f"'{source}' is not a class label; use ints or strings", path=source)
+    raise TargetError(f"labels of target '{source}' have dtype {y.dtype}; use ints or strings",
+                      path=source)
+
+
+def _describe(values, names) -> str:
+    shown = [f"{v} ({names[v]})" if names is not None and isinstance(v, int) and 0 <= v < len(names)
+             else str(v) for v in values[:_SHOWN]]
+    more = f", ... ({len(values)} in all)" if len(values) > _SHOWN else ""
+    return ", ".join(shown) + more
+
+
+def _class_values(requested, labels: np.ndarray, names, source: str) -> np.ndarray:
+    """The original label values asked for, each checked against the target."""
+    if isinstance(requested, str):
+        requested = parse_classes(requested)
+    requested = list(requested)
+    if not requested:
+        raise TargetError("--classes is empty; give label values such as 0-4, 3,7,9 or cat,dog")
+    present = np.unique(labels)
+    present_list = [v.item() if isinstance(v, np.generic) else v for v in present]
+    numeric = labels.dtype.kind in "iu"
+    wanted = []
+    for item in requested:
+        value = None
+        if numeric:
+            if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+                value = int(item)
+            elif isinstance(item, str) and names is not None and item in names:
+                value = names.index(item)
+            elif isinstance(item, str) and _INT.match(item.strip()):
+                value = int(item)
+        else:
+            value = str(item)
+        if value is None or value not in present_list:
+            raise TargetError(f"class {item!r} is not in target '{source}'; present: "
+                              f"{_describe(present_list, names)}", path=source)
+        wanted.append(value)
+    return np.array(wanted, dtype=labels.dtype)
+
+
+def _check_sizes(labels: np.ndarray, source: str, names, limited=None, expected=None) -> None:
+    """At least two classes, each with at least two samples.
+
+    After a subsample, ``expected`` holds the classes before it, so that a class the
+    subsample emptied is reported as having 0 samples rather than vanishing.
+    """
+    values, counts = np.unique(labels, return_counts=True)
+    if expected is not None:
+        found = dict(zip(values.tolist(), counts.tolist()))
+        values = expected
+        counts = np.array([found.get(v, 0) for v in expected.tolist()])
+    after = f" after --limit {limited}" if limited is not None else ""
+    if len(values) < 2:
+        only = _describe([v.item() for v in values], names) if len(values) else "none"
+        raise TargetError(f"target '{source}' has {len(values)} class{after} ({only}); ranking "
+                          "needs at least 2 classes with 2 samples each", path=source)
+    small = [(v.item(), int(c)) for v, c in zip(values, counts) if c < 2]
+    if small:
+        listed = ", ".join(f"class {_describe([v], names)} has {c} sample{'s' * (c != 1)}"
+                           for v, c in small[:5])
+        more = f" (and {len(small) - 5} more)" if len(small) > 5 else ""
+        fix = "raise --limit" if limited is not None else "add samples"
+        raise TargetError(f"in target '{source}'{after}, {listed}{more}; every class needs at "
+                          f"least 2 samples: {fix}, or leave it out with --classes", path=source)
+
+
+def _subsample(labels: np.ndarray, limit, seed, source: str):
+    """Sorted positions of a stratified subsample of ``limit`` samples, or None for all."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
+        raise TargetError(f"--limit must be a positive number of samples, not {limit!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TargetError(f"--seed must be an integer, not {seed!r}")
+    n = len(labels)
+    if limit >= n:
+        return None
+    _, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    k = len(counts)
+    if limit < 2 * k:
+        raise TargetError(f"--limit {limit} is too small for {k} classes; each class needs at "
+                          f"least 2 samples, so use --limit {2 * k} or more", path=source)
+    if n - limit >= k:
+        from sklearn.model_selection import train_test_split
+
+        drawn, _ = train_test_split(np.arange(n), train_size=int(limit), stratify=codes,
+                                    random_state=int(seed))
+    else:
+        # fewer samples to drop than classes, which a stratified split cannot express: drop
+        # one sample from each of the largest classes, the closest to the class proportions
+        rng = np.random.default_rng(int(seed))
+        order = np.lexsort((rng.random(k), -counts))
+        dropped = [rng.choice(np.flatnonzero(codes == c)) for c in order[:n - limit]]
+        drawn = np.setdiff1d(np.arange(n), dropped)
+    return np.sort(drawn)
+
+
+def _row_blocks(inputs: np.ndarray):
+    rows = max(1, _CHUNK_VALUES // max(1, inputs[0].size))
+    for start in range(0, len(inputs), rows):
+        yield inputs[start:start + rows]
+
+
+def _check_finite(inputs: np.ndarray, positions: np.ndarray, source: str) -> None:
+    if inputs.dtype.kind != "f":
+        return
+    start = 0
+    for block in _row_blocks(inputs):
+        finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+        if not finite.all():
+            i = int(positions[start + int(np.argmin(finite))])
+            raise TargetError(f"inputs contain NaN or inf at sample {i} of target '{source}'; "
+                              "clean or drop those samples", path=source)
+        start += len(block)
+
+
+def _names_for(class_values: tuple, names) -> tuple | None:
+    if names is None or not all(isinstance(v, int) and 0 <= v < len(names)
+                                for v in class_values):
+        return None
+    return tuple(names[v] for v in class_values)
