@@ -195,3 +195,33 @@ def test_model_with_two_inputs_needs_input_and_then_runs(tmp_path):
     # with aux fed zeros the two-input model computes exactly the one-input model
     scores = {r.model: r.score for r in ranking.ranked}
     assert scores["two"] == pytest.approx(scores["one"], abs=1e-9)
+
+
+def test_streamed_reduction_gives_the_same_scores(zoo, tmp_path, monkeypatch):
+    """Activations too large to hold are reduced as they stream, to the same score."""
+    held = zooindex.search(zoo["target"], index=zoo["index"], dim=2, batch_size=16)
+    monkeypatch.setenv("ZOOINDEX_MAX_ACTIVATION_BYTES", "1")  # every layer streams
+    zooindex.add(zoo["folder"], index=tmp_path / "other.db")
+    streamed = zooindex.search(zoo["target"], index=tmp_path / "other.db", batch_size=16,
+                               dim=2, scorers=["silhouette", "logme"])
+    assert [r.model for r in streamed.ranked] == [r.model for r in held.ranked]
+    for a, b in zip(held.ranked, streamed.ranked):
+        assert b.score == pytest.approx(a.score, abs=1e-8)
+        assert "logme" not in b.scores  # needs full activations: left out, with a note
+    assert any("logme needs the full activations" in n for n in streamed.notes)
+
+
+def test_streaming_pca_matches_sklearn():
+    from zooindex.ranking import _StreamingPCA
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(500, 12)) @ rng.normal(size=(12, 12)) + 5
+    acc = _StreamingPCA()
+    for start in range(0, 500, 37):
+        acc.update(data[start:start + 37])
+    assert acc.n == 500
+    np.testing.assert_allclose(acc.mean, data.mean(0), atol=1e-10)
+    np.testing.assert_allclose(acc.m2 / 499, np.cov(data, rowvar=False), atol=1e-9)
+    proj = (data - acc.mean) @ acc.components(4)
+    ref = PCA(4).fit_transform(data)
+    np.testing.assert_allclose(np.abs(proj), np.abs(ref), atol=1e-8)

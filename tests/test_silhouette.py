@@ -237,8 +237,9 @@ def test_non_finite_or_mismatched_input_is_refused():
         silhouette_score(np.array([[0.0], [np.nan], [1.0], [2.0]]), LINE_LABELS)
     with pytest.raises(EstimatorError, match="labels of shape"):
         silhouette_score(LINE, LINE_LABELS[:3])
-    with pytest.raises(EstimatorError, match=r"\(n, d\)"):
-        silhouette_score(LINE.ravel(), LINE_LABELS)
+    for shapeless in (LINE.ravel(), np.ones((4, 0))):
+        with pytest.raises(EstimatorError, match=r"\(n, d\)"):
+            silhouette_score(shapeless, LINE_LABELS)
 
 
 # -- registered estimators ----------------------------------------------------------

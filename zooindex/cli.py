@@ -279,6 +279,58 @@ def evaluate(train, test, target, test_size, scorers, layer, dim, metric, classe
                f"model took {ev.transfer_seconds:.1f} s", err=True)
 
 
+def _int_list(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated whole numbers, got '{value}'") \
+            from None
+
+
+@cli.command()
+@click.argument("target", type=click.Path(exists=True))
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
+              help="report.html (self-contained page) or report.png (one figure).")
+@click.option("--top", type=int, default=5, show_default=True, help="Models to plot.")
+@click.option("--layer", default=None, help="'default' or a tensor name.")
+@click.option("--dim", "-D", type=int, default=10, show_default=True)
+@click.option("--dims", callback=_int_list, default="2,3,5,10,20,50,100", show_default=True,
+              help="D values of the score-vs-D curves.")
+@click.option("--metric", type=click.Choice(["cosine", "euclidean", "sqeuclidean"]),
+              default="cosine", show_default=True)
+@click.option("--classes", help="Keep these target classes: '0-4', '3,7,9'.")
+@click.option("--limit", type=int, help="Stratified, seeded subsample of N samples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--split", type=click.Choice(["train", "test"]))
+@click.option("--max-points", type=int, default=2000, show_default=True,
+              help="Points per 3D scatter.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@filter_options
+@index_option
+def report(target, out, top, layer, dim, dims, metric, classes, limit, seed, split,
+           max_points, device, filter_tags, filter_source, max_params, filter_name,
+           index_path):
+    """Write a report: ranking, score-vs-D curves, 3D PCA scatter of the top models."""
+    from .report import report as write_report
+    from .target import parse_classes
+
+    flt = _filter(filter_tags, filter_source, max_params, filter_name)
+    names = None
+    if flt is not None:
+        from . import zoo
+
+        names = [m["name"] for m in zoo.ls(index=index_path, filter=flt)]
+    path = write_report(target, out=out, index=index_path, top=top, layer=layer, dim=dim,
+                        dims=dims, metric=metric,
+                        classes=parse_classes(classes) if classes else None, limit=limit,
+                        seed=seed, split=split, device=device, max_points=max_points,
+                        models=names)
+    click.echo(f"wrote {path}")
+
+
 @cli.command(name="ls")
 @filter_options
 @index_option

@@ -194,9 +194,9 @@ def _evaluate_one(idx, r: Result, train_t, train_y, test_t, layer, batch_size, d
     prep = Preprocessing.from_dict(record.preprocessing)
     key = prep.key()
     t = time.perf_counter()
-    feats_train, _, _, _ = _activations(idx, record, train_t, [r.layer], prep, key,
+    feats_train, *_ = _activations(idx, record, train_t, [r.layer], prep, key,
                                         batch_size, device, False)
-    feats_test, _, _, _ = _activations(idx, record, test_t, [r.layer], prep, key,
+    feats_test, *_ = _activations(idx, record, test_t, [r.layer], prep, key,
                                        batch_size, device, False)
     acc = transfer_accuracy(feats_train[r.layer], train_y, feats_test[r.layer], test_t.y,
                             seed=seed)

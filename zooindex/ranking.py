@@ -11,6 +11,7 @@ search with another D or metric reuses the activations.
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,7 @@ from .index import Index, ModelRecord, opened
 from .target import Target, load_target
 
 OUTPUT = "::output"  # cache key of the model's own classifier output
+DEFAULT_MAX_ACTIVATION_BYTES = 512 * 1024**2
 METRICS = ("cosine", "euclidean", "sqeuclidean")
 
 
@@ -243,10 +245,11 @@ def _search_model(idx: Index, record: ModelRecord, tgt: Target, layer, ests, opt
 
     if wanted:
         try:
-            features, probs, provider, infer_s = _activations(
+            features, probs, provider, infer_s, reduced = _activations(
                 idx, record, tgt, list(wanted), prep, prep_key, batch_size, device,
                 needs_probs and bool(record.output_name) and
-                any(e.needs_probs for es in wanted.values() for e in es))
+                any(e.needs_probs for es in wanted.values() for e in es),
+                reduce_to=options["dim"])
         except (ModelError, AdaptError) as exc:
             return [_skip(record, str(exc))]
         for name, todo in wanted.items():
@@ -259,6 +262,12 @@ def _search_model(idx: Index, record: ModelRecord, tgt: Target, layer, ests, opt
             for e in todo:
                 if e.needs_probs and probs is None:
                     continue
+                if name in reduced and "dim" not in e.params:
+                    notes.append(
+                        f"{record.name} [{name}]: {e.name} needs the full activations, "
+                        f"which exceed {max_activation_bytes() / 2**20:.0f} MiB for this "
+                        "target (ZOOINDEX_MAX_ACTIVATION_BYTES); use --limit")
+                    continue
                 t = time.perf_counter()
                 try:
                     with warnings.catch_warnings():
@@ -267,7 +276,7 @@ def _search_model(idx: Index, record: ModelRecord, tgt: Target, layer, ests, opt
                 except ZooIndexError as exc:
                     notes.append(f"{record.name} [{name}] {e.name}: {exc}")
                     continue
-                comps = min(options["dim"], feats.shape[0], feats.shape[1]) \
+                comps = reduced.get(name) or min(options["dim"], *feats.shape) \
                     if "dim" in e.params else None
                 secs = time.perf_counter() - t
                 res.scores[e.name] = value
@@ -295,11 +304,13 @@ def _search_model(idx: Index, record: ModelRecord, tgt: Target, layer, ests, opt
 
 def _activations(idx: Index, record: ModelRecord, tgt: Target, layers: list[str],
                  prep: Preprocessing, prep_key: str, batch_size: int, device: str,
-                 with_probs: bool):
+                 with_probs: bool, reduce_to: int | None = None):
     """Features of each layer (n, dim) float32, and softmax outputs when asked.
 
     Read from the cache where possible; otherwise the model runs once for all layers
-    still missing, batch by batch, and what it produced is cached.
+    still missing, batch by batch, and what it produced is cached. With ``reduce_to``,
+    layers too large to hold come back as their PCA projection (see :func:`run_model`);
+    the returned ``reduced`` dict names them. Those are not cached.
     """
     features = {}
     for name in layers:
@@ -309,18 +320,20 @@ def _activations(idx: Index, record: ModelRecord, tgt: Target, layers: list[str]
     probs = idx.get_activations(record.sha256, OUTPUT, tgt.key, prep_key) \
         if with_probs else None
     missing = [n for n in layers if n not in features]
-    provider, infer_s = None, 0.0
+    provider, infer_s, reduced = None, 0.0, {}
     if missing or (with_probs and probs is None):
         run = run_model(record, tgt.x, missing, prep, batch_size=batch_size, device=device,
-                        with_output=with_probs and probs is None)
-        provider, infer_s = run.provider, run.inference_seconds
+                        with_output=with_probs and probs is None, reduce_to=reduce_to)
+        provider, infer_s, reduced = run.provider, run.inference_seconds, run.reduced
         for name in missing:
             features[name] = run.features[name]
-            idx.put_activations(record.sha256, name, tgt.key, prep_key, run.features[name])
+            if name not in reduced:
+                idx.put_activations(record.sha256, name, tgt.key, prep_key,
+                                    run.features[name])
         if with_probs and probs is None and run.output is not None:
             probs = run.output if record.output_is_probs else _softmax(run.output)
             idx.put_activations(record.sha256, OUTPUT, tgt.key, prep_key, probs)
-    return features, probs, provider, infer_s
+    return features, probs, provider, infer_s, reduced
 
 
 def features(target, model: str, *, index=None, layer: str | None = None,
@@ -336,8 +349,8 @@ def features(target, model: str, *, index=None, layer: str | None = None,
         row = _layers_for(record, layer)[0]
         prep = Preprocessing.from_dict(record.preprocessing)
         check_fit(tgt.x.shape[1:], record.input_shape, prep)
-        feats, _, _, _ = _activations(idx, record, tgt, [row["name"]], prep, prep.key(),
-                                      batch_size, device, False)
+        feats, *_ = _activations(idx, record, tgt, [row["name"]], prep, prep.key(),
+                                 batch_size, device, False)
     return feats[row["name"]]
 
 
@@ -349,19 +362,64 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 @dataclass
 class RunOutput:
-    features: dict
+    features: dict           # layer -> (n, dim) float32, or (n, k) float64 PCA projection
     output: np.ndarray | None
     provider: str
     inference_seconds: float
+    reduced: dict = field(default_factory=dict)   # layer -> components, for streamed layers
+
+
+def max_activation_bytes() -> int:
+    """Above this many bytes of one layer's activations, they are reduced as they stream."""
+    env = os.environ.get("ZOOINDEX_MAX_ACTIVATION_BYTES")
+    return int(float(env)) if env else DEFAULT_MAX_ACTIVATION_BYTES
+
+
+class _StreamingPCA:
+    """Mean and covariance accumulated batch by batch (Chan et al.'s pairwise update).
+
+    Memory is O(dim^2) whatever the number of samples; the second pass projects each
+    batch on the top components, so a layer's full activations are never held at once.
+    """
+
+    def __init__(self):
+        self.n = 0
+        self.mean = None
+        self.m2 = None
+
+    def update(self, batch: np.ndarray) -> None:
+        b = batch.astype(np.float64)
+        nb = len(b)
+        mb = b.mean(axis=0)
+        centred = b - mb
+        m2b = centred.T @ centred
+        if self.n == 0:
+            self.n, self.mean, self.m2 = nb, mb, m2b
+            return
+        delta = mb - self.mean
+        total = self.n + nb
+        self.m2 += m2b + np.outer(delta, delta) * (self.n * nb / total)
+        self.mean += delta * (nb / total)
+        self.n = total
+
+    def components(self, k: int) -> np.ndarray:
+        values, vectors = np.linalg.eigh(self.m2 / max(self.n - 1, 1))
+        order = np.argsort(values)[::-1]
+        rank = int(np.sum(values > values.max() * 1e-12)) if values.max() > 0 else 0
+        k = max(1, min(k, rank or 1, len(values)))
+        return vectors[:, order[:k]]
 
 
 def run_model(record: ModelRecord, x: np.ndarray, layers: list[str], prep: Preprocessing,
-              *, batch_size: int = 256, device: str = "auto",
-              with_output: bool = False) -> RunOutput:
+              *, batch_size: int = 256, device: str = "auto", with_output: bool = False,
+              reduce_to: int | None = None, max_bytes: int | None = None) -> RunOutput:
     """Run ``x`` through the model with ``layers`` exposed; flatten each to (n, dim).
 
     The graph is edited in memory (no edited copy touches the disk). The model's input
-    itself is a valid layer: its features are the adapted inputs.
+    itself is a valid layer: its features are the adapted inputs. A layer whose
+    activations would exceed ``max_bytes`` is reduced as it streams: a first pass
+    accumulates its covariance, a second projects every batch on the top ``reduce_to``
+    principal components, so peak memory stays bounded whatever the target's size.
     """
     from . import graph, runtime
 
@@ -380,39 +438,63 @@ def run_model(record: ModelRecord, x: np.ndarray, layers: list[str], prep: Prepr
     session = runtime.create_session(model_bytes, device=device, model=record.name,
                                      input_name=record.input_name, extra=extra)
     n = len(x)
+    limit = max_activation_bytes() if max_bytes is None else max_bytes
+    infer = [0.0]
+
+    def batches(wanted: list[str]):
+        """(start, {layer: (b, dim) array}) for every batch of the target."""
+        for start in range(0, n, batch_size):
+            batch = adapt(x[start:start + batch_size], record.input_shape,
+                          record.input_dtype, prep)
+            t = time.perf_counter()
+            try:
+                values = session.run(wanted, batch) if wanted else []
+            except Exception as exc:  # onnxruntime's own error types
+                reason = " ".join(str(exc).split())[:300]
+                raise ModelError(f"model '{record.name}' failed to run on the target: "
+                                 f"{reason}", model=record.name) from None
+            infer[0] += time.perf_counter() - t
+            got = {k: np.asarray(v).reshape(len(batch), -1) for k, v in zip(wanted, values)}
+            if record.input_name in layers:
+                got[record.input_name] = batch.reshape(len(batch), -1)
+            for name, v in got.items():
+                if not np.all(np.isfinite(v)):
+                    raise ModelError(f"model '{record.name}' produced NaN or inf at layer "
+                                     f"'{name}'", model=record.name)
+            yield start, got
+
     feats: dict[str, np.ndarray] = {}
+    streams: dict[str, _StreamingPCA] = {}
     out_arr = None
-    infer = 0.0
-    for start in range(0, n, batch_size):
-        batch = adapt(x[start:start + batch_size], record.input_shape, record.input_dtype,
-                      prep)
-        t = time.perf_counter()
-        try:
-            values = session.run(outputs, batch) if outputs else []
-        except Exception as exc:  # onnxruntime's own error types
-            reason = " ".join(str(exc).split())[:300]
-            raise ModelError(f"model '{record.name}' failed to run on the target: {reason}",
-                             model=record.name) from None
-        infer += time.perf_counter() - t
-        got = dict(zip(outputs, values))
-        if record.input_name in layers:
-            got[record.input_name] = batch
+    for start, got in batches(outputs):
         for name in layers:
-            v = np.asarray(got[name]).reshape(len(batch), -1)
-            if name not in feats:
-                feats[name] = np.empty((n, v.shape[1]), dtype=np.float32)
-            feats[name][start:start + len(batch)] = v
+            v = got[name]
+            if name not in feats and name not in streams:
+                if reduce_to is not None and n * v.shape[1] * 4 > limit:
+                    streams[name] = _StreamingPCA()
+                else:
+                    feats[name] = np.empty((n, v.shape[1]), dtype=np.float32)
+            if name in streams:
+                streams[name].update(v)
+            else:
+                feats[name][start:start + len(v)] = v
         if with_output and record.output_name in got:
-            v = np.asarray(got[record.output_name]).reshape(len(batch), -1)
+            v = got[record.output_name]
             if out_arr is None:
                 out_arr = np.empty((n, v.shape[1]), dtype=np.float32)
-            out_arr[start:start + len(batch)] = v
-    for name, f in feats.items():
-        if not np.all(np.isfinite(f)):
-            raise ModelError(f"model '{record.name}' produced NaN or inf at layer '{name}'",
-                             model=record.name)
+            out_arr[start:start + len(v)] = v
+    reduced = {}
+    if streams:  # second pass: project each batch on the top components
+        basis = {name: (s.mean, s.components(reduce_to)) for name, s in streams.items()}
+        for name, (_, comps) in basis.items():
+            feats[name] = np.empty((n, comps.shape[1]), dtype=np.float64)
+            reduced[name] = comps.shape[1]
+        for start, got in batches([o for o in exposed if o in streams]):
+            for name, (mean, comps) in basis.items():
+                v = got[name]
+                feats[name][start:start + len(v)] = (v.astype(np.float64) - mean) @ comps
     return RunOutput(features=feats, output=out_arr, provider=session.provider,
-                     inference_seconds=infer)
+                     inference_seconds=infer[0], reduced=reduced)
 
 
 __all__ = ["search", "features", "Ranking", "Result", "run_model", "resolve_scorers"]
