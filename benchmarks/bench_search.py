@@ -108,6 +108,8 @@ def main() -> None:
     ap.add_argument("--models", type=int, default=10)
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--memory-zoos", default="10,40")
+    ap.add_argument("--memory-n", type=int, default=2000,
+                    help="target size of the memory runs (smaller: they are about growth)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--work", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -120,7 +122,7 @@ def main() -> None:
         mem = []
         for count in map(int, args.memory_zoos.split(",")):
             out = subprocess.run([sys.executable, __file__, "--child", "--work", tmp,
-                                  "--models", str(count), "--n", str(args.n)],
+                                  "--models", str(count), "--n", str(args.memory_n)],
                                  capture_output=True, text=True, check=True).stdout
             mem.append(json.loads(out.strip().splitlines()[-1]))
     share = main_run["inference_s"] / main_run["cold_s"]
@@ -140,7 +142,8 @@ def main() -> None:
     body = ("Paper-shaped CNNs (conv 32, conv 64, dense 1024) with seeded random weights; "
             "target of 5-class 28x28 uint8 images. `python benchmarks/bench_search.py`.\n\n"
             "| measure | value |\n|---|---|\n" + "\n".join(rows) +
-            "\n\nPeak resident memory of a whole cold search (fresh process each):\n\n"
+            f"\n\nPeak resident memory of a whole cold search (fresh process each, "
+            f"{args.memory_n}-sample target):\n\n"
             "| models | cold search | peak RSS |\n|---|---|---|\n" + "\n".join(mem_rows) +
             f"\n\nPeak memory ratio {mem[-1]['models']} vs {mem[0]['models']} models: "
             f"{mem[-1]['peak_rss_mb'] / mem[0]['peak_rss_mb']:.2f}x (flat means activations "

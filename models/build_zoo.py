@@ -1,7 +1,7 @@
 """Build a zoo: train every recipe of a set that is not built yet, export it, record it.
 
     python -m models.build_zoo [--set paper|demo] [--data DIR] [--out DIR]
-                               [--only NAME ...] [--epochs E]
+                               [--only NAME ...] [--epochs E] [--threads N]
 
 Resumable: a model whose ``.onnx`` file and ``manifest.json`` entry both exist is skipped,
 files are written through a temporary file and renamed, and the manifest is rewritten
@@ -168,12 +168,15 @@ def cached_loader(data_dir: str | Path | None, cache_dir: str | Path | None = No
 
 
 def build(recipes: list[Recipe], out_dir: str | Path, epochs: int, load: Loader,
-          with_target: bool = False) -> dict:
-    """Build every recipe (and the demo target) not yet in ``out_dir``; returns the manifest."""
+          with_target: bool = False, threads: int = THREADS) -> dict:
+    """Build every recipe (and the demo target) not yet in ``out_dir``; returns the manifest.
+
+    ``threads`` sets torch's intra-op threads for the whole process.
+    """
     import torch
     from tqdm import tqdm
 
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(out_dir)
@@ -206,14 +209,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="build only these models of the set, e.g. mnist-all fashion-0-4-lite")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs per model (default: the set's chosen number)")
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help="torch threads for training (default: %(default)s)")
     args = parser.parse_args(argv)
     names = [r.name for r in SETS[args.recipe_set]]
     unknown = sorted(set(args.only or ()) - set(names))
     if unknown:
         parser.error(f"not in the {args.recipe_set} set: {', '.join(unknown)}; "
                      f"choose from: {', '.join(names)}")
-    if args.epochs is not None and args.epochs < 1:
-        parser.error(f"--epochs must be at least 1, got {args.epochs}")
+    for flag in ("epochs", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag} must be at least 1, got {value}")
     return args
 
 
@@ -223,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out) if args.out else DEFAULT_OUT[args.recipe_set]
     epochs = args.epochs or EPOCHS[args.recipe_set]
     manifest = build(recipes, out_dir, epochs, cached_loader(args.data),
-                     with_target=args.recipe_set == "demo")
+                     with_target=args.recipe_set == "demo", threads=args.threads)
     built = [m for name, m in manifest["models"].items() if name in {r.name for r in recipes}]
     for entry in built:
         print(f"{entry['file']}\t{entry['architecture']}\t{entry['classes']}\t"

@@ -48,6 +48,15 @@ def fake_loader(dataset, split):
     return synthetic_split(300 if split == "train" else 100, seed=0 if split == "train" else 1)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny networks gain nothing from threads, and lose much when the cores are busy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def session(model):
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
@@ -177,7 +186,8 @@ def test_export_matches_torch_has_dynamic_batch_and_metadata():
 def test_build_writes_models_manifest_and_target_then_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(build_zoo, "TARGET_PER_CLASS", 10)  # the fake test split has 10 per class
     recipes = [Recipe("fashion-mnist", (0, 9), "demo"), Recipe("fashion-mnist", (0, 4), "demo")]
-    manifest = build_zoo.build(recipes, tmp_path, epochs=1, load=fake_loader, with_target=True)
+    manifest = build_zoo.build(recipes, tmp_path, epochs=1, load=fake_loader, with_target=True,
+                               threads=1)
 
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "fashion-0-4-target.npz", "fashion-0-4.onnx", "fashion-all.onnx", "manifest.json"]
@@ -208,14 +218,14 @@ def test_build_writes_models_manifest_and_target_then_resumes(tmp_path, monkeypa
     monkeypatch.setattr(build_zoo, "build_model", must_not_train)
     monkeypatch.setattr(build_zoo, "build_target", must_not_train)
     assert build_zoo.build(recipes, tmp_path, epochs=1, load=fake_loader,
-                           with_target=True) == manifest
+                           with_target=True, threads=1) == manifest
 
 
 def test_build_redoes_a_model_whose_file_is_missing(tmp_path):
     recipe = Recipe("mnist", (5, 9), "demo")
-    first = build_zoo.build([recipe], tmp_path, epochs=1, load=fake_loader)
+    first = build_zoo.build([recipe], tmp_path, epochs=1, load=fake_loader, threads=1)
     (tmp_path / "mnist-5-9.onnx").unlink()
-    second = build_zoo.build([recipe], tmp_path, epochs=1, load=fake_loader)
+    second = build_zoo.build([recipe], tmp_path, epochs=1, load=fake_loader, threads=1)
     assert (tmp_path / "mnist-5-9.onnx").exists()
     # same seed, same data: the rebuilt model is the same model
     assert second["models"]["mnist-5-9"]["test_accuracy"] == \
@@ -240,7 +250,7 @@ def test_command_line_reads_the_data_folder_through_zooindex_readers(tmp_path, c
     write_idx_folder(tmp_path / "data" / "mnist", seed=0)
     write_idx_folder(tmp_path / "data" / "fashion-mnist", seed=1)
     out = tmp_path / "out"
-    assert build_zoo.main(["--set", "demo", "--only", "mnist-5-9", "--epochs", "1",
+    assert build_zoo.main(["--set", "demo", "--only", "mnist-5-9", "--epochs", "1", "--threads", "1",
                            "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert list(manifest["models"]) == ["mnist-5-9"]
