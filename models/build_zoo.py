@@ -202,7 +202,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--set", dest="recipe_set", choices=sorted(SETS), default="paper",
                         help="which recipes: the paper's 23 models or the 6 small demo ones")
     parser.add_argument("--data", default=str(data.DEFAULT_DATA_DIR),
-                        help="folder holding mnist/, fashion-mnist/, cifar10/ (default: %(default)s)")
+                        help="folder holding mnist/, fashion-mnist/, cifar10/ "
+                             "(default: %(default)s)")
     parser.add_argument("--out", default=None,
                         help="output folder (default: models/zoo for paper, models/demo for demo)")
     parser.add_argument("--only", nargs="+", metavar="NAME", default=None,

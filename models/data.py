@@ -74,8 +74,10 @@ def _read(dataset: str, path: Path, split: str) -> Split:
 
 
 def _cache_key(path: Path) -> str:
+    """Short key of the source file's identity: a changed file gets a fresh cache entry."""
     stat = path.stat()
-    return hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    identity = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:12]
 
 
 def _save_npz_atomic(path: Path, **arrays) -> None:

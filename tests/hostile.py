@@ -169,24 +169,43 @@ def bad_graphs(folder: Path) -> list[Case]:
              r"not a valid ONNX model.*FrobnicateV9"),
         Case("unknown-domain", "graph", _save(foreign, folder / "unknown-domain.onnx"),
              r"com\.example\.nowhere"),
-        Case("deep-nesting", "graph", _save(_deeply_nested(200), folder / "deep-nesting.onnx"),
+        Case("deep-nesting", "graph", _write(folder / "deep-nesting.onnx", _deeply_nested(200)),
              r"not a valid ONNX model"),
     ]
 
 
-def _deeply_nested(depth: int) -> onnx.ModelProto:
-    """``If`` nodes whose branches nest ``depth`` levels deep (past protobuf's parse limit)."""
-    inner = helper.make_graph([helper.make_node("Identity", ["x"], ["o0"])], "leaf", [],
-                              [helper.make_tensor_value_info("o0", TensorProto.FLOAT, None)])
-    for level in range(1, depth):
-        node = helper.make_node("If", ["cond"], [f"o{level}"], then_branch=inner,
-                                else_branch=inner)
-        inner = helper.make_graph([node], f"level{level}", [],
-                                  [helper.make_tensor_value_info(f"o{level}", TensorProto.FLOAT,
-                                                                 None)])
-    top = helper.make_node("If", ["cond"], ["y"], then_branch=inner, else_branch=inner)
-    cond = helper.make_tensor_value_info("cond", TensorProto.BOOL, [])
-    return _model_from_graph([top], [_x(), cond], [_y()])
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field, so nesting can go past what the library builds."""
+    def varint(value: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+            value >>= 7
+            if not value:
+                return bytes(out)
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def _deeply_nested(depth: int) -> bytes:
+    """A model whose ``If`` subgraphs nest ``depth`` levels deep, as raw protobuf bytes.
+
+    protobuf refuses to build or parse messages nested past its depth limit, so the
+    levels are concatenated by hand: GraphProto.node = 1, NodeProto.attribute = 5,
+    AttributeProto.g = 6, ModelProto.graph = 7.
+    """
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "leaf", [], [out])
+    data = graph.SerializeToString()
+    for level in range(depth):
+        attr = onnx.AttributeProto(name="then_branch", type=onnx.AttributeProto.GRAPH)
+        node = helper.make_node("If", ["cond"], ["y"])
+        shell = helper.make_graph([], f"level{level}", [], [out])
+        data = shell.SerializeToString() + _field(1, node.SerializeToString() + _field(
+            5, attr.SerializeToString() + _field(6, data)))
+    model = helper.make_model(helper.make_graph([], "top", [], []),
+                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    model.ClearField("graph")
+    return model.SerializeToString() + _field(7, data)
 
 
 def absurd_dims(folder: Path) -> list[Case]:

@@ -147,7 +147,7 @@ def test_training_is_seeded_and_learns_an_easy_task():
     for _ in range(2):
         torch.manual_seed(0)
         net = build_net(TINY, 2)
-        train(net, split.x, split.y, epochs=5, seed=0, batch_size=20)
+        train(net, split.x, split.y, epochs=3, seed=0, batch_size=25, lr=0.01)
         weights.append(torch.cat([p.detach().flatten() for p in net.parameters()]))
     assert torch.equal(weights[0], weights[1])
     test = synthetic_split(50, seed=9, classes=2)
@@ -250,8 +250,9 @@ def test_command_line_reads_the_data_folder_through_zooindex_readers(tmp_path, c
     write_idx_folder(tmp_path / "data" / "mnist", seed=0)
     write_idx_folder(tmp_path / "data" / "fashion-mnist", seed=1)
     out = tmp_path / "out"
-    assert build_zoo.main(["--set", "demo", "--only", "mnist-5-9", "--epochs", "1", "--threads", "1",
-                           "--data", str(tmp_path / "data"), "--out", str(out)]) == 0
+    assert build_zoo.main(["--set", "demo", "--only", "mnist-5-9", "--epochs", "1",
+                           "--threads", "1", "--data", str(tmp_path / "data"),
+                           "--out", str(out)]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert list(manifest["models"]) == ["mnist-5-9"]
     assert manifest["models"]["mnist-5-9"]["class_names"] == ["5", "6", "7", "8", "9"]

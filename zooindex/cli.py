@@ -219,6 +219,12 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, top
         for r in rows:
             if r["status"] != "ok":
                 click.echo(f"skipped {r['model']}: {r['reason']}", err=True)
+        ran = [r for r in ranking.ranked if not r.cached]
+        providers = sorted({r.provider for r in ran if r.provider})
+        click.echo(f"{len(ranking.ranked)} ranked, {len(ranking.skipped)} skipped in "
+                   f"{ranking.seconds:.1f} s; {len(ranking.ranked) - len(ran)} from the cache"
+                   + (f", {len(ran)} run on {', '.join(providers)}" if providers else ""),
+                   err=True)
     for note in ranking.notes:
         click.echo(f"note: {note}", err=True)
 
