@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
@@ -70,6 +71,18 @@ _DEFAULT_DOMAINS = ("", "ai.onnx")
 # that Reshape targets and similar small constants still drive it; larger ones travel
 # as typed inputs, which keeps inference cheap and independent of the weights.
 _SMALL_INITIALIZER = 1024
+MAX_PROTO_BYTES = 2**31 - 1  # protobuf's limit for one serialized message
+# Declared tensor shapes beyond this many values are corrupt (2^36 float32 = 256 GiB)
+_MAX_DECLARED_VALUES = 2**36
+# bytes per value of fixed-size tensor types, for checking external data ranges
+_ITEMSIZE = {t: np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t)).itemsize
+             for t in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE,
+                       onnx.TensorProto.FLOAT16, onnx.TensorProto.INT8,
+                       onnx.TensorProto.UINT8, onnx.TensorProto.INT16,
+                       onnx.TensorProto.UINT16, onnx.TensorProto.INT32,
+                       onnx.TensorProto.UINT32, onnx.TensorProto.INT64,
+                       onnx.TensorProto.UINT64, onnx.TensorProto.BOOL)}
+_ITEMSIZE[onnx.TensorProto.BFLOAT16] = 2
 _LISTED_CANDIDATES = 12
 
 
@@ -168,12 +181,14 @@ class _Topology:
 # loading (the file edge)
 
 
-def load(path, *, load_weights: bool = False) -> onnx.ModelProto:
+def load(path, *, load_weights: bool = False, check_files: bool = False) -> onnx.ModelProto:
     """Read and check the ONNX model at ``path``.
 
     Weights kept in external files are left unread unless ``load_weights`` is true, so
     that listing layers or checking a large model costs little memory; their locations
-    are checked either way (see :func:`check_external_data`).
+    are checked either way (see :func:`check_external_data`). With ``load_weights`` or
+    ``check_files``, the weight files must also exist and be long enough (a stat, no
+    read), so that a model is not indexed without the weights it can never run without.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -181,6 +196,20 @@ def load(path, *, load_weights: bool = False) -> onnx.ModelProto:
     if os.path.isdir(path):
         raise ModelError(f"'{path}' is not a valid ONNX model: it is a directory; "
                          "pass the .onnx file", path=path)
+    # A FIFO or a device would block or never end, and protobuf cannot parse more than
+    # 2 GiB: refuse both before reading a byte.
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelError(f"'{path}' is not a valid ONNX model: it is not a regular file "
+                         "(a pipe, device or socket); pass the .onnx file itself", path=path)
+    if st.st_size == 0:
+        raise ModelError(f"'{path}' is not a valid ONNX model: the file is empty "
+                         "(an interrupted download or copy?)", path=path)
+    if st.st_size > MAX_PROTO_BYTES:
+        raise ModelError(f"'{path}' is not a valid ONNX model: it is {st.st_size:,} bytes, "
+                         "over the 2 GiB limit of a protobuf file; save the weights as "
+                         "external data (onnx.save_model(..., save_as_external_data=True))",
+                         path=path)
     try:
         model = onnx.load(path, load_external_data=False)
     except (DecodeError, ValueError, TypeError, RuntimeError, OSError, KeyError) as exc:
@@ -198,7 +227,11 @@ def load(path, *, load_weights: bool = False) -> onnx.ModelProto:
     if reason is not None:
         raise ModelError(f"'{path}' is not a valid ONNX model: {reason}", path=path)
     base_dir = os.path.dirname(os.path.abspath(path))
-    check_external_data(model, base_dir)
+    try:
+        check_external_data(model, base_dir, files=load_weights or check_files)
+    except ModelError as exc:
+        raise ModelError(f"cannot use the external weights of '{path}': {exc}",
+                         path=path) from None
     if load_weights and _has_external_data(model):
         try:
             external_data_helper.load_external_data_for_model(model, base_dir)
@@ -208,11 +241,12 @@ def load(path, *, load_weights: bool = False) -> onnx.ModelProto:
     return model
 
 
-def check_external_data(model: onnx.ModelProto, base_dir) -> None:
+def check_external_data(model: onnx.ModelProto, base_dir, *, files: bool = False) -> None:
     """Refuse external-data locations that would read a file outside ``base_dir``.
 
     A model file is data from elsewhere; an absolute location, a ``..`` step or a
     symlink leading out of the model's folder would let it read arbitrary files.
+    With ``files``, each weight file must also exist and hold the tensor's byte range.
     """
     base = os.path.realpath(os.fspath(base_dir))
     for tensor in _all_tensors(model.graph):
@@ -230,10 +264,55 @@ def check_external_data(model: onnx.ModelProto, base_dir) -> None:
             target = os.path.realpath(os.path.join(base, location))
             if os.path.commonpath([base, target]) != base:
                 problem = "leads outside the model folder through a symlink"
+            elif files:
+                missing = _external_range_problem(tensor, target)
+                if missing is not None:
+                    raise ModelError(
+                        f"external data file '{location}' of tensor '{tensor.name}' "
+                        f"{missing}; copy the model's weight files next to it")
         if problem is not None:
             raise ModelError(
                 f"external data file '{location}' of tensor '{tensor.name}' {problem}; "
                 f"weight files must sit inside the model folder '{base}'")
+
+
+def external_files(model: onnx.ModelProto) -> list[str]:
+    """The external weight files ``model`` reads, relative to its folder, sorted, once each."""
+    return sorted({entry.value for tensor in _all_tensors(model.graph)
+                   if tensor.data_location == onnx.TensorProto.EXTERNAL
+                   for entry in tensor.external_data if entry.key == "location"})
+
+
+def _external_range_problem(tensor: onnx.TensorProto, target: str) -> str | None:
+    """Why the bytes of an external tensor cannot be at ``target``, or ``None``.
+
+    Only the file's size is read, never its content, so that checking a model with
+    gigabytes of weights costs nothing; a tensor that would need more bytes than its
+    file holds (a truncated download, or dims that promise 2^40 values) is refused.
+    """
+    try:
+        st = os.stat(target)
+    except OSError:
+        return "does not exist"
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    info = {entry.key: entry.value for entry in tensor.external_data}
+    try:
+        offset = int(info.get("offset") or 0)
+        length = int(info["length"]) if info.get("length") else None
+    except ValueError:
+        return "has a non-numeric offset or length"
+    if offset < 0 or (length is not None and length < 0):
+        return "has a negative offset or length"
+    itemsize = _ITEMSIZE.get(tensor.data_type)
+    needed = math.prod(tensor.dims) * itemsize if itemsize else length or 0
+    if length is not None and itemsize and length != needed:
+        return (f"declares {length:,} bytes but the tensor's shape {list(tensor.dims)} "
+                f"needs {needed:,}")
+    if offset + needed > st.st_size:
+        return (f"holds {st.st_size:,} bytes but the tensor needs {needed:,} from offset "
+                f"{offset:,} (truncated?)")
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -418,6 +497,14 @@ def _structure_problem(model) -> str | None:
     initializers = {t.name for t in graph.initializer}
     if not any(i.name not in initializers for i in graph.input):
         return "its graph has no inputs"
+    for value in (*graph.input, *graph.output, *graph.value_info):
+        dims = _dims(value.type) or ()
+        sizes = [d for d in dims if isinstance(d, int)]
+        if any(d < 0 for d in sizes):
+            return f"tensor '{value.name}' declares a negative size {_shape_text(dims)}"
+        if math.prod(sizes) > _MAX_DECLARED_VALUES:
+            return (f"tensor '{value.name}' declares shape {_shape_text(dims)}, "
+                    f"{math.prod(sizes):,} values: its shape information is corrupt")
     return None
 
 

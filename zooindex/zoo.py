@@ -54,7 +54,7 @@ def inspect_file(path: Path, *, name: str | None = None, layer: str | None = Non
                  source: dict | None = None, input_name: str | None = None) -> ModelRecord:
     """Read and check one model file into a record (nothing written)."""
     path = Path(path).resolve()
-    proto = graph.load(path)
+    proto = graph.load(path, check_files=True)
     info = graph.inspect(proto, input_name=input_name) if input_name else graph.inspect(proto)
     name = name or path.stem
     default = info.default_layer
