@@ -5,6 +5,25 @@ One SQLite file (through sqlite-utils) in WAL mode, so that searches read while 
 crash leaves either all of it or none of it. Cached activations are stored as
 compressed ``.npy`` blobs inside the database, keyed by the model's content hash, so
 that a model replaced by other content never reuses stale numbers.
+
+Failure modes are part of the design, because an index outlives many crashes:
+
+* **Contention**: a busy timeout makes writers queue; where SQLite still answers
+  ``SQLITE_BUSY`` at once (a WAL recovery after a crash, switching the journal mode),
+  the step is retried a bounded number of times with jittered exponential backoff, and
+  only then does a :class:`StoreError` say that the index stayed locked.
+* **Read-only** (file or folder without write permission, or ``read_only=True``): the
+  database is opened with ``mode=ro`` (or ``immutable=1`` where even the WAL's shared
+  memory cannot be created), searches read the cache, and every write raises a
+  :class:`StoreError` that says so.
+* **Full disk, I/O errors**: the transaction rolls back and a :class:`StoreError`
+  names the cause; cache writes (activations, scores, targets) are best effort, so a
+  search still returns its ranking and lists the problem in :attr:`Index.warnings`.
+* **Schema versions**: a newer schema is refused; an older one is copied beside the
+  database (``<name>.schema<N>.bak``, through SQLite's backup API, so the copy is
+  consistent even with a live WAL) and migrated in place in one transaction.
+* **Any other SQLite error** inside :func:`opened` becomes a one-line
+  :class:`StoreError` pointing at ``zooindex check``.
 """
 
 from __future__ import annotations
@@ -13,8 +32,11 @@ import contextlib
 import io
 import json
 import os
+import random
+import shutil
 import sqlite3
 import time
+import urllib.parse
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +46,21 @@ import sqlite_utils
 
 from .errors import NotIndexedError, StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_CACHE_LIMIT = 2 * 1024**3  # bytes of compressed activations kept, LRU beyond
-BUSY_TIMEOUT_S = 30.0
+BUSY_TIMEOUT_S = 10.0  # SQLite's own wait for a lock, per attempt
+BUSY_RETRIES = 4       # further attempts, after 0.1, 0.2, 0.4, 0.8 s (jittered)
+_BACKOFF_S = 0.1
+
+# Statements that bring a database from schema version N to N + 1, run in one
+# transaction after a backup copy. Version 2 records what a cheap "is the file still
+# the one indexed?" check needs beyond size and mtime: the inode change time (which no
+# tool can set back, unlike mtime) and the size and times of external weight files.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE models ADD COLUMN ctime FLOAT",
+        "ALTER TABLE models ADD COLUMN weights TEXT"),
+}
+_STAT_TOLERANCE = 1e-6  # seconds: floats of st_mtime/st_ctime round-trip through SQLite
 
 
 def default_path() -> Path:
@@ -39,9 +73,30 @@ def default_path() -> Path:
     return Path(platformdirs.user_data_dir("zooindex")) / "index.db"
 
 
+def weight_stats(model_path, files) -> list[dict]:
+    """Size and times of a model's external weight ``files`` (relative to its folder).
+
+    Stored with the model so that :meth:`ModelRecord.status` notices a weight file that
+    changed while the ``.onnx`` file stayed the same.
+    """
+    folder = Path(model_path).parent
+    stats = []
+    for name in files:
+        st = os.stat(folder / name)
+        stats.append({"file": name, "size": st.st_size, "mtime": st.st_mtime,
+                      "ctime": st.st_ctime})
+    return stats
+
+
 @dataclass
 class ModelRecord:
-    """One indexed model, as stored."""
+    """One indexed model, as stored.
+
+    ``sha256`` is the content hash (:func:`zooindex.hashing.sha256_model`: the file and
+    its external weight files). ``ctime`` and ``weights`` (the weight files' stats) are
+    ``None`` for models indexed before schema 2; the status check then trusts size and
+    mtime, as it did then.
+    """
 
     name: str
     sha256: str
@@ -62,24 +117,56 @@ class ModelRecord:
     external_data: bool
     added_at: str
     layers: list[dict] = field(default_factory=list)
+    ctime: float | None = None
+    weights: list[dict] | None = None
 
     def status(self) -> str:
-        """``ok``, ``missing`` or ``changed``: is the file still what was indexed?
+        """``ok``, ``missing`` or ``changed``: is the file still what was indexed?"""
+        return self.verify()[0]
 
-        A cheap stat decides when size and mtime match; otherwise the content is hashed.
+    def verify(self, *, full: bool = False) -> tuple[str, dict | None]:
+        """``(status, fresh)``: the status, and new stat fields worth storing.
+
+        A cheap stat decides when size, mtime and ctime of the file (and of each weight
+        file) match what was stored; otherwise, or with ``full``, the content is hashed.
+        ``fresh`` is not ``None`` when the content matched but the stored stat was stale
+        (a ``touch``, a copy, a chmod), so that the next check is cheap again.
         """
         try:
             st = os.stat(self.path)
+            weights = weight_stats(self.path, [w["file"] for w in self.weights or []])
         except OSError:
-            return "missing"
-        if st.st_size == self.size and abs(st.st_mtime - self.mtime) < 1e-6:
-            return "ok"
-        from .hashing import sha256_file
+            return "missing", None
+        fresh = {"size": st.st_size, "mtime": st.st_mtime, "ctime": st.st_ctime,
+                 "weights": weights if self.weights is not None else None}
+        if not full and self._stat_matches(fresh):
+            return "ok", (fresh if self.ctime is None else None)
+        from .hashing import sha256_model
 
+        folder = Path(self.path).parent
         try:
-            return "ok" if sha256_file(self.path) == self.sha256 else "changed"
+            sha = sha256_model(self.path, [folder / w["file"] for w in self.weights or []])
         except OSError:
-            return "missing"
+            return "missing", None
+        if sha != self.sha256:
+            return "changed", None
+        return "ok", (None if self._stat_matches(fresh, strict=True) else fresh)
+
+    def _stat_matches(self, fresh: dict, strict: bool = False) -> bool:
+        def same(a, b):
+            return a is not None and b is not None and abs(a - b) < _STAT_TOLERANCE
+
+        if fresh["size"] != self.size or not same(fresh["mtime"], self.mtime):
+            return False
+        if self.ctime is None:  # indexed before ctime was recorded
+            return not strict
+        if not same(fresh["ctime"], self.ctime):
+            return False
+        for old, new in zip(self.weights or [], fresh["weights"] or []):
+            if old["size"] != new["size"] or not same(old["mtime"], new["mtime"]) \
+                    or not same(old.get("ctime"), new["ctime"]):
+                return False
+        return True
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -95,6 +182,9 @@ def _record(row: dict, layers: list[dict]) -> ModelRecord:
         row[key] = json.loads(row[key]) if row[key] else ({} if key != "input_shape" else [])
     row["output_is_probs"] = bool(row["output_is_probs"])
     row["external_data"] = bool(row["external_data"])
+    # a schema-1 database opened read-only has neither column
+    row["weights"] = json.loads(row["weights"]) if row.get("weights") else None
+    row["ctime"] = row.get("ctime")
     return ModelRecord(**row, layers=layers)
 
 
@@ -102,7 +192,7 @@ def encode_array(array: np.ndarray) -> bytes:
     """Store an array sparsely: a bit mask of its non-zeros plus their values.
 
     Activations after ReLU are often half zeros; this halves them at memory speed, about
-    ten times faster than zlib, and round-trips exactly (up to the sign of zero).
+    ten times faster than zlib, and round-trips exactly.
     """
     a = np.ascontiguousarray(array)
     mask = a != 0
@@ -125,17 +215,30 @@ def decode_array(blob: bytes) -> np.ndarray:
     return out.reshape(shape)
 
 
+# what decode_array raises on a damaged blob
+DECODE_ERRORS = (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile)
+
+
 class Index:
-    """A zooindex database. Open with ``Index(path)``; use as a context manager."""
+    """A zooindex database. Open with ``Index(path)``; use as a context manager.
+
+    ``read_only``: ``None`` decides from the permissions of the file and its folder;
+    ``True`` opens it read-only whatever they are (nothing is written, not even the
+    cache). :attr:`warnings` collects cache writes that failed (full disk, read-only
+    file system) and were skipped.
+    """
 
     def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True,
-                 cache_limit: int | None = None):
+                 cache_limit: int | None = None, read_only: bool | None = None):
         self.path = Path(path).expanduser() if path is not None else default_path()
         env_limit = os.environ.get("ZOOINDEX_CACHE_LIMIT")
         self.cache_limit = cache_limit if cache_limit is not None else (
             int(float(env_limit)) if env_limit else DEFAULT_CACHE_LIMIT)
-        if not self.path.exists():
-            if not create:
+        self.warnings: list[str] = []
+        self.schema_version = SCHEMA_VERSION
+        exists = self.path.exists()
+        if not exists:
+            if not create or read_only:
                 raise StoreError(f"no index at {self.path}; add a model first with "
                                  "`zooindex add MODEL.onnx`", path=str(self.path))
             try:
@@ -143,21 +246,61 @@ class Index:
             except OSError as exc:
                 raise StoreError(f"cannot create the index folder {self.path.parent}: "
                                  f"{exc.strerror}", path=str(self.path)) from None
+        if self.path.is_dir():
+            raise StoreError(f"the index path {self.path} is a folder; give a file name "
+                             "such as index.db with --index", path=str(self.path))
+        # WAL needs to create files beside the database, so the folder counts too
+        self.read_only = read_only if read_only is not None else exists and not (
+            os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK))
+        self.db = None
         try:
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S)
-            self.db = sqlite_utils.Database(conn)
-            self.db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self.read_only = not os.access(self.path, os.W_OK) if self.path.exists() else False
-            if not self.read_only:
-                mode = self.db.execute("PRAGMA journal_mode").fetchone()[0]
-                if mode != "wal":
-                    with self.db.ensure_autocommit_on():
-                        self.db.execute("PRAGMA journal_mode = WAL")
+            self.db = sqlite_utils.Database(self._connect())
             self.db.execute("PRAGMA foreign_keys = ON")
-            self._check_schema()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a usable zooindex database: {exc}",
+            if not self.read_only:
+                self._retry(self._ensure_wal)
+            self._retry(self._check_schema)
+        except BaseException as exc:
+            if self.db is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.close()
+            if not isinstance(exc, sqlite3.DatabaseError):
+                raise
+            if _is_busy(exc):
+                raise _store_error(exc, self.path) from None
+            raise StoreError(f"{self.path} is not a usable zooindex database: {exc}; "
+                             "run `zooindex check` on it, or use another --index",
                              path=str(self.path)) from None
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.read_only:
+            return sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S)
+        uri = "file:" + urllib.parse.quote(str(self.path.absolute()))
+        conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            # A WAL database in a folder nobody may write: SQLite cannot create the
+            # shared-memory file, so read the main file as immutable (changes still
+            # in a leftover -wal file are not seen).
+            conn.close()
+            return sqlite3.connect(uri + "?immutable=1", uri=True, timeout=BUSY_TIMEOUT_S)
+
+    def _ensure_wal(self) -> None:
+        mode = self.db.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal":
+            with self.db.ensure_autocommit_on():
+                self.db.execute("PRAGMA journal_mode = WAL")
+
+    def _retry(self, step):
+        """Run ``step()``, again after a jittered backoff while SQLite answers busy."""
+        for attempt in range(BUSY_RETRIES + 1):
+            try:
+                return step()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or attempt == BUSY_RETRIES:
+                    raise
+                time.sleep(_BACKOFF_S * 2**attempt * (0.5 + random.random()))
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
@@ -169,37 +312,56 @@ class Index:
     def __exit__(self, *exc):
         self.close()
 
+    def _refuse_write(self) -> None:
+        if self.read_only:
+            raise StoreError(f"the index {self.path} is read-only; searches can use its "
+                             "cache but nothing can be written (add, rm, cache clear need "
+                             "write permission on the file and its folder)",
+                             path=str(self.path))
+
     @contextlib.contextmanager
     def transaction(self):
         """One logical change: ``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error.
 
         IMMEDIATE takes the write lock up front, so two writers never deadlock on a
-        read-then-write upgrade; the busy timeout makes the second one wait its turn.
+        read-then-write upgrade; the busy timeout makes the second one wait its turn,
+        and a bounded retry covers the cases where SQLite does not wait. SQLite errors
+        inside (full disk, read-only file, I/O error) roll everything back and become
+        a :class:`StoreError`.
         """
-        if self.read_only:
-            raise StoreError(f"the index {self.path} is read-only; searches can use its "
-                             "cache but nothing can be written", path=str(self.path))
+        self._refuse_write()
         conn = self.db.conn
         if conn.in_transaction:  # nested: sqlite-utils uses a savepoint
             with self.db.atomic():
                 yield self
             return
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            self._retry(lambda: conn.execute("BEGIN IMMEDIATE"))
         except sqlite3.OperationalError as exc:
             raise _store_error(exc, self.path) from None
         try:
             yield self
+        except sqlite3.OperationalError as exc:
+            self._rollback()
+            raise _store_error(exc, self.path) from None
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
-            conn.execute("COMMIT")
+            self._retry(lambda: conn.execute("COMMIT"))
         except sqlite3.OperationalError as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            self._rollback()
             raise _store_error(exc, self.path) from None
+
+    def _rollback(self) -> None:
+        # SQLite may already have rolled back on its own (a full disk, an I/O error)
+        if self.db.conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.conn.execute("ROLLBACK")
+
+    def _schema_on_disk(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
 
     def _check_schema(self) -> None:
         tables = set(self.db.table_names())
@@ -211,19 +373,63 @@ class Index:
                                  "index; choose another path with --index", path=str(self.path))
             self._create_schema()
             return
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else 0
+        version = self._schema_on_disk()
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"the index {self.path} was written by a newer zooindex (schema {version}, "
                 f"this one reads up to {SCHEMA_VERSION}); upgrade zooindex",
                 path=str(self.path))
+        if version < min(_MIGRATIONS, default=SCHEMA_VERSION):
+            raise StoreError(f"the index {self.path} has an unknown schema {version}; "
+                             "it was not written by zooindex", path=str(self.path))
         if version < SCHEMA_VERSION:
-            raise StoreError(f"the index {self.path} has an unknown schema {version}",
-                             path=str(self.path))
+            if self.read_only:  # read it as it is; newer columns read as unknown
+                self.schema_version = version
+            else:
+                self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an older schema up to date: backup copy first, then one transaction."""
+        with self.transaction():
+            version = self._schema_on_disk()  # another process may have migrated it
+            if version >= SCHEMA_VERSION:
+                return
+            backup = self.path.with_name(f"{self.path.name}.schema{version}.bak")
+            self._backup(backup)
+            for step in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[step]:
+                    self.db.execute(statement)
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                            [str(SCHEMA_VERSION)])
+
+    def _backup(self, dest: Path) -> None:
+        """A consistent copy of the committed database at ``dest`` (WAL included).
+
+        Read through a second connection while this one holds the write lock, so the
+        copy is exactly the state the migration starts from.
+        """
+        partial = dest.with_name(dest.name + ".partial")
+        source = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S)
+        try:
+            target = sqlite3.connect(str(partial))
+            try:
+                source.backup(target)
+            finally:
+                target.close()
+            os.replace(partial, dest)
+        except (sqlite3.Error, OSError) as exc:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+            raise StoreError(f"cannot back up the index {self.path} to {dest} before "
+                             f"upgrading its schema: {exc}; nothing was changed",
+                             path=str(self.path)) from None
+        finally:
+            source.close()
 
     def _create_schema(self) -> None:
         with self.transaction():
+            if "meta" in self.db.table_names():  # another process created it meanwhile
+                return
             db = self.db
             db["meta"].create({"key": str, "value": str}, pk="key", if_not_exists=True)
             db["models"].create({
@@ -231,7 +437,7 @@ class Index:
                 "input_name": str, "input_shape": str, "input_dtype": str, "opset": int,
                 "params": int, "default_layer": str, "output_name": str,
                 "output_is_probs": int, "preprocessing": str, "tags": str, "source": str,
-                "external_data": int, "added_at": str,
+                "external_data": int, "added_at": str, "ctime": float, "weights": str,
             }, pk="name", not_null={"sha256", "path"}, if_not_exists=True)
             db["layers"].create({
                 "model": str, "name": str, "op": str, "kind": str, "dim": int,
@@ -263,6 +469,7 @@ class Index:
         row = {k: v for k, v in record.to_dict().items() if k != "layers"}
         for key in _JSON_FIELDS:
             row[key] = json.dumps(row[key], sort_keys=True)
+        row["weights"] = None if record.weights is None else json.dumps(record.weights)
         row["output_is_probs"] = int(record.output_is_probs)
         row["external_data"] = int(record.external_data)
         with self.transaction():
@@ -304,42 +511,75 @@ class Index:
         return layers
 
     def models(self) -> list[ModelRecord]:
-        layers: dict[str, list[dict]] = {}
-        for row in self.db.query(
-                "SELECT model, name, op, kind, dim, shape, position, is_default FROM layers "
-                "ORDER BY model, position"):
-            model = row.pop("model")
-            row["shape"] = json.loads(row["shape"]) if row["shape"] else []
-            row["is_default"] = bool(row["is_default"])
-            layers.setdefault(model, []).append(row)
-        return [_record(row, layers.get(row["name"], []))
-                for row in self.db.query("SELECT * FROM models ORDER BY name")]
+        # one read transaction, so that the layers match the models of the same moment
+        with self._snapshot():
+            layers: dict[str, list[dict]] = {}
+            for row in self.db.query(
+                    "SELECT model, name, op, kind, dim, shape, position, is_default "
+                    "FROM layers ORDER BY model, position"):
+                model = row.pop("model")
+                row["shape"] = json.loads(row["shape"]) if row["shape"] else []
+                row["is_default"] = bool(row["is_default"])
+                layers.setdefault(model, []).append(row)
+            return [_record(row, layers.get(row["name"], []))
+                    for row in self.db.query("SELECT * FROM models ORDER BY name")]
+
+    @contextlib.contextmanager
+    def _snapshot(self):
+        """A read transaction: every query inside sees the same committed state."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            yield
+            return
+        self._retry(lambda: conn.execute("BEGIN"))
+        try:
+            yield
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
 
     def model_names(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT name FROM models ORDER BY name")]
 
     def remove_model(self, name: str) -> ModelRecord:
-        record = self.get_model(name)
         with self.transaction():
+            record = self.get_model(name)  # read under the lock: another rm may have won
             self.db.execute("DELETE FROM layers WHERE model = ?", [name])
             self.db.execute("DELETE FROM models WHERE name = ?", [name])
             # cached numbers of content no other model shares are now orphans
             self._drop_orphans()
         return record
 
-    def update_file_stat(self, name: str, size: int, mtime: float) -> None:
+    def update_file_stat(self, name: str, size: int, mtime: float,
+                         ctime: float | None = None, weights: list | None = None) -> None:
         with self.transaction():
-            self.db.execute("UPDATE models SET size = ?, mtime = ? WHERE name = ?",
-                            [size, mtime, name])
+            self.db.execute(
+                "UPDATE models SET size = ?, mtime = ?, ctime = COALESCE(?, ctime), "
+                "weights = COALESCE(?, weights) WHERE name = ?",
+                [size, mtime, ctime, None if weights is None else json.dumps(weights), name])
+
+    def model_status(self, record: ModelRecord) -> str:
+        """:meth:`ModelRecord.status`, storing the fresh stat when the content still matches.
+
+        A model whose file was touched, copied back or chmod-ed hashes once, not at
+        every search. Best effort: a read-only or busy index just hashes again next time.
+        """
+        status, fresh = record.verify()
+        if fresh is not None and not self.read_only and self.schema_version >= 2:
+            with contextlib.suppress(StoreError):
+                self.update_file_stat(record.name, fresh["size"], fresh["mtime"],
+                                      fresh["ctime"], fresh["weights"])
+        return status
 
     # -- targets -----------------------------------------------------------------
     def put_target(self, key: str, source: str, n: int, classes: list) -> None:
         if self.read_only:
             return
-        with self.transaction():
-            self.db["targets"].upsert({"key": key, "source": source, "n": n,
-                                       "classes": json.dumps([str(c) for c in classes]),
-                                       "created_at": _now()}, pk="key")
+        with self._best_effort("the target"):
+            with self.transaction():
+                self.db["targets"].upsert({"key": key, "source": source, "n": n,
+                                           "classes": json.dumps([str(c) for c in classes]),
+                                           "created_at": _now()}, pk="key")
 
     # -- scores ------------------------------------------------------------------
     def get_scores(self, model_sha: str, layer: str, target: str, prep: str) -> dict:
@@ -350,54 +590,96 @@ class Index:
             [model_sha, layer, target, prep])}
 
     def put_scores(self, model_sha: str, layer: str, target: str, prep: str,
-                   rows: list[tuple[str, str, float, int | None, float]]) -> None:
+                   rows: list[tuple[str, str, float, int | None, float]]) -> bool:
+        """Cache one (model, layer, target) group of scores, all or none; best effort.
+
+        Skipped when no model has that content or the target row is gone any more (a
+        concurrent ``rm`` or ``cache clear``), so that no orphan is written.
+        """
         if self.read_only or not rows:
-            return
-        with self.transaction():
-            self.db["scores"].upsert_all(
-                ({"model_sha": model_sha, "layer": layer, "target": target, "prep": prep,
-                  "estimator": est, "params": params, "value": value,
-                  "components": components, "seconds": seconds, "created_at": _now()}
-                 for est, params, value, components, seconds in rows),
-                pk=("model_sha", "layer", "target", "prep", "estimator", "params"))
+            return False
+        with self._best_effort("scores"):
+            with self.transaction():
+                if not self._sha_indexed(model_sha) or not self._target_known(target):
+                    return False
+                self.db["scores"].upsert_all(
+                    ({"model_sha": model_sha, "layer": layer, "target": target, "prep": prep,
+                      "estimator": est, "params": params, "value": value,
+                      "components": components, "seconds": seconds, "created_at": _now()}
+                     for est, params, value, components, seconds in rows),
+                    pk=("model_sha", "layer", "target", "prep", "estimator", "params"))
+            return True
+        return False
 
     # -- activations ---------------------------------------------------------------
     def get_activations(self, model_sha: str, layer: str, target: str,
                         prep: str) -> np.ndarray | None:
+        key = [model_sha, layer, target, prep]
         row = self.db.execute(
             "SELECT data FROM activations WHERE model_sha = ? AND layer = ? AND target = ? "
-            "AND prep = ?", [model_sha, layer, target, prep]).fetchone()
+            "AND prep = ?", key).fetchone()
         if row is None:
             return None
         try:
             array = decode_array(row[0])
-        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile):
-            return None  # a damaged entry is a cache miss, never wrong numbers
+        except DECODE_ERRORS:
+            # a damaged entry is a cache miss, never wrong numbers; drop it
+            if not self.read_only:
+                with contextlib.suppress(StoreError):
+                    with self.transaction():
+                        self.db.execute("DELETE FROM activations WHERE model_sha = ? AND "
+                                        "layer = ? AND target = ? AND prep = ?", key)
+            return None
         if not self.read_only:
-            with contextlib.suppress(StoreError, sqlite3.OperationalError):
+            with contextlib.suppress(StoreError):
                 with self.transaction():
                     self.db.execute(
                         "UPDATE activations SET used_at = ? WHERE model_sha = ? AND layer = ? "
-                        "AND target = ? AND prep = ?",
-                        [time.time(), model_sha, layer, target, prep])
+                        "AND target = ? AND prep = ?", [time.time(), *key])
         return array
 
     def put_activations(self, model_sha: str, layer: str, target: str, prep: str,
                         array: np.ndarray) -> bool:
-        """Cache ``array`` unless it alone exceeds the cache limit; evict LRU beyond it."""
+        """Cache ``array`` unless it alone exceeds the cache limit; evict LRU beyond it.
+
+        Best effort, like :meth:`put_scores`: a failed write is noted in
+        :attr:`warnings` and the search goes on without the cache.
+        """
         if self.read_only:
             return False
         blob = encode_array(array)
         if len(blob) > self.cache_limit:
             return False
-        with self.transaction():
-            self.db["activations"].upsert({
-                "model_sha": model_sha, "layer": layer, "target": target, "prep": prep,
-                "n": int(array.shape[0]), "dim": int(np.prod(array.shape[1:])),
-                "bytes": len(blob), "data": blob, "created_at": _now(),
-                "used_at": time.time()}, pk=("model_sha", "layer", "target", "prep"))
-            self._evict(self.cache_limit)
-        return True
+        with self._best_effort("activations"):
+            with self.transaction():
+                if not self._sha_indexed(model_sha):
+                    return False
+                self.db["activations"].upsert({
+                    "model_sha": model_sha, "layer": layer, "target": target, "prep": prep,
+                    "n": int(array.shape[0]), "dim": int(np.prod(array.shape[1:])),
+                    "bytes": len(blob), "data": blob, "created_at": _now(),
+                    "used_at": time.time()}, pk=("model_sha", "layer", "target", "prep"))
+                self._evict(self.cache_limit)
+            return True
+        return False
+
+    @contextlib.contextmanager
+    def _best_effort(self, what: str):
+        """Swallow a failed cache write, keeping its reason in :attr:`warnings`."""
+        try:
+            yield
+        except StoreError as exc:
+            note = f"could not cache {what}: {exc}"
+            if note not in self.warnings:
+                self.warnings.append(note)
+
+    def _sha_indexed(self, model_sha: str) -> bool:
+        return self.db.execute("SELECT 1 FROM models WHERE sha256 = ? LIMIT 1",
+                               [model_sha]).fetchone() is not None
+
+    def _target_known(self, target: str) -> bool:
+        return self.db.execute("SELECT 1 FROM targets WHERE key = ?",
+                               [target]).fetchone() is not None
 
     def _evict(self, limit: int) -> None:
         total = self.db.execute("SELECT COALESCE(SUM(bytes), 0) FROM activations").fetchone()[0]
@@ -431,6 +713,32 @@ class Index:
                 self.db.execute("VACUUM")
         return stats
 
+    # -- orphans (see zooindex.check) ------------------------------------------------
+    _ORPHANS = {
+        "activations": "model_sha NOT IN (SELECT sha256 FROM models)",
+        "scores": "model_sha NOT IN (SELECT sha256 FROM models) "
+                  "OR target NOT IN (SELECT key FROM targets)",
+        "targets": "key NOT IN (SELECT target FROM scores) "
+                   "AND key NOT IN (SELECT target FROM activations)",
+    }
+
+    def orphans(self) -> dict[str, int]:
+        """Cached rows nothing refers to: per table, how many.
+
+        Activations and scores whose model content no indexed model has; scores of a
+        target that is gone; targets neither a score nor an activation refers to.
+        """
+        with self._snapshot():
+            return {table: self.db.execute(
+                f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()[0]
+                for table, where in self._ORPHANS.items()}
+
+    def drop_orphans(self) -> dict[str, int]:
+        """Delete every orphan (see :meth:`orphans`) in one transaction."""
+        with self.transaction():
+            return {table: self.db.execute(f"DELETE FROM {table} WHERE {where}").rowcount
+                    for table, where in self._ORPHANS.items()}
+
     def _drop_orphans(self) -> int:
         """Delete cached rows whose model content no indexed model has any more."""
         removed = 0
@@ -445,27 +753,52 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def _store_error(exc: sqlite3.OperationalError, path: Path) -> StoreError:
+def _is_busy(exc: sqlite3.Error) -> bool:
     text = str(exc)
-    if "locked" in text or "busy" in text:
-        return StoreError(f"the index {path} stayed locked by another process for "
-                          f"{BUSY_TIMEOUT_S:.0f} s; try again when it finishes", path=str(path))
+    return "locked" in text or "busy" in text
+
+
+def _store_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    text = str(exc)
+    if _is_busy(exc):
+        waited = BUSY_TIMEOUT_S * (BUSY_RETRIES + 1)
+        return StoreError(f"the index {path} stayed locked by another process for about "
+                          f"{waited:.0f} s; try again when it finishes", path=str(path))
     if "readonly" in text or "read-only" in text:
-        return StoreError(f"the index {path} is read-only", path=str(path))
+        return StoreError(f"the index {path} is read-only; nothing was changed (write "
+                          "access to the file and its folder is needed)", path=str(path))
     if "disk" in text and "full" in text or "disk I/O" in text:
-        return StoreError(f"cannot write the index {path}: {text}; nothing was changed",
-                          path=str(path))
-    return StoreError(f"index {path}: {text}", path=str(path))
+        return StoreError(f"cannot write the index {path}: {text}; nothing was changed. "
+                          "Free some space, or `zooindex cache clear`", path=str(path))
+    return StoreError(f"index {path}: {text}; nothing was changed", path=str(path))
 
 
 @contextlib.contextmanager
-def opened(index: "Index | str | os.PathLike | None", *, create: bool = True):
-    """Use ``index`` if it is an open :class:`Index`, else open (and close) one at that path."""
+def opened(index: "Index | str | os.PathLike | None", *, create: bool = True,
+           read_only: bool | None = None):
+    """Use ``index`` if it is an open :class:`Index`, else open (and close) one at that path.
+
+    SQLite errors that escape the block (a damaged file, an I/O error while reading)
+    become a one-line :class:`StoreError`.
+    """
     if isinstance(index, Index):
-        yield index
+        with _as_store_errors(index.path):
+            yield index
         return
-    idx = Index(index, create=create)
+    idx = Index(index, create=create, read_only=read_only)
     try:
-        yield idx
+        with _as_store_errors(idx.path):
+            yield idx
     finally:
         idx.close()
+
+
+@contextlib.contextmanager
+def _as_store_errors(path: Path):
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError):
+            raise _store_error(exc, path) from None
+        raise StoreError(f"the index {path} is damaged ({exc}); run `zooindex check "
+                         f"--index {path}`", path=str(path)) from None

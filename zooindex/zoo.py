@@ -63,9 +63,13 @@ def inspect_file(path: Path, *, name: str | None = None, layer: str | None = Non
     prep = Preprocessing.from_metadata(info.metadata)
     if preprocessing is not None:
         prep = prep.merged(preprocessing)
+    # stat before hashing: a file changed meanwhile then fails the next cheap check
     st = path.stat()
+    weight_files = graph.external_files(proto)
+    weights = weight_stats(path, weight_files)
     return ModelRecord(
-        name=name, sha256=sha256_file(path), path=str(path), size=st.st_size,
+        name=name, sha256=sha256_model(path, [path.parent / f for f in weight_files]),
+        path=str(path), size=st.st_size, ctime=st.st_ctime, weights=weights,
         mtime=st.st_mtime, input_name=info.input_name, input_shape=list(info.input_shape),
         input_dtype=info.input_dtype, opset=info.opset, params=info.params,
         default_layer=default, output_name=info.output_name,
