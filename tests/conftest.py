@@ -29,3 +29,29 @@ def clustered(n_per_class=40, classes=3, informative=2, noise_dims=6, spread=0.3
                              rng.uniform(0, 3, size=(n_per_class, noise_dims))]))
         ys.append(np.full(n_per_class, k))
     return np.vstack(xs).astype(np.float32), np.concatenate(ys)
+
+
+def selector(dims, width=8):
+    """Weights that copy input dims ``dims`` into a hidden layer of ``len(dims)`` units."""
+    w = np.zeros((width, len(dims)), dtype=np.float32)
+    for j, d in enumerate(dims):
+        w[d, j] = 1.0
+    return w
+
+
+def three_model_zoo(root):
+    """good (sees the informative dims), noise (sees none), mixed (one of them), a target.
+
+    Returns {"folder", "target", "index", "x", "y"}; nothing is indexed yet.
+    """
+    from onnx_factory import linear_features, save
+
+    folder = root / "zoo"
+    folder.mkdir()
+    save(linear_features(selector([0, 1]), classes=3), folder / "good.onnx")
+    save(linear_features(selector([4, 5, 6, 7]), classes=3), folder / "noise.onnx")
+    save(linear_features(selector([0, 5, 6, 7]), classes=3), folder / "mixed.onnx")
+    x, y = clustered()
+    target = root / "target.npz"
+    np.savez(target, x=x, y=y)
+    return {"folder": folder, "target": target, "index": root / "index.db", "x": x, "y": y}

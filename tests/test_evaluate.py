@@ -6,18 +6,11 @@ import numpy as np
 import pytest
 
 import zooindex
-from conftest import clustered
+from conftest import clustered, selector
 from onnx_factory import linear_features, save
 from zooindex.cli import main
 from zooindex.errors import ZooIndexError
 from zooindex.evaluation import rank_agreement, transfer_accuracy
-
-
-def selector(dims):
-    w = np.zeros((8, len(dims)), dtype=np.float32)
-    for j, d in enumerate(dims):
-        w[d, j] = 1.0
-    return w
 
 
 @pytest.fixture

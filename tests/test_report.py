@@ -10,21 +10,12 @@ import pytest
 from PIL import Image
 
 import zooindex
-from conftest import clustered
-from onnx_factory import linear_features, save
+from conftest import clustered, three_model_zoo
 from zooindex.errors import DependencyError, ZooIndexError
 from zooindex.report import report, sample_rows, score_curves
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DIMS = (2, 3, 5)
-
-
-def selector(dims, width=8):
-    """Weights that copy input dims ``dims`` into the hidden layer."""
-    w = np.zeros((width, len(dims)), dtype=np.float32)
-    for j, d in enumerate(dims):
-        w[d, j] = 1.0
-    return w
 
 
 @pytest.fixture(scope="module")
@@ -34,18 +25,9 @@ def zoo(tmp_path_factory):
     Module-scoped so that the models run once; every report after the first reads the
     cached activations.
     """
-    tmp_path = tmp_path_factory.mktemp("report")
-    folder = tmp_path / "zoo"
-    folder.mkdir()
-    save(linear_features(selector([0, 1]), classes=3), folder / "good.onnx")
-    save(linear_features(selector([4, 5, 6, 7]), classes=3), folder / "noise.onnx")
-    save(linear_features(selector([0, 5, 6, 7]), classes=3), folder / "mixed.onnx")
-    x, y = clustered()
-    target = tmp_path / "target.npz"
-    np.savez(target, x=x, y=y)
-    index = tmp_path / "index.db"
-    zooindex.add(folder, index=index)
-    return {"target": target, "index": index, "x": x, "y": y}
+    made = three_model_zoo(tmp_path_factory.mktemp("report"))
+    zooindex.add(made["folder"], index=made["index"])
+    return made
 
 
 def test_png_report_is_one_readable_image(zoo, tmp_path):

@@ -8,34 +8,18 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
 import zooindex
-from conftest import clustered
+from conftest import clustered, selector, three_model_zoo
 from onnx_factory import cnn_no_dense, linear_features, mlp, save
 from zooindex import ranking as search_mod
 from zooindex.errors import TargetError, ZooIndexError
 
 
-def selector(dims, width=8):
-    """Weights that copy input dims ``dims`` into the hidden layer."""
-    w = np.zeros((width, len(dims)), dtype=np.float32)
-    for j, d in enumerate(dims):
-        w[d, j] = 1.0
-    return w
-
-
 @pytest.fixture
 def zoo(tmp_path):
     """Three models: one sees the informative dims, one only noise, one half of each."""
-    folder = tmp_path / "zoo"
-    folder.mkdir()
-    save(linear_features(selector([0, 1]), classes=3), folder / "good.onnx")
-    save(linear_features(selector([4, 5, 6, 7]), classes=3), folder / "noise.onnx")
-    save(linear_features(selector([0, 5, 6, 7]), classes=3), folder / "mixed.onnx")
-    x, y = clustered()
-    target = tmp_path / "target.npz"
-    np.savez(target, x=x, y=y)
-    index = tmp_path / "index.db"
-    zooindex.add(folder, index=index)
-    return {"folder": folder, "target": target, "index": index, "x": x, "y": y}
+    made = three_model_zoo(tmp_path)
+    zooindex.add(made["folder"], index=made["index"])
+    return made
 
 
 def test_informative_model_ranks_first(zoo):
