@@ -24,7 +24,7 @@ rng = np.random.default_rng(0)
 # -- the registry --------------------------------------------------------------------------
 
 def test_every_format_is_registered():
-    assert formats() == ["npz", "idx", "cifar", "imagefolder"]
+    assert formats() == ["npz", "npy", "idx", "cifar", "imagefolder"]
 
 
 @pytest.mark.parametrize("reader", readers.readers(), ids=lambda r: r.name)

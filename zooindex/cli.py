@@ -178,9 +178,11 @@ def layers(model, index_path, as_json):
 @index_option
 @json_option
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV on stdout.")
+@click.option("--refresh", is_flag=True, help="Re-index models whose file changed since "
+              "they were added, instead of skipping them.")
 def search(target, layer, dim, metric, scorers, classes, limit, seed, split, top,
            batch_size, device, models, filter_tags, filter_source, max_params, filter_name,
-           index_path, as_json, as_csv):
+           index_path, as_json, as_csv, refresh):
     """Rank every indexed model for a labeled TARGET (neuralRank)."""
     from .ranking import search as rank
     from .target import parse_classes
@@ -190,7 +192,7 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, top
         classes=parse_classes(classes) if classes else None, limit=limit, seed=seed,
         split=split, top=top, batch_size=batch_size, device=device,
         filter=_filter(filter_tags, filter_source, max_params, filter_name, models),
-        progress=None)
+        progress=None, refresh=refresh)
     rows = []
     for r in ranking.results:
         row = {"rank": r.rank, "model": r.model, "score": r.score, "layer": r.layer,
@@ -356,6 +358,32 @@ def ls_cmd(filter_tags, filter_source, max_params, filter_name, index_path, as_j
     click.echo(_table(rows, ["name", "status", "params", "input", "layer", "dim", "source",
                              "tags"])
                if rows else "the index is empty; add models with `zooindex add`")
+
+
+@cli.command(name="check")
+@click.option("--fix", is_flag=True, help="Remove orphaned and damaged cache entries.")
+@index_option
+@json_option
+def check_cmd(fix, index_path, as_json):
+    """Check the index: SQLite integrity, model files and hashes, orphaned cache rows."""
+    from .check import check
+
+    report = check(index=index_path, fix=fix)
+    if as_json:
+        _dump_json(report.to_dict())
+    else:
+        for table, count in report.fixed.items():
+            if count:
+                click.echo(f"removed {count} {table}", err=True)
+        cache = report.cache
+        summary = (f"{len(report.models)} models, {cache['activations']} cached activations, "
+                   f"{cache['scores']} scores, {cache['file_bytes'] / 1e6:.1f} MB on disk"
+                   if cache else "could not be read")
+        click.echo(f"{report.path}: {'sound' if report.ok else 'NOT sound'}; {summary}")
+        for line in report.problems:
+            click.echo(f"problem: {line}")
+    if not report.ok:
+        sys.exit(1)
 
 
 @cli.command()

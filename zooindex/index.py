@@ -3,8 +3,8 @@
 One SQLite file (through sqlite-utils) in WAL mode, so that searches read while an
 ``add`` writes. Every logical change runs in one ``BEGIN IMMEDIATE`` transaction: a
 crash leaves either all of it or none of it. Cached activations are stored as
-compressed ``.npy`` blobs inside the database, keyed by the model's content hash, so
-that a model replaced by other content never reuses stale numbers.
+encoded blobs inside the database (:func:`encode_array`), keyed by the model's content
+hash, so that a model replaced by other content never reuses stale numbers.
 
 Failure modes are part of the design, because an index outlives many crashes:
 
@@ -33,7 +33,6 @@ import io
 import json
 import os
 import random
-import shutil
 import sqlite3
 import time
 import urllib.parse
@@ -57,7 +56,7 @@ _BACKOFF_S = 0.1
 # the one indexed?" check needs beyond size and mtime: the inode change time (which no
 # tool can set back, unlike mtime) and the size and times of external weight files.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: ("ALTER TABLE models ADD COLUMN ctime FLOAT",
+    1: ("ALTER TABLE models ADD COLUMN ctime REAL",
         "ALTER TABLE models ADD COLUMN weights TEXT"),
 }
 _STAT_TOLERANCE = 1e-6  # seconds: floats of st_mtime/st_ctime round-trip through SQLite
@@ -207,7 +206,11 @@ def decode_array(blob: bytes) -> np.ndarray:
         shape = tuple(int(d) for d in parts["shape"])
         values = parts["values"]
         size = int(np.prod(shape))
-        mask = np.unpackbits(parts["mask"], count=size).view(bool)
+        packed = parts["mask"]
+        # a damaged shape must not make us allocate more than the blob describes
+        if any(d < 0 for d in shape) or size > packed.size * 8:
+            raise ValueError("damaged activation entry")
+        mask = np.unpackbits(packed, count=size).view(bool)
         if int(mask.sum()) != len(values):
             raise ValueError("damaged activation entry")
         out = np.zeros(size, dtype=values.dtype)
@@ -215,8 +218,8 @@ def decode_array(blob: bytes) -> np.ndarray:
     return out.reshape(shape)
 
 
-# what decode_array raises on a damaged blob
-DECODE_ERRORS = (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile)
+# what decode_array raises on a damaged blob (a damaged header can ask for any size)
+DECODE_ERRORS = (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, MemoryError)
 
 
 class Index:
@@ -550,6 +553,22 @@ class Index:
             self._drop_orphans()
         return record
 
+    def replace_model(self, old_sha: str, record: ModelRecord) -> bool:
+        """Replace the model ``record.name`` if it still has content ``old_sha``, atomically.
+
+        Used to re-index a model whose file changed; cached numbers of the old content
+        that no other model shares go in the same transaction. ``False`` (and nothing
+        written) when another process changed or removed the model meanwhile.
+        """
+        with self.transaction():
+            row = self.db.execute("SELECT sha256 FROM models WHERE name = ?",
+                                  [record.name]).fetchone()
+            if row is None or row[0] != old_sha:
+                return False
+            self.put_model(record, replace=True)
+            self._drop_orphans()
+        return True
+
     def update_file_stat(self, name: str, size: int, mtime: float,
                          ctime: float | None = None, weights: list | None = None) -> None:
         with self.transaction():
@@ -593,15 +612,13 @@ class Index:
                    rows: list[tuple[str, str, float, int | None, float]]) -> bool:
         """Cache one (model, layer, target) group of scores, all or none; best effort.
 
-        Skipped when no model has that content or the target row is gone any more (a
-        concurrent ``rm`` or ``cache clear``), so that no orphan is written.
+        A concurrent ``rm`` or ``cache clear`` can leave these rows orphaned; ``zooindex
+        check`` reports them and ``check --fix`` (or the next ``rm``) removes them.
         """
         if self.read_only or not rows:
             return False
         with self._best_effort("scores"):
             with self.transaction():
-                if not self._sha_indexed(model_sha) or not self._target_known(target):
-                    return False
                 self.db["scores"].upsert_all(
                     ({"model_sha": model_sha, "layer": layer, "target": target, "prep": prep,
                       "estimator": est, "params": params, "value": value,
@@ -652,8 +669,6 @@ class Index:
             return False
         with self._best_effort("activations"):
             with self.transaction():
-                if not self._sha_indexed(model_sha):
-                    return False
                 self.db["activations"].upsert({
                     "model_sha": model_sha, "layer": layer, "target": target, "prep": prep,
                     "n": int(array.shape[0]), "dim": int(np.prod(array.shape[1:])),
@@ -672,14 +687,6 @@ class Index:
             note = f"could not cache {what}: {exc}"
             if note not in self.warnings:
                 self.warnings.append(note)
-
-    def _sha_indexed(self, model_sha: str) -> bool:
-        return self.db.execute("SELECT 1 FROM models WHERE sha256 = ? LIMIT 1",
-                               [model_sha]).fetchone() is not None
-
-    def _target_known(self, target: str) -> bool:
-        return self.db.execute("SELECT 1 FROM targets WHERE key = ?",
-                               [target]).fetchone() is not None
 
     def _evict(self, limit: int) -> None:
         total = self.db.execute("SELECT COALESCE(SUM(bytes), 0) FROM activations").fetchone()[0]

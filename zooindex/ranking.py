@@ -25,7 +25,12 @@ from .index import Index, ModelRecord, opened
 from .target import Target, load_target
 
 OUTPUT = "::output"  # cache key of the model's own classifier output
-DEFAULT_MAX_ACTIVATION_BYTES = 512 * 1024**2
+# Held activations cost several times their size while scored (float64 copies, PCA,
+# cache encoding): above this, a layer is reduced as it streams instead.
+DEFAULT_MAX_ACTIVATION_BYTES = 128 * 1024**2
+# Streaming keeps a features x features covariance: wider layers (conv outputs in a layer
+# sweep) are held in memory instead, where it would cost more than the activations.
+MAX_STREAMED_FEATURES = 4096
 METRICS = ("cosine", "euclidean", "sqeuclidean")
 
 
@@ -124,8 +129,13 @@ def search(target, *, index=None, layer: str | None = None, dim: int = 10,
            metric: str = "cosine", scorers=("silhouette",), classes=None,
            limit: int | None = None, seed: int = 0, split: str | None = None,
            top: int | None = None, batch_size: int = 256, device: str = "auto",
-           models=None, filter=None, progress: bool | None = False) -> Ranking:
+           models=None, filter=None, progress: bool | None = False,
+           refresh: bool = False) -> Ranking:
     """Rank every indexed model (or those named in ``models``) for ``target``.
+
+    A model whose file changed since it was added is skipped with a reason, or with
+    ``refresh`` re-inspected, updated in the index and ranked (its old cached numbers
+    are keyed by the old content and never used for the new).
 
     ``target`` is a path in any supported format or a :class:`~zooindex.target.Target`.
     ``filter`` (a :class:`zooindex.zoo.Filter`) narrows the models by tag, source, size
@@ -164,12 +174,13 @@ def search(target, *, index=None, layer: str | None = None, dim: int = 10,
                 if bar is not None:
                     bar.set_postfix_str(record.name[:30])
                 results.extend(_search_model(idx, record, tgt, layer, ests, options,
-                                             batch_size, device, notes))
+                                             batch_size, device, notes, refresh))
                 if bar is not None:
                     bar.update(1)
         finally:
             if bar is not None:
                 bar.close()
+        notes.extend(idx.warnings)  # cache writes that failed: the ranking stands
     ranked = sorted((r for r in results if r.status == "ok"),
                     key=lambda r: (-r.score, r.model, r.layer or ""))
     for i, r in enumerate(ranked, 1):
@@ -214,16 +225,47 @@ def _skip(record: ModelRecord, reason: str, layer: str | None = None) -> Result:
     return Result(model=record.name, layer=layer, status="skipped", reason=reason)
 
 
+def _refresh(idx: Index, record: ModelRecord) -> ModelRecord:
+    """Re-inspect a model whose file changed and store the new record, in one transaction.
+
+    The user's settings (name, tags, source, preprocessing, data input, and the default
+    layer when the new graph still has it) carry over. If another process replaced or
+    removed the record meanwhile, that newer state wins and this search skips the model.
+    """
+    from .errors import StoreError
+    from .zoo import inspect_file
+
+    prep = Preprocessing.from_dict(record.preprocessing)
+    common = dict(name=record.name, tags=record.tags, preprocessing=prep,
+                  source=record.source, input_name=record.input_name)
+    try:
+        fresh = inspect_file(record.path, layer=record.default_layer, **common)
+    except LayerError:  # the chosen layer is gone: fall back to the new default
+        fresh = inspect_file(record.path, **common)
+    fresh.added_at = record.added_at
+    if not idx.replace_model(record.sha256, fresh):
+        raise StoreError(f"model '{record.name}' was changed in the index by another "
+                         "process meanwhile; search again", path=str(idx.path))
+    return fresh
+
+
 def _search_model(idx: Index, record: ModelRecord, tgt: Target, layer, ests, options,
-                  batch_size, device, notes) -> list[Result]:
+                  batch_size, device, notes, refresh: bool = False) -> list[Result]:
     t0 = time.perf_counter()
-    status = record.status()
+    status = idx.model_status(record)
     if status == "missing":
         return [_skip(record, f"model file {record.path} is missing; re-add it or "
                               f"`zooindex rm {record.name}`")]
-    if status == "changed":
+    if status == "changed" and refresh:
+        try:
+            record = _refresh(idx, record)
+        except ZooIndexError as exc:
+            return [_skip(record, f"model file {record.path} changed since it was added "
+                                  f"and could not be re-indexed: {exc}")]
+    elif status == "changed":
         return [_skip(record, f"model file {record.path} changed since it was added; "
-                              f"`zooindex add --replace {record.path}` to re-index it")]
+                              "search with --refresh to re-index it, or `zooindex add "
+                              f"--replace {record.path}`")]
     try:
         rows = _layers_for(record, layer)
     except LayerError as exc:
@@ -484,7 +526,8 @@ def run_model(record: ModelRecord, x: np.ndarray, layers: list[str], prep: Prepr
         for name in layers:
             v = got[name]
             if name not in feats and name not in streams:
-                if reduce_to is not None and n * v.shape[1] * 4 > limit:
+                if (reduce_to is not None and n * v.shape[1] * 4 > limit
+                        and v.shape[1] <= MAX_STREAMED_FEATURES):
                     streams[name] = _StreamingPCA()
                 else:
                     feats[name] = np.empty((n, v.shape[1]), dtype=np.float32)

@@ -155,7 +155,12 @@ def _dataset(source, split, x, y):
 
 def _inputs(x, source: str) -> np.ndarray:
     if not isinstance(x, np.ndarray):
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except (ValueError, TypeError) as exc:  # ragged nested lists
+            raise TargetError(f"inputs of target '{source}' are not one array: "
+                              f"{' '.join(str(exc).split())[:120]}; give every sample the "
+                              "same shape", path=source) from None
     if x.dtype.kind == "b":
         x = x.view(np.uint8)
     if x.dtype.kind not in "iuf":
@@ -175,7 +180,12 @@ def _inputs(x, source: str) -> np.ndarray:
 
 
 def _labels(y, n: int, source: str) -> np.ndarray:
-    y = np.asarray(y)
+    try:
+        y = np.asarray(y)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise TargetError(f"labels of target '{source}' are not one array: "
+                          f"{' '.join(str(exc).split())[:120]}; give one label per sample",
+                          path=source) from None
     if y.ndim == 2 and y.shape[1] == 1:
         y = y.reshape(-1)
     if y.ndim != 1:
@@ -199,15 +209,24 @@ def _labels(y, n: int, source: str) -> np.ndarray:
     if kind == "U":
         return y
     if kind == "S":
-        return np.char.decode(y, "utf-8")
+        try:
+            return np.char.decode(y, "utf-8")
+        except UnicodeDecodeError:
+            raise TargetError(f"labels of target '{source}' are bytes that are not UTF-8 "
+                              "text; decode them to strings or map them to ints first",
+                              path=source) from None
     if kind == "O":
         items = y.tolist()
         if all(isinstance(v, str) for v in items):
             return np.array(items, dtype=str)
         if all(isinstance(v, numbers.Integral) for v in items):
             return np.array(items, dtype=np.int64)
-        i, bad = next((i, v) for i, v in enumerate(items)
-                      if not isinstance(v, (str, numbers.Integral)))
+        found = next(((i, v) for i, v in enumerate(items)
+                      if not isinstance(v, (str, numbers.Integral))), None)
+        if found is None:
+            raise TargetError(f"labels of target '{source}' mix numbers and strings; use "
+                              "one kind for every label", path=source)
+        i, bad = found
         raise TargetError(f"label {bad!r} ({type(bad).__name__}) at sample {i} of target "
                           f"'{source}' is not a class label; use ints or strings", path=source)
     raise TargetError(f"labels of target '{source}' have dtype {y.dtype}; use ints or strings",
@@ -215,8 +234,11 @@ def _labels(y, n: int, source: str) -> np.ndarray:
 
 
 def _describe(values, names) -> str:
-    shown = [f"{v} ({names[v]})" if names is not None and isinstance(v, int) and 0 <= v < len(names)
-             else str(v) for v in values[:_SHOWN]]
+    def short(text: str) -> str:  # a 100,000-character label must not flood the error
+        return text if len(text) <= 40 else text[:37] + "..."
+
+    shown = [short(f"{v} ({names[v]})" if names is not None and isinstance(v, int)
+                   and 0 <= v < len(names) else str(v)) for v in values[:_SHOWN]]
     more = f", ... ({len(values)} in all)" if len(values) > _SHOWN else ""
     return ", ".join(shown) + more
 
@@ -282,8 +304,10 @@ def _subsample(labels: np.ndarray, limit, seed, source: str):
         return None
     if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 1:
         raise TargetError(f"--limit must be a positive number of samples, not {limit!r}")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TargetError(f"--seed must be an integer, not {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) \
+            or not 0 <= seed < 2**32:
+        raise TargetError(f"--seed must be a whole number from 0 to {2**32 - 1}, "
+                          f"not {seed!r}")
     n = len(labels)
     if limit >= n:
         return None

@@ -15,8 +15,8 @@ from pathlib import Path
 from . import graph
 from .adapt import Preprocessing
 from .errors import LayerError, ModelError, ZooIndexError
-from .hashing import sha256_file
-from .index import ModelRecord, opened
+from .hashing import sha256_model
+from .index import ModelRecord, opened, weight_stats
 
 
 @dataclass
@@ -103,9 +103,13 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
                             "found; add them one at a time or drop --name")
     prep = Preprocessing(layout=layout, scale=scale,
                          mean=tuple(mean) if mean else None, std=tuple(std) if std else None)
+    from tqdm.auto import tqdm
+
+    # a bar on stderr when it is a terminal and there is more than one file to read
     records = [inspect_file(f, name=name or default_name, layer=layer, tags=tags,
                             preprocessing=prep, source=src, input_name=input)
-               for f, default_name, src in items]
+               for f, default_name, src in tqdm(items, unit="model", leave=False,
+                                                disable=None if len(items) > 1 else True)]
     names = [r.name for r in records]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -210,7 +214,7 @@ def ls(*, index=None, filter: Filter | None = None) -> list[dict]:
             if filter is not None and not filter(rec):
                 continue
             dim = next((l["dim"] for l in rec.layers if l["name"] == rec.default_layer), None)
-            out.append({"name": rec.name, "status": rec.status(), "params": rec.params,
+            out.append({"name": rec.name, "status": idx.model_status(rec), "params": rec.params,
                         "input": rec.input_shape, "layer": rec.default_layer, "dim": dim,
                         "tags": rec.tags, "source": rec.source.get("hub", "local"),
                         "path": rec.path, "sha256": rec.sha256})

@@ -28,7 +28,7 @@ from ..errors import TargetError
 
 # modules that register readers when imported, in the order their sniffers are tried:
 # the specific layouts (IDX, CIFAR folders) before the generic image-folder layout
-_MODULES = ("npz", "idx", "cifar", "imagefolder")
+_MODULES = ("npz", "npy", "idx", "cifar", "imagefolder")
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,7 @@ def _sniffs(reader: Reader, path: str) -> bool:
 
 FORMAT_HELP = {
     "npz": ".npz with arrays x/y (or x_train/y_train, x_test/y_test)",
+    "npy": "X.npy with labels in y.npy beside it (or NAME_x.npy and NAME_y.npy), memory-mapped",
     "idx": "IDX files or an MNIST-style folder",
     "cifar": "CIFAR-10/100 python batches",
     "imagefolder": "an image folder root/<class>/*.png (or a .tar.gz of one)",
