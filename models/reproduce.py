@@ -559,6 +559,15 @@ def _figure3(order, index, tgt, path, seed):
     return figure3(panels, names, path), picks
 
 
+def _shown(path) -> str:
+    """A path relative to the repository when it lies inside it, as the docs show it."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
 def _document(*, models, zoo, t2, fashion, mnist, fig2, fig3, fig3_models, out, s, seconds,
               sizes) -> str:
     missing = [m for m in NINE + LITE + WIDE_512 if m not in models]
@@ -572,7 +581,7 @@ def _document(*, models, zoo, t2, fashion, mnist, fig2, fig3, fig3_models, out, 
         "",
         "## What was run",
         "",
-        f"- Zoo: `{zoo}`, {len(models)} of the paper's 23 models "
+        f"- Zoo: `{_shown(zoo)}`, {len(models)} of the paper's 23 models "
         f"({', '.join(sorted(models)) or 'none'}).",
     ]
     if missing:
