@@ -174,7 +174,7 @@ def render(rows: list[dict]) -> str:
         "model) instead of being held. Below that limit they are held, cached and reduced "
         "in memory, which costs several times their size: the largest peak, "
         f"{worst['peak_rss_mb']:.0f} MB, is at {worst['n']:,} samples "
-        f"({worst['activations_mb']:.0f} MB of activations, just under the limit). "
+        f"({worst['activations_mb']:.0f} MB of activations, under the limit). "
         "Peak RSS counts the memory-mapped input pages the search has touched; the "
         "anonymous column leaves them out (sampled every 50 ms).")
 
