@@ -16,13 +16,23 @@ import click
 DEBUG_ENV = "ZOOINDEX_DEBUG"
 
 
-def _float_list(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return tuple(float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated numbers, got '{value}'") from None
+def _number_list(kind, what):
+    """A click callback parsing '1,2,3' into a tuple of ``kind``."""
+
+    def parse(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return tuple(kind(v) for v in value.split(","))
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated {what}, got '{value}'") \
+                from None
+
+    return parse
+
+
+_float_list = _number_list(float, "numbers")
+_int_list = _number_list(int, "whole numbers")
 
 
 def _tags(ctx, param, values):
@@ -285,16 +295,6 @@ def evaluate(train, test, target, test_size, scorers, layer, dim, metric, classe
     click.echo(_table(agree, ["scorer", "tau_w", "tau", "spearman", "top1", "seconds"]))
     click.echo(f"\nranking took {ev.search_seconds:.1f} s; retraining the logits of every "
                f"model took {ev.transfer_seconds:.1f} s", err=True)
-
-
-def _int_list(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return tuple(int(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated whole numbers, got '{value}'") \
-            from None
 
 
 @cli.command()
