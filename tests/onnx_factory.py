@@ -273,3 +273,16 @@ def fix_batch(model, size=1):
     del copy.graph.value_info[:]
     onnx.checker.check_model(copy)
     return copy
+
+
+def relu(a):
+    return np.maximum(a, 0.0)
+
+
+def run(model, feeds):
+    """Every graph output of ``model`` on ``feeds``, by name, with onnxruntime on the CPU."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, feeds)))

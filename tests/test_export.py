@@ -7,24 +7,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 from onnx import helper
 
-from onnx_factory import keras_like_cnn, mlp, save, weights
+from onnx_factory import keras_like_cnn, mlp, save, weights, relu, run
 from zooindex import export, graph
 from zooindex.adapt import Preprocessing
 from zooindex.errors import AdaptError, DependencyError, ModelError
-
-
-def relu(a):
-    return np.maximum(a, 0.0)
-
-
-def run(model, feeds):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, feeds)))
 
 
 def props(model):

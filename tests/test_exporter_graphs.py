@@ -11,11 +11,11 @@ import warnings
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto
 
-from onnx_factory import fix_batch, keras_like_cnn, mlp, save, two_inputs, weights
+from onnx_factory import (fix_batch, keras_like_cnn, mlp, relu, run, save, two_inputs,
+                          weights)
 from zooindex import export, graph
 from zooindex.adapt import Preprocessing
 from zooindex.errors import LayerError, ModelError
@@ -25,19 +25,9 @@ from zooindex.zoo import inspect_file
 OPSETS = range(11, 22)
 
 
-def relu(a):
-    return np.maximum(a, 0.0)
-
-
 def softmax(z):
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
-
-
-def run(model, feeds):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, feeds)))
 
 
 def hidden_before_classifier(info):

@@ -5,23 +5,12 @@ import warnings
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from onnx_factory import cnn, cnn_no_dense, linear_features, mlp, save, weights
+from onnx_factory import cnn, cnn_no_dense, linear_features, mlp, save, weights, relu, run
 from zooindex import graph
 from zooindex.errors import LayerError, ModelError
-
-
-def relu(a):
-    return np.maximum(a, 0.0)
-
-
-def run(model, feeds):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, feeds)))
 
 
 def renamed(model, prefix="t"):

@@ -68,6 +68,10 @@ index_option = click.option(
     "--index", "index_path", type=click.Path(dir_okay=False), envvar="ZOOINDEX_INDEX",
     help="Index database [env ZOOINDEX_INDEX; default: index.db in the user data dir].")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
+                             default="auto", show_default=True,
+                             help="Where onnxruntime runs the models (auto: CUDA when a GPU "
+                             "is really there).")
 
 
 def filter_options(func):
@@ -181,8 +185,7 @@ def layers(model, index_path, as_json):
               help="Split, for formats that have splits.")
 @click.option("--top", type=int, help="Show only the K best.")
 @click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True)
+@device_option
 @click.option("--model", "models", multiple=True, help="Rank only these models.")
 @filter_options
 @index_option
@@ -258,8 +261,7 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, top
 @click.option("--train-limit", type=int, help="Stratified subsample of the training split.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch-size", type=int, default=256, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True)
+@device_option
 @click.option("--model", "models", multiple=True, help="Evaluate only these models.")
 @index_option
 @json_option
@@ -314,8 +316,7 @@ def evaluate(train, test, target, test_size, scorers, layer, dim, metric, classe
 @click.option("--split", type=click.Choice(["train", "test"]))
 @click.option("--max-points", type=int, default=2000, show_default=True,
               help="Points per 3D scatter.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
-              show_default=True)
+@device_option
 @filter_options
 @index_option
 def report(target, out, top, layer, dim, dims, metric, classes, limit, seed, split,
