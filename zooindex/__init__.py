@@ -27,6 +27,7 @@ _API = {
     "Preprocessing": "adapt",
 }
 _ERRORS = ("ZooIndexError", "DependencyError", "ModelError", "LayerError", "TargetError",
+           "SplitError",
            "AdaptError", "EstimatorError", "StoreError", "NotIndexedError", "DownloadError")
 
 

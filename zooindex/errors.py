@@ -54,6 +54,14 @@ class TargetError(ZooIndexError, ValueError):
         self.path = path
 
 
+class SplitError(TargetError):
+    """A split was asked for that the data set does not have; ``available`` lists its splits."""
+
+    def __init__(self, message: str, path: str | None = None, available=()):
+        super().__init__(message, path=path)
+        self.available = tuple(available)
+
+
 class AdaptError(ZooIndexError, ValueError):
     """A target's inputs cannot be fitted to a model's input."""
 

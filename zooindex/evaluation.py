@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import TargetError, ZooIndexError
+from .errors import SplitError, TargetError, ZooIndexError
 from .index import opened
 from .ranking import Result, _activations, search
 from .adapt import Preprocessing
@@ -120,8 +120,8 @@ def _load_part(source, split: str, **options) -> Target:
         return source
     try:
         return load_target(source, split=split, **options)
-    except TargetError as exc:
-        if "not split" not in str(exc):
+    except SplitError as exc:
+        if exc.available:
             raise
         return load_target(source, **options)
 

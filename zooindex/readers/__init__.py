@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import TargetError
+from ..errors import SplitError, TargetError
 
 # modules that register readers when imported, in the order their sniffers are tried:
 # the specific layouts (IDX, CIFAR folders) before the generic image-folder layout
@@ -122,8 +122,8 @@ def describe_formats() -> str:
     return "; ".join(FORMAT_HELP.get(name, name) for name in formats())
 
 
-def unknown_split(path: str, split: str, available) -> TargetError:
+def unknown_split(path: str, split: str, available) -> SplitError:
     """The error for a split the data set does not have, listing the ones it has."""
     have = ", ".join(sorted(available)) or "none (the data set is not split)"
-    return TargetError(f"target '{path}' has no split '{split}'; available: {have}",
-                       path=path)
+    return SplitError(f"target '{path}' has no split '{split}'; available: {have}",
+                      path=path, available=sorted(available))
