@@ -1,5 +1,6 @@
 """The index: schema, round trips, cache, transactions, versions."""
 
+import os
 import sqlite3
 
 import numpy as np
@@ -47,17 +48,103 @@ def test_failed_transaction_writes_nothing(tmp_path):
         assert len(idx.get_model("m").layers) == 2
 
 
+def _files(idx):
+    return sorted(p.name for p in idx.cache_dir.iterdir()) if idx.cache_dir.exists() else []
+
+
 def test_activation_cache_round_trip_and_lru_limit(tmp_path):
     rng = np.random.default_rng(0)
     a = rng.normal(size=(50, 7)).astype(np.float32)
-    assert np.array_equal(decode_array(encode_array(a)), a)
-    with Index(tmp_path / "i.db", cache_limit=len(encode_array(a)) + 10) as idx:
+    with Index(tmp_path / "i.db", cache_limit=a.nbytes + 200) as idx:
         assert idx.put_activations("s1", "h", "t", "p", a)
-        assert np.array_equal(idx.get_activations("s1", "h", "t", "p"), a)
+        back = idx.get_activations("s1", "h", "t", "p")
+        assert back.dtype == np.float32 and np.array_equal(back, a)
         b = rng.normal(size=(50, 7)).astype(np.float32)
         idx.put_activations("s2", "h", "t", "p", b)  # over the limit: the older one goes
         assert idx.get_activations("s1", "h", "t", "p") is None
         assert np.array_equal(idx.get_activations("s2", "h", "t", "p"), b)
+        assert len(_files(idx)) == 1  # the evicted entry's file went with its row
+
+
+def test_activations_are_files_beside_the_index(tmp_path):
+    a = np.arange(24, dtype=np.float32).reshape(4, 6)
+    with Index(tmp_path / "i.db") as idx:
+        idx.put_activations("s1", "h", "t", "p", a)
+        assert idx.cache_dir == tmp_path / "i.db-activations"
+        (name,) = _files(idx)
+        row = idx.db.execute("SELECT file, bytes, n, dim, data FROM activations").fetchone()
+        assert row == (name, (idx.cache_dir / name).stat().st_size, 4, 6, None)
+        assert np.array_equal(np.load(idx.cache_dir / name), a)  # a plain .npy file
+        idx.put_activations("s1", "h", "t", "p", a)  # the same key again: one file
+        assert _files(idx) == [name]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "reshape"])
+def test_a_damaged_activation_file_is_a_miss_and_goes(tmp_path, damage):
+    a = np.random.default_rng(1).normal(size=(30, 5)).astype(np.float32)
+    with Index(tmp_path / "i.db") as idx:
+        idx.put_activations("s1", "h", "t", "p", a)
+        (path,) = idx.cache_dir.iterdir()
+        raw = bytearray(path.read_bytes())
+        if damage == "truncate":
+            path.write_bytes(bytes(raw[:-7]))
+        elif damage == "flip":  # same size, valid header: only the CRC tells
+            raw[-3] ^= 0x01
+            path.write_bytes(bytes(raw))
+        elif damage == "delete":
+            path.unlink()
+        else:  # a valid array of another shape under the same name
+            np.save(path, a.reshape(5, 30))
+        assert idx.get_activations("s1", "h", "t", "p") is None
+        assert idx.cache_stats()["activations"] == 0 and _files(idx) == []
+
+
+def test_removing_a_model_or_clearing_the_cache_removes_files(tmp_path):
+    a = np.ones((3, 2), np.float32)
+    with Index(tmp_path / "i.db") as idx:
+        idx.put_model(record())
+        idx.put_activations("a" * 64, "h", "t", "p", a)
+        idx.put_activations("a" * 64, "x", "t", "p", a)
+        idx.remove_model("m")
+        assert idx.cache_stats()["activations"] == 0 and _files(idx) == []
+        idx.put_activations("b" * 64, "h", "t", "p", a)
+        (idx.cache_dir / ".left-by-a-crash.tmp").write_bytes(b"x")
+        os.utime(idx.cache_dir / ".left-by-a-crash.tmp", (0, 0))
+        idx.clear_cache()
+        assert _files(idx) == []
+
+
+def test_a_failed_activation_row_leaves_no_file(tmp_path, monkeypatch):
+    a = np.ones((3, 2), np.float32)
+    with Index(tmp_path / "i.db") as idx:
+        def full(limit):
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(idx, "_evict", full)
+        assert idx.put_activations("s", "h", "t", "p", a) is False
+        assert any("could not cache activations" in w and "full" in w
+                   for w in idx.warnings)
+        assert idx.cache_stats()["activations"] == 0 and _files(idx) == []
+
+
+def test_an_unwritable_cache_folder_is_a_warning(tmp_path):
+    with Index(tmp_path / "i.db") as idx:
+        idx.cache_dir.write_text("not a folder")
+        assert idx.put_activations("s", "h", "t", "p", np.ones((2, 2), np.float32)) is False
+        assert any("could not cache activations" in w and str(idx.cache_dir) in w
+                   for w in idx.warnings)
+        assert idx.cache_stats()["activations"] == 0
+
+
+def test_schema2_blob_rows_are_still_read(tmp_path):
+    a = np.random.default_rng(2).normal(size=(6, 3)).astype(np.float32)
+    assert np.array_equal(decode_array(encode_array(a)), a)
+    with Index(tmp_path / "i.db") as idx, idx.transaction():
+        idx.db.execute("INSERT INTO activations (model_sha, layer, target, prep, n, dim, "
+                       "bytes, data, created_at, used_at) VALUES ('s', 'h', 't', 'p', 6, 3, "
+                       "1, ?, 'now', 0)", [encode_array(a)])
+    with Index(tmp_path / "i.db") as idx:
+        assert np.array_equal(idx.get_activations("s", "h", "t", "p"), a)
 
 
 def test_scores_round_trip(tmp_path):

@@ -43,7 +43,7 @@ def test_a_sound_index_checks_ok(searched, capsys):
     assert report.ok and report.problems == []
     assert report.integrity == ["ok"] and report.damaged == 0
     assert [m["status"] for m in report.models] == ["ok", "ok"]
-    assert report.orphans == {"activations": 0, "scores": 0, "targets": 0}
+    assert report.orphans == {"activations": 0, "scores": 0, "targets": 0, "files": 0}
     assert report.cache["activations"] == 2 and report.cache["file_bytes"] > 0
     code, out, _ = _cli(capsys, "check", "--index", index, "--json")
     assert code == 0 and json.loads(out)["ok"] is True
@@ -55,19 +55,25 @@ def test_orphans_are_found_and_fixed(searched, capsys):
     _, index = searched
     with Index(index) as idx, idx.transaction():
         db = idx.db
-        db.execute("INSERT INTO activations VALUES ('gone', 'h', 't', 'p', 1, 1, 1, ?, 'now', 0)",
-                   [encode_array(np.ones((1, 1), np.float32))])
+        # a schema-2 row (blob in the database) and a file no row refers to
+        db.execute("INSERT INTO activations (model_sha, layer, target, prep, n, dim, bytes, "
+                   "data, created_at, used_at) VALUES ('gone', 'h', 't', 'p', 1, 1, 1, ?, "
+                   "'now', 0)", [encode_array(np.ones((1, 1), np.float32))])
+        stray = idx.cache_dir / "stray.npy"
+        np.save(stray, np.ones(3))
         db.execute("INSERT INTO scores VALUES ('gone', 'h', 't', 'p', 'silhouette', '{}', 0.1,"
                    " 1, 0.0, 'now')")
         db.execute("INSERT INTO targets VALUES ('lonely', 'src', 4, '[]', 'now')")
         before = db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
     report = check(index=index)
-    assert report.orphans == {"activations": 1, "scores": 1, "targets": 1}
+    assert report.orphans == {"activations": 1, "scores": 1, "targets": 1, "files": 1}
     assert not report.ok and any("orphaned" in p for p in report.problems)
+    assert any("1 activation files no row refers to" in p for p in report.problems)
     code, out, _ = _cli(capsys, "check", "--index", index)
     assert code == 1 and "3 orphaned" not in out and "1 orphaned scores rows" in out
     code, _, err = _cli(capsys, "check", "--index", index, "--fix")
-    assert code == 0 and "removed 1 activations" in err
+    assert code == 0 and "removed 1 activations" in err and "1 files" in err
+    assert not stray.exists()
     with Index(index) as idx:
         # only the orphans went: the two models' numbers are all still there
         assert idx.db.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == before - 1
@@ -75,17 +81,42 @@ def test_orphans_are_found_and_fixed(searched, capsys):
     assert check(index=index).ok
 
 
+def _activation_files(idx):
+    return [idx.cache_dir / r[0] for r in idx.db.execute(
+        "SELECT file FROM activations ORDER BY rowid")]
+
+
 def test_damaged_activation_rows_are_a_cache_miss_and_fixable(searched):
     folder, index = searched
-    with Index(index) as idx, idx.transaction():
-        idx.db.execute("UPDATE activations SET data = ? WHERE rowid = "
-                       "(SELECT MIN(rowid) FROM activations)", [b"\x00garbage" * 10])
+    ranking.search(folder / "t.npz", index=index, dim=3)  # same activations, no new rows
+    with Index(index) as idx:
+        first, second = _activation_files(idx)
+        assert first.exists() and second.exists() and first.parent == idx.cache_dir
+    # one file altered in place (same size: only the CRC can tell), one deleted
+    raw = bytearray(first.read_bytes())
+    raw[-5] ^= 0x40
+    first.write_bytes(bytes(raw))
+    second.unlink()
     report = check(index=index)
-    assert report.damaged == 1 and not report.ok
+    assert report.damaged == 2 and not report.ok
+    assert any("2 cached activations are damaged or missing" in p for p in report.problems)
     fixed = check(index=index, fix=True)
-    assert fixed.fixed["damaged activations"] == 1 and fixed.damaged == 0 and fixed.ok
+    assert fixed.fixed["damaged activations"] == 2 and fixed.damaged == 0 and fixed.ok
+    assert not first.exists()
     # a search still ranks both models, recomputing what was lost
     assert len(ranking.search(folder / "t.npz", index=index, layer="all").ranked) > 2
+
+
+def test_a_damaged_schema2_blob_is_reported(searched):
+    _, index = searched
+    with Index(index) as idx, idx.transaction():
+        idx.db.execute("UPDATE activations SET file = NULL, data = ? WHERE rowid = "
+                       "(SELECT MIN(rowid) FROM activations)", [b"\x00garbage" * 10])
+    report = check(index=index)
+    # the row is damaged; the file it referred to is now a leftover
+    assert report.damaged == 1 and report.orphans["files"] == 1
+    fixed = check(index=index, fix=True)
+    assert fixed.ok and fixed.fixed["files"] == 1
 
 
 def test_a_damaged_blob_that_claims_a_huge_shape_is_refused_cheaply(tmp_path):

@@ -1,6 +1,7 @@
 """A changed world: files edited or deleted behind the index, read-only and full disks,
 indexes written by other schema versions."""
 
+import errno
 import json
 import os
 import sqlite3
@@ -78,7 +79,7 @@ def test_refresh_reindexes_a_changed_model_in_place(world, tmp_path):
     assert a.score != pytest.approx(_scores(first)["a"])
     with Index(index) as idx:
         assert idx.model_status(idx.get_model("a")) == "ok"
-        assert idx.orphans() == {"activations": 0, "scores": 0, "targets": 0}
+        assert idx.orphans() == {"activations": 0, "scores": 0, "targets": 0, "files": 0}
 
 
 def test_refresh_flag_of_the_cli(world, capsys):
@@ -153,9 +154,13 @@ def test_external_weights_are_part_of_the_content(tmp_path):
 
 
 def _bytes_of(index):
-    # a reader may leave an empty WAL and its shared-memory index behind: no content
-    return {p.name: p.read_bytes() for p in index.parent.glob(index.name + "*")
-            if not p.name.endswith("-shm") and p.stat().st_size}
+    # a reader may leave an empty WAL and its shared-memory index behind: no content;
+    # the activation files count too
+    return {str(p.relative_to(index.parent)): p.read_bytes()
+            for p in index.parent.glob(index.name + "*") if p.is_file()
+            and not p.name.endswith("-shm") and p.stat().st_size} | {
+        str(p.relative_to(index.parent)): p.read_bytes()
+        for p in index.parent.glob(index.name + "-activations/*")}
 
 
 @pytest.mark.parametrize("how", ["permissions", "mode=ro"])
@@ -227,14 +232,23 @@ def test_read_only_falls_back_to_immutable_when_the_wal_cannot_be_opened(world):
 
 def test_full_disk_while_caching_keeps_the_ranking_and_the_index(world):
     models, index, target, first = world
-    x, y = clustered(n_per_class=300, seed=5)  # activations that need new pages
-    with Index(index) as idx:
+    x, y = clustered(n_per_class=300, seed=5)
+    real_write = np.lib.format.write_array
+
+    def no_space(fh, array, **kw):  # the file system fills up halfway through the file
+        real_write(fh, array[: len(array) // 2], **kw)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with Index(index) as idx, mock.patch("numpy.lib.format.write_array", no_space):
+        files = sorted(idx.cache_dir.iterdir())
         pages = idx.db.execute("PRAGMA page_count").fetchone()[0]
         # a real limit: SQLite answers SQLITE_FULL past this many pages
         assert idx.db.execute(f"PRAGMA max_page_count = {pages}").fetchone()[0] == pages
         result = ranking.search(load_target(x=x, y=y), index=idx)
         assert len(result.ranked) == 2  # caching is best effort
-        assert any("could not cache" in n and "full" in n for n in result.notes)
+        assert any("could not cache activations" in n and "No space left" in n
+                   for n in result.notes)
+        assert sorted(idx.cache_dir.iterdir()) == files  # no partial file left behind
         assert idx.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         # writes that are not a cache fail whole, with a clear error
         added = 0
@@ -331,7 +345,10 @@ def test_older_schema_is_backed_up_then_migrated_in_place(tmp_path):
     path, record = _v1_index(tmp_path)
     before = _dump(path)
     with Index(path) as idx:
-        assert idx.schema_version == SCHEMA_VERSION == 2
+        assert idx.schema_version == SCHEMA_VERSION == 3
+        # the version-1 row keeps its blob in the database and is still read
+        assert np.array_equal(idx.get_activations(record.sha256, "hidden1", "t", "p"),
+                              np.eye(2, dtype=np.float32))
         migrated = idx.get_model("a")
         assert migrated.ctime is None and migrated.weights is None  # not known in v1
         assert migrated.sha256 == record.sha256 and len(migrated.layers) == len(record.layers)
@@ -343,6 +360,8 @@ def test_older_schema_is_backed_up_then_migrated_in_place(tmp_path):
     assert _dump(backup) == before  # the copy is exactly the version-1 index
     columns = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(models)")]
     assert columns[-2:] == ["ctime", "weights"]
+    columns = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(activations)")]
+    assert columns[-2:] == ["file", "crc"]
     assert check(index=path).ok
 
 
@@ -355,7 +374,7 @@ def test_failed_migration_changes_nothing(tmp_path):
             Index(path)
     assert _dump(path) == before  # the first ALTER was rolled back with the second
     with Index(path) as idx:  # and a later, sound migration still works
-        assert idx.schema_version == 2
+        assert idx.schema_version == SCHEMA_VERSION
 
 
 def test_concurrent_openers_migrate_once(tmp_path):
@@ -374,7 +393,7 @@ def test_concurrent_openers_migrate_once(tmp_path):
     for t in threads:
         t.join()
     assert errors == []
-    assert _dump(path)["meta"] == [("schema_version", "2")]
+    assert _dump(path)["meta"] == [("schema_version", str(SCHEMA_VERSION))]
     assert [p.name for p in tmp_path.glob("v1.db.schema*")] == ["v1.db.schema1.bak"]
 
 

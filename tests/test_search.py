@@ -192,7 +192,9 @@ def test_streamed_reduction_gives_the_same_scores(zoo, tmp_path, monkeypatch):
                                dim=2, scorers=["silhouette", "logme"])
     assert [r.model for r in streamed.ranked] == [r.model for r in held.ranked]
     for a, b in zip(held.ranked, streamed.ranked):
-        assert b.score == pytest.approx(a.score, abs=1e-8)
+        # held float32 activations are reduced from float32 products, streamed ones
+        # from a float64 covariance: the same score up to float32 rounding
+        assert b.score == pytest.approx(a.score, abs=1e-7)
         assert "logme" not in b.scores  # needs full activations: left out, with a note
     assert any("logme needs the full activations" in n for n in streamed.notes)
 

@@ -7,12 +7,15 @@ concurrent writers. ``check`` looks at all of it in one pass and says what it fo
 * every model: its file (and external weight files) still there, and its content hash
   still the one indexed (always hashed here, never trusted from size and times);
   every model has its layers;
-* every cached activation decodes (read one row at a time, so memory stays bounded);
+* every cached activation is intact: its file is there, with the recorded shape and
+  CRC-32 (read one at a time, so memory stays bounded);
 * orphans: activations and scores whose model content no indexed model has, scores of
-  a target that is gone, targets that no score or activation refers to;
+  a target that is gone, targets that no score or activation refers to, activation
+  files that no row refers to (left by a crash between writing a file and its row);
 * the cache's size on disk.
 
-``fix=True`` removes orphans and undecodable activation rows in one transaction.
+``fix=True`` removes orphans and damaged activation rows in one transaction, then the
+files nothing refers to.
 Missing or changed models are reported, not removed: whether to ``zooindex rm`` them,
 ``zooindex add --replace`` them or ``zooindex search --refresh`` is the user's call.
 """
@@ -26,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import StoreError
-from .index import DECODE_ERRORS, Index, decode_array, default_path, opened
+from .index import Index, default_path, opened
 
 
 @dataclass
@@ -76,9 +79,11 @@ class CheckReport:
                            "with --replace")
         for table, count in self.orphans.items():
             if count:
-                out.append(f"{count} orphaned {table} rows; `zooindex check --fix` removes them")
+                what = "activation files no row refers to" if table == "files" else \
+                    f"orphaned {table} rows"
+                out.append(f"{count} {what}; `zooindex check --fix` removes them")
         if self.damaged:
-            out.append(f"{self.damaged} cached activations do not decode; "
+            out.append(f"{self.damaged} cached activations are damaged or missing; "
                        "`zooindex check --fix` removes them")
         return out
 
@@ -124,19 +129,17 @@ def _check(idx: Index, fix: bool) -> CheckReport:
             status, _ = record.verify(full=True)
             report.models.append({"name": record.name, "status": status,
                                   "path": record.path, "layers": len(record.layers)})
-        damaged = _damaged_activations(idx)
+        damaged = idx.damaged_activations()
         report.damaged = len(damaged)
         report.orphans = idx.orphans()
         if fix and (damaged or any(report.orphans.values())):
             with idx.transaction():
                 removed = idx.drop_orphans()
-                for rowid in damaged:
-                    idx.db.execute("DELETE FROM activations WHERE rowid = ?", [rowid])
-            removed["damaged activations"] = len(damaged)
+                removed["damaged activations"] = idx.drop_activations(damaged)
             report.fixed = removed
-            report.damaged = len(_damaged_activations(idx))
+            report.damaged = len(idx.damaged_activations())
             report.orphans = idx.orphans()
-        report.cache = {**idx.cache_stats(), "file_bytes": _file_bytes(idx.path)}
+        report.cache = {**idx.cache_stats(), "file_bytes": _file_bytes(idx)}
     except sqlite3.DatabaseError as exc:
         report.error = f"reading the index failed: {exc}"
     return report
@@ -155,28 +158,15 @@ def _bare_integrity(path: Path) -> list[str]:
         return [str(exc)]
 
 
-def _damaged_activations(idx: Index) -> list[int]:
-    """Row ids of cached activations that do not decode, read one row at a time."""
-    damaged = []
-    rowids = [r[0] for r in idx.db.execute("SELECT rowid FROM activations")]
-    for rowid in rowids:
-        row = idx.db.execute("SELECT data FROM activations WHERE rowid = ?",
-                             [rowid]).fetchone()
-        if row is None:  # removed meanwhile by another process
-            continue
-        try:
-            decode_array(row[0])
-        except DECODE_ERRORS:
-            damaged.append(rowid)
-    return damaged
-
-
-def _file_bytes(path: Path) -> int:
-    """The database and its WAL on disk."""
+def _file_bytes(idx: Index) -> int:
+    """The database, its WAL and the activation files on disk."""
+    paths = [idx.path, Path(f"{idx.path}-wal")]
+    if idx.cache_dir.is_dir():
+        paths += [p for p in idx.cache_dir.iterdir() if p.is_file()]
     total = 0
-    for suffix in ("", "-wal"):
+    for path in paths:
         try:
-            total += os.path.getsize(f"{path}{suffix}")
+            total += path.stat().st_size
         except OSError:
             pass
     return total

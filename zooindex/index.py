@@ -2,9 +2,17 @@
 
 One SQLite file (through sqlite-utils) in WAL mode, so that searches read while an
 ``add`` writes. Every logical change runs in one ``BEGIN IMMEDIATE`` transaction: a
-crash leaves either all of it or none of it. Cached activations are stored as
-encoded blobs inside the database (:func:`encode_array`), keyed by the model's content
-hash, so that a model replaced by other content never reuses stale numbers.
+crash leaves either all of it or none of it. Cached activations are ``.npy`` files in
+a folder beside the database (``<index>-activations/``), one per model content hash x
+layer x target x preprocessing, so that a model replaced by other content never reuses
+stale numbers. A row of the ``activations`` table refers to each file, with its shape
+and CRC-32: a file that is missing, cut short or altered is a cache miss, never wrong
+numbers. Files are written under a temporary name and renamed into place, then the row
+is committed; files whose rows are deleted are removed after the commit, and files no
+row refers to (a crash between the two steps) are found by ``zooindex check``.
+(Files, not blobs: writing tens of MB into SQLite costs about ten times more, as the
+WAL and then the database each receive a copy.) Rows written by schema 2, which kept
+the activations in the database (:func:`encode_array`), are still read.
 
 Failure modes are part of the design, because an index outlives many crashes:
 
@@ -29,14 +37,17 @@ Failure modes are part of the design, because an index outlives many crashes:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import random
 import sqlite3
 import time
+import tempfile
 import urllib.parse
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,8 +56,8 @@ import sqlite_utils
 
 from .errors import NotIndexedError, StoreError
 
-SCHEMA_VERSION = 2
-DEFAULT_CACHE_LIMIT = 2 * 1024**3  # bytes of compressed activations kept, LRU beyond
+SCHEMA_VERSION = 3
+DEFAULT_CACHE_LIMIT = 2 * 1024**3  # bytes of cached activation files kept, LRU beyond
 BUSY_TIMEOUT_S = 10.0  # SQLite's own wait for a lock, per attempt
 BUSY_RETRIES = 4       # further attempts, after 0.1, 0.2, 0.4, 0.8 s (jittered)
 _BACKOFF_S = 0.1
@@ -55,10 +66,17 @@ _BACKOFF_S = 0.1
 # transaction after a backup copy. Version 2 records what a cheap "is the file still
 # the one indexed?" check needs beyond size and mtime: the inode change time (which no
 # tool can set back, unlike mtime) and the size and times of external weight files.
+# Version 3 keeps new activations in files beside the database (rows name the file and
+# its CRC-32); version-2 rows keep their blob in ``data`` and stay readable.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE models ADD COLUMN ctime REAL",
         "ALTER TABLE models ADD COLUMN weights TEXT"),
+    2: ("ALTER TABLE activations ADD COLUMN file TEXT",
+        "ALTER TABLE activations ADD COLUMN crc INTEGER"),
 }
+# a temporary activation file older than this is a crash's leftover, not a write
+# in progress
+_STALE_TMP_S = 600.0
 _STAT_TOLERANCE = 1e-6  # seconds: floats of st_mtime/st_ctime round-trip through SQLite
 
 
@@ -239,6 +257,8 @@ class Index:
             int(float(env_limit)) if env_limit else DEFAULT_CACHE_LIMIT)
         self.warnings: list[str] = []
         self.schema_version = SCHEMA_VERSION
+        self.cache_dir = self.path.with_name(self.path.name + "-activations")
+        self._unlink_after_commit: set[str] = set()
         exists = self.path.exists()
         if not exists:
             if not create or read_only:
@@ -355,8 +375,10 @@ class Index:
         except sqlite3.OperationalError as exc:
             self._rollback()
             raise _store_error(exc, self.path) from None
+        self._remove_files()
 
     def _rollback(self) -> None:
+        self._unlink_after_commit.clear()  # their rows are back
         # SQLite may already have rolled back on its own (a full disk, an I/O error)
         if self.db.conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
@@ -453,7 +475,7 @@ class Index:
             db["activations"].create({
                 "model_sha": str, "layer": str, "target": str, "prep": str, "n": int,
                 "dim": int, "bytes": int, "data": bytes, "created_at": str,
-                "used_at": float,
+                "used_at": float, "file": str, "crc": int,
             }, pk=("model_sha", "layer", "target", "prep"), if_not_exists=True)
             db["scores"].create({
                 "model_sha": str, "layer": str, "target": str, "prep": str,
@@ -631,21 +653,24 @@ class Index:
     # -- activations ---------------------------------------------------------------
     def get_activations(self, model_sha: str, layer: str, target: str,
                         prep: str) -> np.ndarray | None:
+        """The cached array for this key, or ``None``: absent, or damaged (then dropped)."""
         key = [model_sha, layer, target, prep]
+        columns = "data, file, crc, n, dim" if self.schema_version >= 3 else \
+            "data, NULL, NULL, n, dim"
         row = self.db.execute(
-            "SELECT data FROM activations WHERE model_sha = ? AND layer = ? AND target = ? "
-            "AND prep = ?", key).fetchone()
+            f"SELECT {columns} FROM activations WHERE model_sha = ? AND layer = ? "
+            "AND target = ? AND prep = ?", key).fetchone()
         if row is None:
             return None
         try:
-            array = decode_array(row[0])
+            array = self._read_entry(*row)
         except DECODE_ERRORS:
             # a damaged entry is a cache miss, never wrong numbers; drop it
             if not self.read_only:
                 with contextlib.suppress(StoreError):
                     with self.transaction():
-                        self.db.execute("DELETE FROM activations WHERE model_sha = ? AND "
-                                        "layer = ? AND target = ? AND prep = ?", key)
+                        self._delete_activations("model_sha = ? AND layer = ? AND "
+                                                 "target = ? AND prep = ?", key)
             return None
         if not self.read_only:
             with contextlib.suppress(StoreError):
@@ -655,28 +680,138 @@ class Index:
                         "AND target = ? AND prep = ?", [time.time(), *key])
         return array
 
+    def _read_entry(self, data, file, crc, n, dim) -> np.ndarray:
+        """Decode one row's activations; ``DECODE_ERRORS`` when they are not intact."""
+        if not file:  # written by schema 2: a blob in the row
+            return decode_array(data)
+        if os.path.basename(file) != file:
+            raise ValueError("activation file name with a path")
+        array = np.load(self.cache_dir / file, allow_pickle=False)
+        if array.ndim < 1 or len(array) != n or int(np.prod(array.shape[1:])) != dim \
+                or zlib.crc32(np.ascontiguousarray(array)) != crc:
+            raise ValueError("damaged activation file")
+        return array
+
+    def damaged_activations(self) -> list[int]:
+        """Row ids of cached activations that are not intact, read one at a time."""
+        columns = "data, file, crc, n, dim" if self.schema_version >= 3 else \
+            "data, NULL, NULL, n, dim"
+        damaged = []
+        for rowid in [r[0] for r in self.db.execute("SELECT rowid FROM activations")]:
+            row = self.db.execute(f"SELECT {columns} FROM activations WHERE rowid = ?",
+                                  [rowid]).fetchone()
+            if row is None:  # removed meanwhile by another process
+                continue
+            try:
+                self._read_entry(*row)
+            except DECODE_ERRORS:
+                damaged.append(rowid)
+        return damaged
+
+    def drop_activations(self, rowids) -> int:
+        """Delete these activation rows, and their files after the commit."""
+        with self.transaction():
+            return sum(self._delete_activations("rowid = ?", [rowid]) for rowid in rowids)
+
     def put_activations(self, model_sha: str, layer: str, target: str, prep: str,
                         array: np.ndarray) -> bool:
         """Cache ``array`` unless it alone exceeds the cache limit; evict LRU beyond it.
 
-        Best effort, like :meth:`put_scores`: a failed write is noted in
-        :attr:`warnings` and the search goes on without the cache.
+        The array goes to a file of its own (written, then renamed into place), and its
+        row is committed after. Best effort, like :meth:`put_scores`: a failed write is
+        noted in :attr:`warnings`, leaves no file behind, and the search goes on
+        without the cache.
         """
         if self.read_only:
             return False
-        blob = encode_array(array)
-        if len(blob) > self.cache_limit:
+        array = np.ascontiguousarray(array)
+        if array.nbytes > self.cache_limit:
             return False
+        key = (model_sha, layer, target, prep)
+        name = hashlib.sha256("\0".join(key).encode()).hexdigest()[:40] + ".npy"
         with self._best_effort("activations"):
-            with self.transaction():
-                self.db["activations"].upsert({
-                    "model_sha": model_sha, "layer": layer, "target": target, "prep": prep,
-                    "n": int(array.shape[0]), "dim": int(np.prod(array.shape[1:])),
-                    "bytes": len(blob), "data": blob, "created_at": _now(),
-                    "used_at": time.time()}, pk=("model_sha", "layer", "target", "prep"))
-                self._evict(self.cache_limit)
+            size = self._write_file(name, array)
+            try:
+                with self.transaction():
+                    self.db["activations"].upsert({
+                        "model_sha": model_sha, "layer": layer, "target": target,
+                        "prep": prep, "n": int(array.shape[0]),
+                        "dim": int(np.prod(array.shape[1:])), "bytes": size, "data": None,
+                        "file": name, "crc": zlib.crc32(array), "created_at": _now(),
+                        "used_at": time.time()}, pk=("model_sha", "layer", "target", "prep"))
+                    self._evict(self.cache_limit)
+            except StoreError:
+                self._unlink_after_commit.add(name)
+                self._remove_files()
+                raise
             return True
         return False
+
+    def _write_file(self, name: str, array: np.ndarray) -> int:
+        """Write ``array`` to ``cache_dir/name`` atomically; its size in bytes."""
+        tmp = None
+        try:
+            self.cache_dir.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.cache_dir, prefix=".", suffix=".tmp")
+            with os.fdopen(fd, "wb") as fh:
+                np.lib.format.write_array(fh, array, allow_pickle=False)
+            size = os.path.getsize(tmp)
+            os.replace(tmp, self.cache_dir / name)
+            return size
+        except OSError as exc:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise StoreError(f"cannot write to {self.cache_dir}: "
+                             f"{exc.strerror or exc}", path=str(self.path)) from None
+
+    def _delete_activations(self, where: str, params=()) -> int:
+        """Delete activation rows (inside a transaction); their files go after the commit."""
+        if self.schema_version >= 3:
+            self._unlink_after_commit.update(
+                r[0] for r in self.db.execute(
+                    f"SELECT file FROM activations WHERE ({where}) AND file IS NOT NULL",
+                    params))
+        return self.db.execute(f"DELETE FROM activations WHERE {where}", params).rowcount
+
+    def _remove_files(self) -> None:
+        """Remove the files of deleted rows, unless a row refers to them again."""
+        if not self._unlink_after_commit:
+            return
+        names, self._unlink_after_commit = self._unlink_after_commit, set()
+        for name in names:
+            try:
+                referenced = self.db.execute("SELECT 1 FROM activations WHERE file = ?",
+                                             [name]).fetchone() is not None
+            except sqlite3.Error:  # cannot tell: leave it to `zooindex check`
+                continue
+            if not referenced:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.cache_dir / name)
+
+    def unreferenced_files(self) -> list[Path]:
+        """Files in :attr:`cache_dir` that no row refers to (a crash's leftovers).
+
+        Temporary files younger than ten minutes are writes in progress, not leftovers.
+        """
+        if not self.cache_dir.is_dir():
+            return []
+        if self.schema_version >= 3:
+            known = {r[0] for r in self.db.execute(
+                "SELECT file FROM activations WHERE file IS NOT NULL")}
+        else:
+            known = set()
+        now = time.time()
+        out = []
+        for entry in os.scandir(self.cache_dir):
+            if entry.name in known or not entry.is_file(follow_symlinks=False):
+                continue
+            if entry.name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    if now - entry.stat().st_mtime < _STALE_TMP_S:
+                        continue
+            out.append(Path(entry.path))
+        return sorted(out)
 
     @contextlib.contextmanager
     def _best_effort(self, what: str):
@@ -697,8 +832,8 @@ class Index:
                 "ORDER BY used_at ASC")):
             if total <= limit:
                 break
-            self.db.execute("DELETE FROM activations WHERE model_sha = ? AND layer = ? AND "
-                            "target = ? AND prep = ?", key[:4])
+            self._delete_activations("model_sha = ? AND layer = ? AND target = ? AND "
+                                     "prep = ?", key[:4])
             total -= key[4]
 
     def cache_stats(self) -> dict:
@@ -712,9 +847,12 @@ class Index:
     def clear_cache(self) -> dict:
         stats = self.cache_stats()
         with self.transaction():
-            self.db.execute("DELETE FROM activations")
+            self._delete_activations("1")
             self.db.execute("DELETE FROM scores")
             self.db.execute("DELETE FROM targets")
+        for leftover in self.unreferenced_files():
+            with contextlib.suppress(OSError):
+                leftover.unlink()
         with contextlib.suppress(sqlite3.OperationalError):
             with self.db.ensure_autocommit_on():
                 self.db.execute("VACUUM")
@@ -730,30 +868,37 @@ class Index:
     }
 
     def orphans(self) -> dict[str, int]:
-        """Cached rows nothing refers to: per table, how many.
+        """Cached rows and files nothing refers to: per table (and ``files``), how many.
 
         Activations and scores whose model content no indexed model has; scores of a
-        target that is gone; targets neither a score nor an activation refers to.
+        target that is gone; targets neither a score nor an activation refers to;
+        activation files no row refers to (see :meth:`unreferenced_files`).
         """
         with self._snapshot():
-            return {table: self.db.execute(
+            counts = {table: self.db.execute(
                 f"SELECT COUNT(*) FROM {table} WHERE {where}").fetchone()[0]
                 for table, where in self._ORPHANS.items()}
+            counts["files"] = len(self.unreferenced_files())
+        return counts
 
     def drop_orphans(self) -> dict[str, int]:
-        """Delete every orphan (see :meth:`orphans`) in one transaction."""
+        """Delete every orphan (see :meth:`orphans`): rows in one transaction, then files."""
         with self.transaction():
-            return {table: self.db.execute(f"DELETE FROM {table} WHERE {where}").rowcount
-                    for table, where in self._ORPHANS.items()}
+            removed = {"activations": self._delete_activations(self._ORPHANS["activations"])}
+            removed.update({table: self.db.execute(f"DELETE FROM {table} WHERE {where}").rowcount
+                            for table, where in self._ORPHANS.items() if table != "activations"})
+        files = self.unreferenced_files()
+        for leftover in files:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        removed["files"] = len(files)
+        return removed
 
     def _drop_orphans(self) -> int:
         """Delete cached rows whose model content no indexed model has any more."""
-        removed = 0
-        for table in ("activations", "scores"):
-            cur = self.db.execute(
-                f"DELETE FROM {table} WHERE model_sha NOT IN (SELECT sha256 FROM models)")
-            removed += cur.rowcount
-        return removed
+        removed = self._delete_activations("model_sha NOT IN (SELECT sha256 FROM models)")
+        return removed + self.db.execute(
+            "DELETE FROM scores WHERE model_sha NOT IN (SELECT sha256 FROM models)").rowcount
 
 
 def _now() -> str:

@@ -10,6 +10,7 @@ search with another D or metric reuses the activations.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -206,10 +207,17 @@ def _blas_threads():
     over (measured: PCA of 5,000 x 1,024 features took 1.5 s with 2 threads and 0.35 s
     with 1 on a loaded 2-core machine). Set ZOOINDEX_BLAS_THREADS=0 to leave BLAS alone.
     """
-    from threadpoolctl import threadpool_limits
-
     threads = int(os.environ.get("ZOOINDEX_BLAS_THREADS", "1"))
-    return threadpool_limits(limits=threads if threads > 0 else None, user_api="blas")
+    return _blas_controller().limit(limits=threads if threads > 0 else None, user_api="blas")
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """One inventory of the loaded BLAS libraries per process (taking it costs ~10 ms)."""
+    import scipy.linalg  # noqa: F401  (scipy's own BLAS must be loaded to be seen)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _progress(total: int, progress):
@@ -479,7 +487,8 @@ def run_model(record: ModelRecord, x: np.ndarray, layers: list[str], prep: Prepr
     """
     from . import graph, runtime
 
-    proto = graph.load(record.path, load_weights=True)
+    # checked when it was added; onnxruntime refuses whatever changed since
+    proto = graph.load(record.path, load_weights=True, check=False)
     extra = None
     initializers = {t.name for t in proto.graph.initializer}
     if sum(i.name not in initializers for i in proto.graph.input) > 1:

@@ -11,19 +11,26 @@ import numpy as np
 
 from .errors import EstimatorError
 
-# Up to this many features the covariance route is exact and cheap: O(n d^2 + d^3)
-# stays around 0.2 s at n = 5,000, d = 512, where a randomized sketch is already slower.
-_COVARIANCE_MAX_FEATURES = 512
+# Up to this many features (and at least as many samples) the exact covariance route is
+# used: one d x d scatter matrix (32 MiB at d = 2,048) costs O(n d^2) in a single BLAS
+# product, faster than a randomized sketch's many thin products up to about this width.
+_COVARIANCE_MAX_FEATURES = 2048
 # Below this many samples or features a full LAPACK SVD costs little.
 _FULL_SVD_MAX_SIDE = 512
+# Lanczos (ARPACK) finds a few leading eigenpairs of a wide scatter matrix several times
+# faster than a dense eigensolver; below this width, or for many components, LAPACK.
+_LANCZOS_MIN_FEATURES = 256
+# A float32 scatter matrix carries rounding errors of about 1e-7 of its largest
+# eigenvalue; components whose variance falls below this share of the largest are
+# recomputed from a float64 scatter matrix instead.
+_FLOAT32_MIN_SHARE = 1e-4
 
 
 def pca(features, dim: int, *, seed: int = 0) -> tuple[np.ndarray, int]:
     """Project ``features`` ``(n, d)`` on their first ``dim`` principal components.
 
-    The components are fitted on these same features (centred in float64), and the
-    projections ``(n, m)`` are returned in float64 together with ``m``, the number of
-    components actually used::
+    The components are fitted on these same features, and the projections ``(n, m)``
+    are returned in float64 together with ``m``, the number of components actually used::
 
         m = min(dim, n, d, rank of the centred features)
 
@@ -37,39 +44,123 @@ def pca(features, dim: int, *, seed: int = 0) -> tuple[np.ndarray, int]:
     projected: a rotation onto the principal axes, which preserves distances and angles
     around the mean.
 
-    The solver is picked by shape so that results are reproducible and fast (scikit-learn's
-    ``PCA``, signs fixed by its ``svd_flip``):
+    The solver is picked by shape; every route is deterministic:
 
-    * ``d <= 512`` and ``n >= d``: ``covariance_eigh``, exact, ``O(n d^2 + d^3)``; the data
-      are centred first so the covariance carries no cancellation from a large mean;
-    * ``min(n, d) <= 512``, or ``dim`` at least 80% of ``min(n, d)``: ``full`` SVD, exact;
-    * otherwise ``randomized`` with ``random_state=seed``, ``O(n d dim)``: within about
-      1e-10 of the exact projection on features with a decaying spectrum, and the same
-      for the same ``seed``.
+    * ``d <= 2048`` and ``n >= d``: exact, from the scatter matrix ``Xc^T Xc`` of the
+      centred features, ``O(n d^2)``, and its leading eigenvectors (ARPACK's Lanczos
+      iteration, converged to machine precision, for a few components of a wide layer;
+      LAPACK otherwise). The mean is taken in float64. float32 features (what models
+      produce) keep float32 products, twice as fast, unless a wanted component's variance
+      is below 1e-4 of the largest, where float32 rounding could matter: those are
+      redone in float64. The scores computed from float32 and float64 products agree to
+      about 1e-8;
+    * ``min(n, d) <= 512``, or ``dim`` at least 80% of ``min(n, d)``: scikit-learn's
+      ``full`` SVD on float64, exact;
+    * otherwise scikit-learn's ``randomized`` SVD with ``random_state=seed``,
+      ``O(n d dim)``: close to the exact projection when the spectrum decays, and the
+      same for the same ``seed``.
 
-    Memory: one centred float64 copy of ``features``.
+    Signs follow scikit-learn's convention for components (the largest loading of each
+    is positive), so that repeated runs give identical projections.
+
+    Memory: one centred copy of ``features`` (float64 outside the float32 route) and, on
+    the covariance route, one ``d x d`` matrix.
     """
     if dim < 1:
         raise EstimatorError(f"PCA needs at least 1 component, not dim={dim}; "
                              "pass a positive --dim")
-    x = np.asarray(features, dtype=np.float64)
+    x = np.asarray(features)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 1:
         raise EstimatorError(f"PCA needs features of shape (n, d) with n, d >= 1, not "
                              f"{x.shape}; pass one row of activations per sample")
+    if x.dtype != np.float32:
+        x = x.astype(np.float64)
     n, d = x.shape
     k = min(dim, n, d)
-    centred = x - x.mean(axis=0)
-    if n < 2 or not np.any(centred):
+    if n < 2:
         return np.zeros((n, 1)), 1
+    if d <= _COVARIANCE_MAX_FEATURES and n >= d:
+        return _covariance_pca(x, k, seed)
+    return _svd_pca(x.astype(np.float64), k, seed)
 
+
+def _covariance_pca(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, int]:
+    n, d = x.shape
+    mean = x.mean(axis=0, dtype=np.float64)
+    centred = x - mean.astype(x.dtype)
+    if not np.any(centred):
+        return np.zeros((n, 1)), 1
+    found = None
+    if x.dtype == np.float32:
+        found = _leading_eigen(centred, k, seed)  # None where float32 products overflow
+        if found is not None and found[0][-1] < _FLOAT32_MIN_SHARE * found[0][0]:
+            found = None
+        if found is None:
+            centred = x.astype(np.float64) - mean
+    scale = 1.0
+    if found is None:
+        found = _leading_eigen(centred, k, seed)
+    if found is None:  # squares beyond float64: principal axes do not depend on scale
+        scale = float(np.max(np.abs(centred)))
+        centred = centred / scale
+        found = _leading_eigen(centred, k, seed)
+    values, vectors, residual = found
+    if values[0] <= 0:
+        return np.zeros((n, 1)), 1
+    rank = int(np.count_nonzero(values > values[0] * max(n, d) * np.finfo(float).eps))
+    used = max(1, min(k, rank))
+    vectors = vectors[:, :used]
+    # the rows of ``centred`` keep the small mean that rounding left; subtract its image
+    projected = (centred @ vectors.astype(centred.dtype)).astype(np.float64)
+    projected -= residual @ vectors
+    if scale != 1.0:
+        projected *= scale
+    return projected, used
+
+
+def _leading_eigen(centred: np.ndarray, k: int, seed: int):
+    """The ``k`` largest eigenpairs of the scatter matrix of ``centred``'s rows.
+
+    Returns eigenvalues (descending), eigenvectors ``(d, k)`` in float64 with the largest
+    loading of each positive, and the residual mean of ``centred`` (float64), which the
+    scatter matrix is corrected for; ``None`` when the products overflow.
+    """
+    from scipy.linalg import eigh
+
+    n, d = centred.shape
+    residual = centred.mean(axis=0, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scatter = (centred.T @ centred).astype(np.float64)
+        scatter -= n * np.outer(residual, residual)
+    if not np.all(np.isfinite(scatter)):
+        return None
+    values = vectors = None
+    if d >= _LANCZOS_MIN_FEATURES and k <= d // 8:
+        from scipy.sparse.linalg import ArpackError, eigsh
+
+        start = np.random.default_rng(seed).standard_normal(d)
+        try:
+            values, vectors = eigsh(scatter, k=k, which="LA", v0=start)
+        except ArpackError:  # no convergence: the dense solver always answers
+            values = None
+    if values is None:
+        values, vectors = eigh(scatter, subset_by_index=[d - k, d - 1])
+    order = np.argsort(values)[::-1]
+    values, vectors = values[order], vectors[:, order]
+    largest = np.argmax(np.abs(vectors), axis=0)
+    vectors *= np.sign(vectors[largest, np.arange(vectors.shape[1])])
+    return values, vectors, residual
+
+
+def _svd_pca(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, int]:
     from sklearn.decomposition import PCA
 
-    if d <= _COVARIANCE_MAX_FEATURES and n >= d:
-        solver = "covariance_eigh"
-    elif min(n, d) <= _FULL_SVD_MAX_SIDE or k >= 0.8 * min(n, d):
-        solver = "full"
-    else:
-        solver = "randomized"
+    n, d = x.shape
+    centred = x - x.mean(axis=0)
+    if not np.any(centred):
+        return np.zeros((n, 1)), 1
+    solver = "full" if min(n, d) <= _FULL_SVD_MAX_SIDE or k >= 0.8 * min(n, d) \
+        else "randomized"
     model = PCA(n_components=k, svd_solver=solver, copy=False,
                 random_state=seed if solver == "randomized" else None)
     projected = model.fit_transform(centred)

@@ -73,7 +73,8 @@ def score_curves(features_by_model, labels, dims=DIMS, metric: str = "cosine", *
     wanted = _dims(dims)
     curves = {}
     for name, features in features_by_model.items():
-        feats, codes = check_inputs(features, labels, "silhouette")
+        # float32 stays float32, as in the search, so the curve meets its scores exactly
+        feats, codes = check_inputs(features, labels, "silhouette", keep_float32=True)
         curve: dict[int, float] = {}
         for d in wanted:
             reduced, used = pca(feats, d, seed=seed)
@@ -209,7 +210,7 @@ def _scatter_points(features, labels, max_points: int, seed: int):
     from .estimators import check_inputs
     from .reduce import pca
 
-    feats, codes = check_inputs(features, labels, "report")
+    feats, codes = check_inputs(features, labels, "report", keep_float32=True)
     reduced, _ = pca(feats, SCATTER_DIM, seed=seed)
     rows = sample_rows(codes, max_points, seed)
     return np.asarray(reduced[rows]), codes[rows]

@@ -38,13 +38,17 @@ class Estimator:
     params: tuple[str, ...] = ()
     needs_probs: bool = False
     uses: tuple[str, ...] = field(default=("features",))
+    # starts with reduce.pca, which treats float32 features at full accuracy: spare the
+    # float64 copy of a wide layer's activations
+    float32_ok: bool = False
 
     def cache_params(self, **options) -> dict:
         """The options this estimator's score depends on, for cache keys."""
         return {p: options[p] for p in self.params if p in options}
 
     def __call__(self, features, labels, *, probs=None, **options) -> float:
-        features, labels = check_inputs(features, labels, self.name)
+        features, labels = check_inputs(features, labels, self.name,
+                                        keep_float32=self.float32_ok)
         if self.needs_probs:
             if probs is None:
                 raise EstimatorError(
@@ -81,14 +85,19 @@ _MODULES = (
 
 
 def register(name: str, description: str, *, params: tuple[str, ...] = (),
-             needs_probs: bool = False):
-    """Decorator that registers ``func`` as estimator ``name``."""
+             needs_probs: bool = False, float32_ok: bool = False):
+    """Decorator that registers ``func`` as estimator ``name``.
+
+    ``float32_ok``: ``func`` handles float32 features itself (it reduces them with
+    :func:`zooindex.reduce.pca` first), so they are not copied to float64 beforehand.
+    """
 
     def wrap(func):
         if name in _REGISTRY:
             raise ValueError(f"estimator '{name}' registered twice")
         _REGISTRY[name] = Estimator(name=name, func=func, description=description,
-                                    params=tuple(params), needs_probs=needs_probs)
+                                    params=tuple(params), needs_probs=needs_probs,
+                                    float32_ok=float32_ok)
         return func
 
     return wrap
@@ -116,15 +125,19 @@ def get(name: str) -> Estimator:
                              "See `zooindex scorers`.", estimator=name) from None
 
 
-def check_inputs(features, labels, name: str = "estimator"):
-    """Validate once: 2-D finite float64 features, integer labels 0..k-1, k >= 2."""
+def check_inputs(features, labels, name: str = "estimator", *, keep_float32: bool = False):
+    """Validate once: 2-D finite float64 features, integer labels 0..k-1, k >= 2.
+
+    With ``keep_float32``, float32 features stay float32 (for callers that handle them).
+    """
     features = np.asarray(features)
     if features.ndim != 2:
         features = features.reshape(len(features), -1)
     if features.dtype.kind not in "fiub":
         raise EstimatorError(f"{name}: features must be numeric, not {features.dtype}",
                              estimator=name)
-    features = features.astype(np.float64, copy=False)
+    if not (keep_float32 and features.dtype == np.float32):
+        features = features.astype(np.float64, copy=False)
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != len(features):
         raise EstimatorError(f"{name}: {len(features)} feature rows but labels of shape "

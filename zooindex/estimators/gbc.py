@@ -32,7 +32,8 @@ def class_gaussians(points: np.ndarray, labels: np.ndarray):
 
 
 @register("gbc", "GBC: minus the Bhattacharyya overlap of per-class Gaussians on the "
-          "PCA-reduced features (Pandy et al., CVPR 2022)", params=("dim", "seed"))
+          "PCA-reduced features (Pandy et al., CVPR 2022)",
+          params=("dim", "seed"), float32_ok=True)
 def gbc(features, labels, *, dim=10, seed=0, **_):
     r"""GBC of ``features`` ``(n, d)`` for ``labels`` ``(n,)``; higher is better (<= 0).
 

@@ -60,7 +60,8 @@ def knn_loo_predictions(points: np.ndarray, labels: np.ndarray, k: int = NEIGHBO
 
 
 @register("knn", "k-NN: leave-one-out 5-nearest-neighbour accuracy on the PCA-reduced "
-          "features", params=("dim", "seed"))
+          "features",
+          params=("dim", "seed"), float32_ok=True)
 def knn(features, labels, *, dim=10, seed=0, **_):
     r"""Leave-one-out 5-NN accuracy of ``features`` ``(n, d)``; higher is better (0..1).
 

@@ -21,7 +21,8 @@ COMPONENTS_PER_CLASS = 5
 
 
 @register("nleep", "N-LEEP: LEEP of a Gaussian mixture on the PCA-reduced features "
-          "(Li et al., CVPR 2021)", params=("dim", "seed"))
+          "(Li et al., CVPR 2021)",
+          params=("dim", "seed"), float32_ok=True)
 def nleep(features, labels, *, dim=10, seed=0, **_):
     r"""N-LEEP of ``features`` ``(n, d)`` for ``labels`` ``(n,)``; higher is better.
 

@@ -127,7 +127,8 @@ def classwise_silhouette_score(X, labels, metric: str = "cosine") -> float:
 
 
 @register("silhouette", "neuralRank (Desai et al.): silhouette of PCA-reduced features, "
-          "cosine by default", params=("dim", "metric", "seed"))
+          "cosine by default", params=("dim", "metric", "seed"),
+          float32_ok=True)
 def silhouette(features, labels, *, dim: int = 10, metric: str = "cosine", seed: int = 0,
                **_) -> float:
     """neuralRank's score: silhouette of the features after PCA; higher is better.
@@ -150,7 +151,8 @@ def silhouette(features, labels, *, dim: int = 10, metric: str = "cosine", seed:
 
 
 @register("silhouette-classwise", "silhouette of PCA-reduced features averaged per class "
-          "(robust to class imbalance)", params=("dim", "metric", "seed"))
+          "(robust to class imbalance)", params=("dim", "metric", "seed"),
+          float32_ok=True)
 def silhouette_classwise(features, labels, *, dim: int = 10, metric: str = "cosine",
                          seed: int = 0, **_) -> float:
     """Class-balanced neuralRank score; higher is better.
