@@ -213,3 +213,36 @@ def test_streaming_pca_matches_sklearn():
     proj = (data - acc.mean) @ acc.components(4)
     ref = PCA(4).fit_transform(data)
     np.testing.assert_allclose(np.abs(proj), np.abs(ref), atol=1e-8)
+
+
+def test_scoring_beside_the_next_model_changes_no_number(zoo, tmp_path, monkeypatch):
+    """Scores computed in the scoring thread equal those of a strictly sequential search."""
+    from concurrent.futures import Future
+
+    class InOrder:  # runs each submitted job at once, in the calling thread
+        def __init__(self, max_workers=1):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, *args):
+            done = Future()
+            done.set_result(fn(*args))
+            return done
+
+    overlapped = zooindex.search(zoo["target"], index=zoo["index"], layer="all",
+                                 scorers=["silhouette", "logme"])
+    monkeypatch.setattr(search_mod, "ThreadPoolExecutor", InOrder)
+    zooindex.add(zoo["folder"], index=tmp_path / "other.db")
+    sequential = zooindex.search(zoo["target"], index=tmp_path / "other.db", layer="all",
+                                 scorers=["silhouette", "logme"])
+    assert not any(r.cached for r in overlapped.ranked + sequential.ranked)
+    assert [(r.model, r.layer, r.scores) for r in overlapped.results] == \
+        [(r.model, r.layer, r.scores) for r in sequential.results]
+    with zooindex.index.Index(zoo["index"]) as a, \
+            zooindex.index.Index(tmp_path / "other.db") as b:
+        assert a.cache_stats()["activations"] == b.cache_stats()["activations"] > 0

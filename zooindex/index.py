@@ -240,6 +240,18 @@ def decode_array(blob: bytes) -> np.ndarray:
 DECODE_ERRORS = (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile, MemoryError)
 
 
+@dataclass(frozen=True)
+class StagedActivations:
+    """A cache file written by :meth:`Index.stage_activations`, its row not yet stored."""
+
+    key: tuple          # (model_sha, layer, target, prep)
+    file: str
+    bytes: int
+    crc: int
+    n: int
+    dim: int
+
+
 class Index:
     """A zooindex database. Open with ``Index(path)``; use as a context manager.
 
@@ -720,28 +732,47 @@ class Index:
         The array goes to a file of its own (written, then renamed into place), and its
         row is committed after. Best effort, like :meth:`put_scores`: a failed write is
         noted in :attr:`warnings`, leaves no file behind, and the search goes on
-        without the cache.
+        without the cache. The same as :meth:`stage_activations` then
+        :meth:`commit_activations`.
+        """
+        staged = self.stage_activations(model_sha, layer, target, prep, array)
+        return staged is not None and self.commit_activations(staged)
+
+    def stage_activations(self, model_sha: str, layer: str, target: str, prep: str,
+                          array: np.ndarray) -> "StagedActivations | None":
+        """Write ``array``'s cache file, not yet its row: no database access, so another
+        thread may do it. ``None`` when nothing is cached (read-only index, an array over
+        the cache limit, or a failed write, noted in :attr:`warnings`).
         """
         if self.read_only:
-            return False
+            return None
         array = np.ascontiguousarray(array)
         if array.nbytes > self.cache_limit:
-            return False
+            return None
         key = (model_sha, layer, target, prep)
         name = hashlib.sha256("\0".join(key).encode()).hexdigest()[:40] + ".npy"
         with self._best_effort("activations"):
             size = self._write_file(name, array)
+            return StagedActivations(key=key, file=name, bytes=size, crc=zlib.crc32(array),
+                                     n=int(array.shape[0]),
+                                     dim=int(np.prod(array.shape[1:])))
+        return None
+
+    def commit_activations(self, staged: "StagedActivations") -> bool:
+        """Record a staged file in the index; its file goes if that fails (best effort)."""
+        model_sha, layer, target, prep = staged.key
+        with self._best_effort("activations"):
             try:
                 with self.transaction():
                     self.db["activations"].upsert({
                         "model_sha": model_sha, "layer": layer, "target": target,
-                        "prep": prep, "n": int(array.shape[0]),
-                        "dim": int(np.prod(array.shape[1:])), "bytes": size, "data": None,
-                        "file": name, "crc": zlib.crc32(array), "created_at": _now(),
-                        "used_at": time.time()}, pk=("model_sha", "layer", "target", "prep"))
+                        "prep": prep, "n": staged.n, "dim": staged.dim,
+                        "bytes": staged.bytes, "data": None, "file": staged.file,
+                        "crc": staged.crc, "created_at": _now(), "used_at": time.time()},
+                        pk=("model_sha", "layer", "target", "prep"))
                     self._evict(self.cache_limit)
             except StoreError:
-                self._unlink_after_commit.add(name)
+                self._unlink_after_commit.add(staged.file)
                 self._remove_files()
                 raise
             return True

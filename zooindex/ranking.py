@@ -15,6 +15,7 @@ import json
 import os
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -86,12 +87,21 @@ class Ranking:
 
 @dataclass
 class _Job:
-    """The work of one model: which layers, which scores are still missing."""
+    """One model's work in a search: what is cached, what is left to compute."""
 
     record: ModelRecord
-    layers: list
-    prep: Preprocessing
-    results: dict = field(default_factory=dict)  # layer -> Result
+    results: dict                    # layer -> Result, cached scores filled in
+    wanted: dict                     # layer -> estimators still to compute
+    prep_key: str = ""
+    started: float = 0.0
+    busy_s: float = 0.0              # time spent on this model, overlaps left out
+    features: dict = field(default_factory=dict)
+    probs: np.ndarray | None = None
+    reduced: dict = field(default_factory=dict)
+    rows: dict = field(default_factory=dict)    # layer -> new score rows for the index
+    notes: list = field(default_factory=list)
+    to_cache: list = field(default_factory=list)  # (layer, array) the model produced
+    staged: list = field(default_factory=list)    # their cache files, rows not yet stored
 
 
 def resolve_scorers(scorers) -> list:
@@ -140,8 +150,13 @@ def search(target, *, index=None, layer: str | None = None, dim: int = 10,
 
     ``target`` is a path in any supported format or a :class:`~zooindex.target.Target`.
     ``filter`` (a :class:`zooindex.zoo.Filter`) narrows the models by tag, source, size
-    or name pattern. The first scorer ranks; the others add columns. Models the target cannot fit, whose
-    file is gone or changed, or that lack the layer, are listed as skipped with a reason.
+    or name pattern. The first scorer ranks; the others add columns. Models the target
+    cannot fit, whose file is gone or changed, or that lack the layer, are listed as
+    skipped with a reason.
+
+    Models run one after the other; each one's scores (PCA, estimators) and cache files
+    are computed in a second thread while the next model runs, so with a GPU they cost
+    little wall time. At most two models' activations are held at once.
     """
     started = time.perf_counter()
     if metric not in METRICS:
@@ -168,19 +183,39 @@ def search(target, *, index=None, layer: str | None = None, dim: int = 10,
             raise ZooIndexError(f"no models to rank in the index {idx.path}; add some with "
                                 "`zooindex add MODEL.onnx`")
         idx.put_target(tgt.key, tgt.source, len(tgt.y), list(tgt.classes))
-        results: list[Result] = []
+        per_model: list[list[Result]] = []
         bar = _progress(len(records), progress)
+        # Model i's scores are computed in a second thread while model i+1 runs: with
+        # a GPU, or a CPU that inference leaves partly idle, PCA and scoring then cost
+        # little wall time. Only the main thread touches the index; at most two
+        # models' activations are in memory at once.
+        pending = None
         try:
-            for record in records:
-                if bar is not None:
-                    bar.set_postfix_str(record.name[:30])
-                results.extend(_search_model(idx, record, tgt, layer, ests, options,
-                                             batch_size, device, notes, refresh))
-                if bar is not None:
-                    bar.update(1)
+            with ThreadPoolExecutor(max_workers=1) as scorer:
+                for record in records:
+                    if bar is not None:
+                        bar.set_postfix_str(record.name[:30])
+                    slot: list[Result] = []
+                    per_model.append(slot)
+                    job = _plan(idx, record, tgt, layer, ests, options, notes, refresh)
+                    if isinstance(job, _Job) and job.wanted:
+                        job = _gather(idx, job, tgt, ests, options, batch_size, device)
+                    if pending is not None:
+                        _finish_pending(idx, tgt, ests, notes, pending, bar)
+                        pending = None
+                    if isinstance(job, _Job) and job.wanted:
+                        pending = (job, slot, scorer.submit(_score, idx, job, tgt, ests, options))
+                        continue
+                    slot.extend(job if isinstance(job, list) else _finish(idx, tgt, ests, job))
+                    if bar is not None:
+                        bar.update(1)
+                if pending is not None:
+                    _finish_pending(idx, tgt, ests, notes, pending, bar)
+                    pending = None
         finally:
             if bar is not None:
                 bar.close()
+        results = [r for slot in per_model for r in slot]
         notes.extend(idx.warnings)  # cache writes that failed: the ranking stands
     ranked = sorted((r for r in results if r.status == "ok"),
                     key=lambda r: (-r.score, r.model, r.layer or ""))
@@ -257,9 +292,10 @@ def _refresh(idx: Index, record: ModelRecord) -> ModelRecord:
     return fresh
 
 
-def _search_model(idx: Index, record: ModelRecord, tgt: Target, layer, ests, options,
-                  batch_size, device, notes, refresh: bool = False) -> list[Result]:
-    t0 = time.perf_counter()
+def _plan(idx: Index, record: ModelRecord, tgt: Target, layer, ests, options, notes,
+          refresh: bool = False) -> "_Job | list[Result]":
+    """What is left to do for one model: a :class:`_Job`, or its results (skipped)."""
+    started = time.perf_counter()
     status = idx.model_status(record)
     if status == "missing":
         return [_skip(record, f"model file {record.path} is missing; re-add it or "
@@ -306,55 +342,102 @@ def _search_model(idx: Index, record: ModelRecord, tgt: Target, layer, ests, opt
             else:
                 wanted.setdefault(row["name"], []).append(e)
         results[row["name"]] = res
+    return _Job(record=record, results=results, wanted=wanted, prep_key=prep_key,
+                started=started)
 
-    if wanted:
-        try:
-            features, probs, provider, infer_s, reduced = _activations(
-                idx, record, tgt, list(wanted), prep, prep_key, batch_size, device,
-                needs_probs and bool(record.output_name) and
-                any(e.needs_probs for es in wanted.values() for e in es),
-                reduce_to=options["dim"])
-        except (ModelError, AdaptError) as exc:
-            return [_skip(record, str(exc))]
-        for name, todo in wanted.items():
-            res = results[name]
-            res.cached = False
-            res.provider = provider
-            res.inference_seconds = infer_s / max(len(wanted), 1)
-            new_rows = []
-            feats = features[name]
-            for e in todo:
-                if e.needs_probs and probs is None:
-                    continue
-                if name in reduced and "dim" not in e.params:
-                    notes.append(
-                        f"{record.name} [{name}]: {e.name} needs the full activations, "
-                        f"which exceed {max_activation_bytes() / 2**20:.0f} MiB for this "
-                        "target (ZOOINDEX_MAX_ACTIVATION_BYTES); use --limit")
-                    continue
-                t = time.perf_counter()
-                try:
-                    with warnings.catch_warnings(), _blas_threads():
-                        warnings.simplefilter("ignore")
-                        value = e(feats, tgt.y, probs=probs, **options)
-                except ZooIndexError as exc:
-                    notes.append(f"{record.name} [{name}] {e.name}: {exc}")
-                    continue
-                comps = reduced.get(name) or min(options["dim"], *feats.shape) \
-                    if "dim" in e.params else None
-                secs = time.perf_counter() - t
-                res.scores[e.name] = value
-                res.timings[e.name] = secs
-                if e is ests[0]:
-                    res.components = comps
-                new_rows.append((e.name, json.dumps(e.cache_params(**options),
-                                                    sort_keys=True), value, comps, secs))
-            idx.put_scores(record.sha256, name, tgt.key, prep_key, new_rows)
 
+def _gather(idx: Index, job: _Job, tgt: Target, ests, options, batch_size,
+            device) -> "_Job | list[Result]":
+    """The activations the job's missing scores need: from the cache, or by running it."""
+    record = job.record
+    prep = Preprocessing.from_dict(record.preprocessing)
+    with_probs = bool(record.output_name) and any(
+        e.needs_probs for es in job.wanted.values() for e in es)
+    try:
+        job.features, job.probs, provider, infer_s, job.reduced = _activations(
+            idx, record, tgt, list(job.wanted), prep, job.prep_key, batch_size, device,
+            with_probs, reduce_to=options["dim"], to_cache=job.to_cache)
+    except (ModelError, AdaptError) as exc:
+        return [_skip(record, str(exc))]
+    for name in job.wanted:
+        res = job.results[name]
+        res.cached = False
+        res.provider = provider
+        res.inference_seconds = infer_s / max(len(job.wanted), 1)
+    job.busy_s = time.perf_counter() - job.started
+    return job
+
+
+def _score(idx: Index, job: _Job, tgt: Target, ests, options) -> _Job:
+    """Compute the job's missing scores and write its cache files.
+
+    This runs in a worker thread: it uses no database access, only
+    :meth:`Index.stage_activations`, which writes files.
+    """
+    started = time.perf_counter()
+    record = job.record
+    for name, todo in job.wanted.items():
+        res = job.results[name]
+        new_rows = job.rows.setdefault(name, [])
+        feats = job.features[name]
+        for e in todo:
+            if e.needs_probs and job.probs is None:
+                continue
+            if name in job.reduced and "dim" not in e.params:
+                job.notes.append(
+                    f"{record.name} [{name}]: {e.name} needs the full activations, "
+                    f"which exceed {max_activation_bytes() / 2**20:.0f} MiB for this "
+                    "target (ZOOINDEX_MAX_ACTIVATION_BYTES); use --limit")
+                continue
+            t = time.perf_counter()
+            try:
+                with warnings.catch_warnings(), _blas_threads():
+                    warnings.simplefilter("ignore")
+                    value = e(feats, tgt.y, probs=job.probs, **options)
+            except ZooIndexError as exc:
+                job.notes.append(f"{record.name} [{name}] {e.name}: {exc}")
+                continue
+            comps = job.reduced.get(name) or min(options["dim"], *feats.shape) \
+                if "dim" in e.params else None
+            secs = time.perf_counter() - t
+            res.scores[e.name] = value
+            res.timings[e.name] = secs
+            if e is ests[0]:
+                res.components = comps
+            new_rows.append((e.name, json.dumps(e.cache_params(**options), sort_keys=True),
+                             value, comps, secs))
+    for name, array in job.to_cache:
+        staged = idx.stage_activations(record.sha256, name, tgt.key, job.prep_key, array)
+        if staged is not None:
+            job.staged.append(staged)
+    job.features = job.probs = None  # done with them: free the memory now
+    job.to_cache = []
+    job.busy_s += time.perf_counter() - started
+    return job
+
+
+def _finish_pending(idx: Index, tgt: Target, ests, notes, pending, bar) -> None:
+    job, slot, future = pending
+    job = future.result()
+    notes.extend(job.notes)
+    slot.extend(_finish(idx, tgt, ests, job))
+    if bar is not None:
+        bar.update(1)
+
+
+def _finish(idx: Index, tgt: Target, ests, job: _Job) -> list[Result]:
+    """Store the job's new scores and return its results (a layer without a score: skipped)."""
+    started = time.perf_counter()
+    for staged in job.staged:
+        idx.commit_activations(staged)
+    for name, rows in job.rows.items():
+        idx.put_scores(job.record.sha256, name, tgt.key, job.prep_key, rows)
     out = []
-    elapsed = time.perf_counter() - t0
-    for res in results.values():
-        res.seconds = elapsed / len(results)
+    # a model that ran: its own time, not the next model's inference that overlapped
+    elapsed = job.busy_s + time.perf_counter() - started if job.busy_s else \
+        time.perf_counter() - job.started
+    for res in job.results.values():
+        res.seconds = elapsed / len(job.results)
         first = ests[0].name
         if first not in res.scores:
             res.status = "skipped"
@@ -368,14 +451,21 @@ def _search_model(idx: Index, record: ModelRecord, tgt: Target, layer, ests, opt
 
 def _activations(idx: Index, record: ModelRecord, tgt: Target, layers: list[str],
                  prep: Preprocessing, prep_key: str, batch_size: int, device: str,
-                 with_probs: bool, reduce_to: int | None = None):
+                 with_probs: bool, reduce_to: int | None = None, to_cache: list | None = None):
     """Features of each layer (n, dim) float32, and softmax outputs when asked.
 
     Read from the cache where possible; otherwise the model runs once for all layers
-    still missing, batch by batch, and what it produced is cached. With ``reduce_to``,
-    layers too large to hold come back as their PCA projection (see :func:`run_model`);
-    the returned ``reduced`` dict names them. Those are not cached.
+    still missing, batch by batch, and what it produced is cached (or, given a
+    ``to_cache`` list, appended to it as ``(layer, array)`` for the caller to cache).
+    With ``reduce_to``, layers too large to hold come back as their PCA projection (see
+    :func:`run_model`); the returned ``reduced`` dict names them. Those are not cached.
     """
+    def cache(name, array):
+        if to_cache is None:
+            idx.put_activations(record.sha256, name, tgt.key, prep_key, array)
+        else:
+            to_cache.append((name, array))
+
     features = {}
     for name in layers:
         cached = idx.get_activations(record.sha256, name, tgt.key, prep_key)
@@ -392,11 +482,10 @@ def _activations(idx: Index, record: ModelRecord, tgt: Target, layers: list[str]
         for name in missing:
             features[name] = run.features[name]
             if name not in reduced:
-                idx.put_activations(record.sha256, name, tgt.key, prep_key,
-                                    run.features[name])
+                cache(name, run.features[name])
         if with_probs and probs is None and run.output is not None:
             probs = run.output if record.output_is_probs else _softmax(run.output)
-            idx.put_activations(record.sha256, OUTPUT, tgt.key, prep_key, probs)
+            cache(OUTPUT, probs)
     return features, probs, provider, infer_s, reduced
 
 

@@ -87,25 +87,28 @@ def pca(features, dim: int, *, seed: int = 0) -> tuple[np.ndarray, int]:
 def _covariance_pca(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, int]:
     n, d = x.shape
     mean = x.mean(axis=0, dtype=np.float64)
-    centred = x - mean.astype(x.dtype)
-    if not np.any(centred):
-        return np.zeros((n, 1)), 1
+    shift = mean.astype(x.dtype)
+    centred = x - shift
+    # what rounding the mean to float32 left in the rows, which the scatter matrix and
+    # the projections are corrected for
+    residual = mean - shift
     found = None
     if x.dtype == np.float32:
-        found = _leading_eigen(centred, k, seed)  # None where float32 products overflow
-        if found is not None and found[0][-1] < _FLOAT32_MIN_SHARE * found[0][0]:
+        found = _leading_eigen(centred, residual, k, seed)  # None: float32 overflow
+        if found is not None and found[0][0] > 0 and \
+                found[0][-1] < _FLOAT32_MIN_SHARE * found[0][0]:
             found = None
         if found is None:
-            centred = x.astype(np.float64) - mean
+            centred, residual = x.astype(np.float64) - mean, np.zeros(d)
     scale = 1.0
     if found is None:
-        found = _leading_eigen(centred, k, seed)
+        found = _leading_eigen(centred, residual, k, seed)
     if found is None:  # squares beyond float64: principal axes do not depend on scale
         scale = float(np.max(np.abs(centred)))
-        centred = centred / scale
-        found = _leading_eigen(centred, k, seed)
-    values, vectors, residual = found
-    if values[0] <= 0:
+        centred, residual = centred / scale, residual / scale
+        found = _leading_eigen(centred, residual, k, seed)
+    values, vectors = found
+    if values[0] <= 0:  # constant features
         return np.zeros((n, 1)), 1
     rank = int(np.count_nonzero(values > values[0] * max(n, d) * np.finfo(float).eps))
     used = max(1, min(k, rank))
@@ -118,22 +121,23 @@ def _covariance_pca(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, int]:
     return projected, used
 
 
-def _leading_eigen(centred: np.ndarray, k: int, seed: int):
-    """The ``k`` largest eigenpairs of the scatter matrix of ``centred``'s rows.
+def _leading_eigen(centred: np.ndarray, residual: np.ndarray, k: int, seed: int):
+    """The ``k`` largest eigenpairs of the scatter matrix of ``centred - residual``.
 
-    Returns eigenvalues (descending), eigenvectors ``(d, k)`` in float64 with the largest
-    loading of each positive, and the residual mean of ``centred`` (float64), which the
-    scatter matrix is corrected for; ``None`` when the products overflow.
+    ``residual`` (float64) is the mean left in ``centred``'s rows. Returns eigenvalues
+    (descending) and eigenvectors ``(d, k)`` in float64 with the largest loading of each
+    positive; ``None`` when the products overflow.
     """
     from scipy.linalg import eigh
 
     n, d = centred.shape
-    residual = centred.mean(axis=0, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         scatter = (centred.T @ centred).astype(np.float64)
         scatter -= n * np.outer(residual, residual)
     if not np.all(np.isfinite(scatter)):
         return None
+    if not np.any(scatter):  # constant features: nothing to find
+        return np.zeros(k), np.eye(d, k)
     values = vectors = None
     if d >= _LANCZOS_MIN_FEATURES and k <= d // 8:
         from scipy.sparse.linalg import ArpackError, eigsh
@@ -149,7 +153,7 @@ def _leading_eigen(centred: np.ndarray, k: int, seed: int):
     values, vectors = values[order], vectors[:, order]
     largest = np.argmax(np.abs(vectors), axis=0)
     vectors *= np.sign(vectors[largest, np.arange(vectors.shape[1])])
-    return values, vectors, residual
+    return values, vectors
 
 
 def _svd_pca(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, int]:
