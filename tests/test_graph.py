@@ -424,3 +424,19 @@ def test_sklearn_mlp_export(classes, zipmap):
     for coef, intercept in zip(clf.coefs_[:2], clf.intercepts_[:2]):
         h = relu(h @ coef + intercept)
     np.testing.assert_allclose(got[info.default_layer], h, atol=1e-5)
+
+
+def test_exposed_bytes_appended_to_the_file_read_as_the_exposed_model(tmp_path):
+    """The serialized fragment merges into the model: the same graph as expose() gives."""
+    from zooindex.graph import expose, exposed_bytes, load_serialized
+
+    path = tmp_path / "m.onnx"
+    save(mlp(seed=4), path)
+    model, raw = load_serialized(path)
+    assert raw == path.read_bytes()
+    appended = onnx.load_model_from_string(exposed_bytes(model, ["hidden1"], raw))
+    reference = expose(model, ["hidden1"])
+    assert appended.SerializeToString() == reference.SerializeToString()
+    assert [o.name for o in appended.graph.output] == ["probs", "hidden1"]
+    # and without the file's bytes, the same model serialized whole
+    assert exposed_bytes(model, ["hidden1"]) == reference.SerializeToString()

@@ -183,7 +183,17 @@ class _Topology:
 
 def load(path, *, load_weights: bool = False, check_files: bool = False,
          check: bool = True) -> onnx.ModelProto:
-    """Read and check the ONNX model at ``path``.
+    """Read and check the ONNX model at ``path``; see :func:`load_serialized`."""
+    return load_serialized(path, load_weights=load_weights, check_files=check_files,
+                           check=check)[0]
+
+
+def load_serialized(path, *, load_weights: bool = False, check_files: bool = False,
+                    check: bool = True) -> tuple[onnx.ModelProto, bytes | None]:
+    """Read and check the ONNX model at ``path``: the model, and the file's bytes.
+
+    The bytes are ``None`` when the model keeps weights in external files (they are not
+    in the file), so that :func:`exposed_bytes` can append to them where they are whole.
 
     ``check=False`` skips the ONNX checker (about 10 ms for a 13 MB model), for a file
     already checked when it was indexed: onnxruntime refuses what the checker would.
@@ -216,7 +226,9 @@ def load(path, *, load_weights: bool = False, check_files: bool = False,
                          "external data (onnx.save_model(..., save_as_external_data=True))",
                          path=path)
     try:
-        model = onnx.load(path, load_external_data=False)
+        with open(path, "rb") as fh:
+            raw = fh.read()
+        model = onnx.load_model_from_string(raw)
     except (DecodeError, ValueError, TypeError, RuntimeError, OSError, KeyError) as exc:
         raise ModelError(f"'{path}' is not a valid ONNX model: {_short(exc)}", path=path) from exc
     reason = _structure_problem(model)
@@ -237,13 +249,14 @@ def load(path, *, load_weights: bool = False, check_files: bool = False,
     except ModelError as exc:
         raise ModelError(f"cannot use the external weights of '{path}': {exc}",
                          path=path) from None
-    if load_weights and _has_external_data(model):
+    external = _has_external_data(model)
+    if load_weights and external:
         try:
             external_data_helper.load_external_data_for_model(model, base_dir)
         except (OSError, ValueError, RuntimeError, onnx.checker.ValidationError) as exc:
             raise ModelError(f"cannot read the external weights of '{path}': {_short(exc)}; "
                              "keep the weight files next to the model", path=path) from exc
-    return model
+    return model, None if external else raw
 
 
 def check_external_data(model: onnx.ModelProto, base_dir, *, files: bool = False) -> None:
@@ -420,6 +433,30 @@ def expose(model: onnx.ModelProto, names) -> onnx.ModelProto:
     caller feeds and so already has), are accepted and not added again. The original
     proto is left untouched.
     """
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    exposed.graph.output.extend(_new_outputs(model, names))
+    return exposed
+
+
+def exposed_bytes(model: onnx.ModelProto, names, serialized: bytes | None = None) -> bytes:
+    """``expose(model, names)``, serialized for onnxruntime.
+
+    Given ``serialized``, the bytes ``model`` was parsed from, the new outputs are
+    appended to them as a serialized fragment ``ModelProto(graph=GraphProto(output=...))``
+    instead: protobuf parsers merge concatenated messages, appending repeated fields, so
+    the result reads as the exposed model, without copying and re-serializing the
+    weights (for a 13 MB model, 15 ms and two copies of it saved).
+    """
+    if serialized is None:
+        return expose(model, names).SerializeToString()
+    fragment = onnx.ModelProto()
+    fragment.graph.output.extend(_new_outputs(model, names))
+    return serialized + fragment.SerializeToString()
+
+
+def _new_outputs(model: onnx.ModelProto, names) -> list[onnx.ValueInfoProto]:
+    """Typed graph outputs for the tensors ``names`` that are not outputs or inputs yet."""
     if isinstance(names, str):
         names = [names]
     names = list(dict.fromkeys(names))
@@ -436,19 +473,16 @@ def expose(model: onnx.ModelProto, names) -> onnx.ModelProto:
         raise LayerError(f"layer {listed} not in {where}; candidates: "
                          f"{_format_candidates(candidates)}.",
                          layer=unknown[0], candidates=[c.name for c in candidates])
-    types = _value_types(model)
-    exposed = onnx.ModelProto()
-    exposed.CopyFrom(model)
-    for name in names:
-        if name in outputs or name in inputs:
-            continue
+    wanted = [name for name in names if name not in outputs and name not in inputs]
+    types = _value_types(model) if wanted else {}
+    new = []
+    for name in wanted:
         known = types.get(name)
         if known is not None and known.HasField("tensor_type") and known.tensor_type.elem_type:
-            exposed.graph.output.append(onnx.helper.make_value_info(name, known))
+            new.append(onnx.helper.make_value_info(name, known))
         else:
-            exposed.graph.output.append(
-                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    return exposed
+            new.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return new
 
 
 def resolve_layer(info: ModelInfo, layer: str | None, model: str = "model") -> Layer:

@@ -577,7 +577,7 @@ def run_model(record: ModelRecord, x: np.ndarray, layers: list[str], prep: Prepr
     from . import graph, runtime
 
     # checked when it was added; onnxruntime refuses whatever changed since
-    proto = graph.load(record.path, load_weights=True, check=False)
+    proto, serialized = graph.load_serialized(record.path, load_weights=True, check=False)
     extra = None
     initializers = {t.name for t in proto.graph.initializer}
     if sum(i.name not in initializers for i in proto.graph.input) > 1:
@@ -587,8 +587,8 @@ def run_model(record: ModelRecord, x: np.ndarray, layers: list[str], prep: Prepr
     outputs = list(exposed)
     if with_output and record.output_name and record.output_name not in outputs:
         outputs.append(record.output_name)
-    model_bytes = graph.expose(proto, outputs).SerializeToString()
-    del proto
+    model_bytes = graph.exposed_bytes(proto, outputs, serialized)
+    del proto, serialized
     session = runtime.create_session(model_bytes, device=device, model=record.name,
                                      input_name=record.input_name, extra=extra)
     n = len(x)
