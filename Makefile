@@ -18,7 +18,7 @@ dev: install  ## + test tools and torch (CPU) for the zoo recipes
 	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub,test]" torch==2.13.0
 
 demo: install  ## the main job on a real example: rank the demo zoo for a Fashion-MNIST target
-	rm -f $(DEMO_INDEX)
+	rm -rf $(DEMO_INDEX) $(DEMO_INDEX)-wal $(DEMO_INDEX)-shm $(DEMO_INDEX)-activations
 	$(VENV)/bin/zooindex add --index $(DEMO_INDEX) models/demo/
 	$(VENV)/bin/zooindex search --index $(DEMO_INDEX) models/demo/fashion-0-4-target.npz
 

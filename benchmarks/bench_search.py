@@ -158,7 +158,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--models", type=int, default=10)
     ap.add_argument("--n", type=int, default=5000)
-    ap.add_argument("--repeats", type=int, default=5, help="cold searches; the median is kept")
+    ap.add_argument("--repeats", type=int, default=7, help="cold searches; the median is kept")
     ap.add_argument("--memory-zoos", default="10,40")
     ap.add_argument("--memory-n", type=int, default=2000,
                     help="target size of the memory runs (smaller: they are about growth)")

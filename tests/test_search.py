@@ -215,8 +215,8 @@ def test_streaming_pca_matches_sklearn():
     np.testing.assert_allclose(np.abs(proj), np.abs(ref), atol=1e-8)
 
 
-def test_scoring_beside_the_next_model_changes_no_number(zoo, tmp_path, monkeypatch):
-    """Scores computed in the scoring thread equal those of a strictly sequential search."""
+def test_the_pipeline_changes_no_number(zoo, tmp_path, monkeypatch):
+    """Loading and scoring beside the running model give a sequential search's numbers."""
     from concurrent.futures import Future
 
     class InOrder:  # runs each submitted job at once, in the calling thread
@@ -229,20 +229,53 @@ def test_scoring_beside_the_next_model_changes_no_number(zoo, tmp_path, monkeypa
         def __exit__(self, *exc):
             return False
 
-        def submit(self, fn, *args):
+        def submit(self, fn, *args, **kwargs):
             done = Future()
-            done.set_result(fn(*args))
+            done.set_result(fn(*args, **kwargs))
             return done
 
     overlapped = zooindex.search(zoo["target"], index=zoo["index"], layer="all",
-                                 scorers=["silhouette", "logme"])
+                                 scorers=["silhouette", "logme", "leep"])
     monkeypatch.setattr(search_mod, "ThreadPoolExecutor", InOrder)
     zooindex.add(zoo["folder"], index=tmp_path / "other.db")
     sequential = zooindex.search(zoo["target"], index=tmp_path / "other.db", layer="all",
-                                 scorers=["silhouette", "logme"])
+                                 scorers=["silhouette", "logme", "leep"])
     assert not any(r.cached for r in overlapped.ranked + sequential.ranked)
     assert [(r.model, r.layer, r.scores) for r in overlapped.results] == \
         [(r.model, r.layer, r.scores) for r in sequential.results]
     with zooindex.index.Index(zoo["index"]) as a, \
             zooindex.index.Index(tmp_path / "other.db") as b:
         assert a.cache_stats()["activations"] == b.cache_stats()["activations"] > 0
+
+
+def test_a_cache_entry_lost_after_planning_loads_the_model_again(zoo, tmp_path,
+                                                                 monkeypatch):
+    """The model is loaded ahead with the layers the cache lacks; when a cached entry turns
+    out damaged on reading, the model is loaded again with everything needed."""
+    from zooindex.index import Index
+
+    first = zooindex.search(zoo["target"], index=zoo["index"], models=["good"])
+    default = first.ranked[0].layer
+    with Index(zoo["index"]) as idx:
+        (cached,) = [idx.cache_dir / r[0] for r in idx.db.execute(
+            "SELECT file FROM activations")]
+    cached.write_bytes(cached.read_bytes()[:-8])  # the default layer's entry, damaged
+    loads = []
+    real_load = search_mod.load_model
+
+    def load_model(record, layers, **kw):
+        loads.append(list(layers))
+        return real_load(record, layers, **kw)
+
+    monkeypatch.setattr(search_mod, "load_model", load_model)
+    # another D: every layer's score is computed, the default's from its cached entry
+    swept = zooindex.search(zoo["target"], index=zoo["index"], models=["good"], layer="all",
+                            dim=3)
+    # ahead: every layer but the cached default; then again, with the default too
+    assert len(loads) == 2 and default not in loads[0] and default in loads[1]
+    monkeypatch.undo()
+    zooindex.add(zoo["folder"], index=tmp_path / "fresh.db")
+    fresh = zooindex.search(zoo["target"], index=tmp_path / "fresh.db", models=["good"],
+                            layer="all", dim=3)
+    assert {r.layer: r.score for r in swept.ranked} == {r.layer: r.score for r in fresh.ranked}
+    assert default in {r.layer for r in swept.ranked} and len(swept.ranked) > 1

@@ -692,6 +692,13 @@ class Index:
                         "AND target = ? AND prep = ?", [time.time(), *key])
         return array
 
+    def cached_layers(self, model_sha: str, target: str, prep: str) -> set[str]:
+        """Layers with cached activations for this model content, target and preprocessing
+        (rows only: whether each is intact shows when it is read)."""
+        return {r[0] for r in self.db.execute(
+            "SELECT layer FROM activations WHERE model_sha = ? AND target = ? AND prep = ?",
+            [model_sha, target, prep])}
+
     def _read_entry(self, data, file, crc, n, dim) -> np.ndarray:
         """Decode one row's activations; ``DECODE_ERRORS`` when they are not intact."""
         if not file:  # written by schema 2: a blob in the row

@@ -102,6 +102,7 @@ class _Job:
     notes: list = field(default_factory=list)
     to_cache: list = field(default_factory=list)  # (layer, array) the model produced
     staged: list = field(default_factory=list)    # their cache files, rows not yet stored
+    loading: object = None           # future of the Loaded model, started ahead
 
 
 def resolve_scorers(scorers) -> list:
@@ -185,19 +186,34 @@ def search(target, *, index=None, layer: str | None = None, dim: int = 10,
         idx.put_target(tgt.key, tgt.source, len(tgt.y), list(tgt.classes))
         per_model: list[list[Result]] = []
         bar = _progress(len(records), progress)
-        # Model i's scores are computed in a second thread while model i+1 runs: with
-        # a GPU, or a CPU that inference leaves partly idle, PCA and scoring then cost
-        # little wall time. Only the main thread touches the index; at most two
-        # models' activations are in memory at once.
+        # A pipeline of three threads: while model i runs, model i+1 is loaded (graph
+        # edit, session start) and model i-1 scored (PCA, estimators, cache files). With
+        # a GPU, or a CPU that inference leaves partly idle, that work then costs little
+        # wall time. Only the main thread touches the index; at most three models are
+        # in memory at once (one loading, one running, one being scored).
         pending = None
+        upcoming = iter(records)
+
+        def plan_next(loader):
+            record = next(upcoming, None)
+            if record is None:
+                return None
+            slot: list[Result] = []
+            per_model.append(slot)
+            job = _plan(idx, record, tgt, layer, ests, options, notes, refresh)
+            if isinstance(job, _Job) and job.wanted:
+                job.loading = _start_loading(idx, loader, job, tgt, ests, device)
+            return record, slot, job
+
         try:
-            with ThreadPoolExecutor(max_workers=1) as scorer:
-                for record in records:
+            with ThreadPoolExecutor(max_workers=1) as scorer, \
+                    ThreadPoolExecutor(max_workers=1) as loader:
+                following = plan_next(loader)
+                while following is not None:
+                    record, slot, job = following
                     if bar is not None:
                         bar.set_postfix_str(record.name[:30])
-                    slot: list[Result] = []
-                    per_model.append(slot)
-                    job = _plan(idx, record, tgt, layer, ests, options, notes, refresh)
+                    following = plan_next(loader)
                     if isinstance(job, _Job) and job.wanted:
                         job = _gather(idx, job, tgt, ests, options, batch_size, device)
                     if pending is not None:
@@ -356,7 +372,9 @@ def _gather(idx: Index, job: _Job, tgt: Target, ests, options, batch_size,
     try:
         job.features, job.probs, provider, infer_s, job.reduced = _activations(
             idx, record, tgt, list(job.wanted), prep, job.prep_key, batch_size, device,
-            with_probs, reduce_to=options["dim"], to_cache=job.to_cache)
+            with_probs, reduce_to=options["dim"], to_cache=job.to_cache,
+            loading=job.loading)
+        job.loading = None
     except (ModelError, AdaptError) as exc:
         return [_skip(record, str(exc))]
     for name in job.wanted:
@@ -366,6 +384,18 @@ def _gather(idx: Index, job: _Job, tgt: Target, ests, options, batch_size,
         res.inference_seconds = infer_s / max(len(job.wanted), 1)
     job.busy_s = time.perf_counter() - job.started
     return job
+
+
+def _start_loading(idx: Index, loader, job: _Job, tgt: Target, ests, device):
+    """Start loading the job's model in ``loader`` with the layers the cache lacks."""
+    record = job.record
+    cached = idx.cached_layers(record.sha256, tgt.key, job.prep_key)
+    missing = [name for name in job.wanted if name not in cached]
+    with_output = bool(record.output_name) and OUTPUT not in cached and any(
+        e.needs_probs for es in job.wanted.values() for e in es)
+    if not missing and not with_output:
+        return None
+    return loader.submit(load_model, record, missing, device=device, with_output=with_output)
 
 
 def _score(idx: Index, job: _Job, tgt: Target, ests, options) -> _Job:
@@ -451,7 +481,8 @@ def _finish(idx: Index, tgt: Target, ests, job: _Job) -> list[Result]:
 
 def _activations(idx: Index, record: ModelRecord, tgt: Target, layers: list[str],
                  prep: Preprocessing, prep_key: str, batch_size: int, device: str,
-                 with_probs: bool, reduce_to: int | None = None, to_cache: list | None = None):
+                 with_probs: bool, reduce_to: int | None = None, to_cache: list | None = None,
+                 loading=None):
     """Features of each layer (n, dim) float32, and softmax outputs when asked.
 
     Read from the cache where possible; otherwise the model runs once for all layers
@@ -459,6 +490,7 @@ def _activations(idx: Index, record: ModelRecord, tgt: Target, layers: list[str]
     ``to_cache`` list, appended to it as ``(layer, array)`` for the caller to cache).
     With ``reduce_to``, layers too large to hold come back as their PCA projection (see
     :func:`run_model`); the returned ``reduced`` dict names them. Those are not cached.
+    ``loading``: a future of the :class:`Loaded` model, started ahead of time.
     """
     def cache(name, array):
         if to_cache is None:
@@ -477,7 +509,8 @@ def _activations(idx: Index, record: ModelRecord, tgt: Target, layers: list[str]
     provider, infer_s, reduced = None, 0.0, {}
     if missing or (with_probs and probs is None):
         run = run_model(record, tgt.x, missing, prep, batch_size=batch_size, device=device,
-                        with_output=with_probs and probs is None, reduce_to=reduce_to)
+                        with_output=with_probs and probs is None, reduce_to=reduce_to,
+                        loaded=None if loading is None else loading.result())
         provider, infer_s, reduced = run.provider, run.inference_seconds, run.reduced
         for name in missing:
             features[name] = run.features[name]
@@ -563,16 +596,20 @@ class _StreamingPCA:
         return vectors[:, order[:k]]
 
 
-def run_model(record: ModelRecord, x: np.ndarray, layers: list[str], prep: Preprocessing,
-              *, batch_size: int = 256, device: str = "auto", with_output: bool = False,
-              reduce_to: int | None = None, max_bytes: int | None = None) -> RunOutput:
-    """Run ``x`` through the model with ``layers`` exposed; flatten each to (n, dim).
+@dataclass
+class Loaded:
+    """A model's session with ``outputs`` exposed, ready to run (see :func:`load_model`)."""
 
-    The graph is edited in memory (no edited copy touches the disk). The model's input
-    itself is a valid layer: its features are the adapted inputs. A layer whose
-    activations would exceed ``max_bytes`` is reduced as it streams: a first pass
-    accumulates its covariance, a second projects every batch on the top ``reduce_to``
-    principal components, so peak memory stays bounded whatever the target's size.
+    session: object       # zooindex.runtime.Session
+    outputs: list
+
+
+def load_model(record: ModelRecord, layers: list[str], *, device: str = "auto",
+               with_output: bool = False) -> Loaded:
+    """Load ``record``'s model with ``layers`` (and its output) exposed, in a session.
+
+    The graph is edited in memory: no edited copy touches the disk. Touches no index, so
+    it can run in another thread while the previous model runs.
     """
     from . import graph, runtime
 
@@ -583,14 +620,36 @@ def run_model(record: ModelRecord, x: np.ndarray, layers: list[str], prep: Prepr
     if sum(i.name not in initializers for i in proto.graph.input) > 1:
         info = graph.inspect(proto, input_name=record.input_name)
         extra = lambda n: graph.default_feeds(info, n)  # noqa: E731
-    exposed = [n for n in layers if n != record.input_name]
-    outputs = list(exposed)
+    outputs = [n for n in layers if n != record.input_name]
     if with_output and record.output_name and record.output_name not in outputs:
         outputs.append(record.output_name)
     model_bytes = graph.exposed_bytes(proto, outputs, serialized)
     del proto, serialized
     session = runtime.create_session(model_bytes, device=device, model=record.name,
                                      input_name=record.input_name, extra=extra)
+    return Loaded(session=session, outputs=outputs)
+
+
+def run_model(record: ModelRecord, x: np.ndarray, layers: list[str], prep: Preprocessing,
+              *, batch_size: int = 256, device: str = "auto", with_output: bool = False,
+              reduce_to: int | None = None, max_bytes: int | None = None,
+              loaded: Loaded | None = None) -> RunOutput:
+    """Run ``x`` through the model with ``layers`` exposed; flatten each to (n, dim).
+
+    The model is loaded by :func:`load_model`, unless ``loaded`` (a :class:`Loaded`
+    that exposes at least what is needed) is given. The model's input itself is a valid
+    layer: its features are the adapted inputs. A layer whose activations would exceed
+    ``max_bytes`` is reduced as it streams: a first pass accumulates its covariance, a
+    second projects every batch on the top ``reduce_to`` principal components, so peak
+    memory stays bounded whatever the target's size.
+    """
+    exposed = [n for n in layers if n != record.input_name]
+    outputs = list(exposed)
+    if with_output and record.output_name and record.output_name not in outputs:
+        outputs.append(record.output_name)
+    if loaded is None or not set(outputs) <= set(loaded.outputs):
+        loaded = load_model(record, layers, device=device, with_output=with_output)
+    session = loaded.session
     n = len(x)
     limit = max_activation_bytes() if max_bytes is None else max_bytes
     infer = [0.0]
