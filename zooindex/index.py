@@ -67,12 +67,16 @@ _BACKOFF_S = 0.1
 # the one indexed?" check needs beyond size and mtime: the inode change time (which no
 # tool can set back, unlike mtime) and the size and times of external weight files.
 # Version 3 keeps new activations in files beside the database (rows name the file and
-# its CRC-32); version-2 rows keep their blob in ``data`` and stay readable.
+# its CRC-32); version-2 rows keep their blob in ``data`` and stay readable. Its PCA is
+# exact where version 2's was randomized for wide layers (scores differ in the fourth
+# decimal), so cached scores go: a ranking never mixes the two, and they are recomputed
+# from the cached activations, which stay.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE models ADD COLUMN ctime REAL",
         "ALTER TABLE models ADD COLUMN weights TEXT"),
     2: ("ALTER TABLE activations ADD COLUMN file TEXT",
-        "ALTER TABLE activations ADD COLUMN crc INTEGER"),
+        "ALTER TABLE activations ADD COLUMN crc INTEGER",
+        "DELETE FROM scores"),
 }
 # a temporary activation file older than this is a crash's leftover, not a write
 # in progress
