@@ -1,5 +1,6 @@
 """The paper's reproduction: layer mapping, tables beside the paper's numbers, a tiny run."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -126,6 +127,23 @@ def test_reproduce_on_a_tiny_zoo(tiny, tmp_path):
     rp.reproduce(zoo, out=out, sources=sources, cache_dir=tmp_path / "cache",
                  settings=settings, log=lines.append)
     assert not [l for l in lines if l.startswith("  ")]  # "  evaluating m ...", etc.
+    # scores stored by an older scores version are recomputed; accuracies are kept
+    cache = tmp_path / "cache" / "reproduce-measurements.json"
+    stored = json.loads(cache.read_text())
+    evaluated = {k: v for k, v in stored.items() if isinstance(v, dict) and "accuracy" in v}
+    assert evaluated and all(v["scores_version"] == rp.SCORES_VERSION
+                             for v in evaluated.values())
+    stale = {k: {**v, "scores": {"silhouette": -0.5}, "scores_version": 1, "accuracy": 0.25}
+             if k in evaluated else v for k, v in stored.items()}
+    cache.write_text(json.dumps(stale))
+    lines.clear()
+    rp.reproduce(zoo, out=out, sources=sources, cache_dir=tmp_path / "cache",
+                 settings=settings, log=lines.append)
+    assert [l for l in lines if l.startswith("  re-scoring")]
+    again = json.loads(cache.read_text())
+    for key, before in evaluated.items():
+        assert again[key]["scores"] == pytest.approx(before["scores"], abs=1e-12)
+        assert again[key]["accuracy"] == 0.25  # kept, not re-measured
 
 
 def test_estimator_benchmark_summary_against_baselines():
