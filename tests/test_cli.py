@@ -175,3 +175,23 @@ def test_add_and_search_at_once_from_two_processes(setup, tmp_path):
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
     assert json.loads(results[1][0])[0]["model"] in {"good", *(f"m{i}" for i in range(6))}
+
+
+def test_cache_info_and_clear(run, setup):
+    folder, index = setup
+    run("add", "--index", index, folder)
+    run("search", "--index", index, folder / "t.npz", "--layer", "all")
+    code, out, _ = run("cache", "info", "--index", index, "--json")
+    stats = json.loads(out)
+    files = list(Path(stats["folder"]).iterdir())
+    assert code == 0 and stats["folder"] == f"{index}-activations"
+    assert stats["activations"] == len(files) > 2  # one file per model x layer
+    assert stats["activation_bytes"] == sum(f.stat().st_size for f in files)
+    code, out, _ = run("cache", "info", "--index", index)
+    assert code == 0 and out.startswith(f"{len(files)} cached activations, ")
+    assert f"in {index}-activations;" in out
+    code, out, _ = run("cache", "clear", "--index", index)
+    assert code == 0 and out.startswith(f"cleared {len(files)} cached activations")
+    assert list(Path(stats["folder"]).iterdir()) == []
+    code, out, _ = run("search", "--index", index, folder / "t.npz", "--json")
+    assert code == 0 and not any(r["cached"] for r in json.loads(out))

@@ -437,8 +437,8 @@ def cache_info(index_path, as_json):
         _dump_json(stats)
         return
     click.echo(f"{stats['activations']} cached activations, "
-               f"{stats['activation_bytes'] / 1e6:.1f} MB of {stats['limit_bytes'] / 1e6:.0f} MB; "
-               f"{stats['scores']} scores; {stats['targets']} targets")
+               f"{stats['activation_bytes'] / 1e6:.1f} MB of {stats['limit_bytes'] / 1e6:.0f} MB "
+               f"in {stats['folder']}; {stats['scores']} scores; {stats['targets']} targets")
 
 
 @cli.command()

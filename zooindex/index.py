@@ -884,7 +884,8 @@ class Index:
         scores = self.db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
         targets = self.db.execute("SELECT COUNT(*) FROM targets").fetchone()[0]
         return {"activations": act[0], "activation_bytes": act[1], "scores": scores,
-                "targets": targets, "limit_bytes": self.cache_limit}
+                "targets": targets, "limit_bytes": self.cache_limit,
+                "folder": str(self.cache_dir)}
 
     def clear_cache(self) -> dict:
         stats = self.cache_stats()
