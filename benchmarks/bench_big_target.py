@@ -57,7 +57,8 @@ def wide_mlp(seed: int = 0) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes, "wide_mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", FEATURES])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", CLASSES])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR 8 (onnx 1.10+) loads in every onnxruntime that runs opset 17
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
 def write_target(folder: Path, n: int, seed: int = 0) -> Path:

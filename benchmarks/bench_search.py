@@ -58,7 +58,8 @@ def paper_cnn(seed: int, hidden: int = 1024, classes: int = 10) -> onnx.ModelPro
         nodes, "paper_cnn",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", classes])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR 8 (onnx 1.10+) loads in every onnxruntime that runs opset 17
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
 def make_zoo(folder: Path, count: int) -> None:

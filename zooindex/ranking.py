@@ -167,6 +167,10 @@ def search(target, *, index=None, layer: str | None = None, dim: int = 10,
     if batch_size < 1:
         raise ZooIndexError(f"--batch-size must be at least 1, not {batch_size}")
     ests = resolve_scorers(scorers)
+    if device != "auto":  # a device that cannot work is an error even if all is cached
+        from . import runtime
+
+        runtime.providers(device)
     tgt = target if isinstance(target, Target) else load_target(
         target, split=split, classes=classes, limit=limit, seed=seed)
     options = {"dim": dim, "metric": metric, "seed": seed}
@@ -643,6 +647,8 @@ def run_model(record: ModelRecord, x: np.ndarray, layers: list[str], prep: Prepr
     second projects every batch on the top ``reduce_to`` principal components, so peak
     memory stays bounded whatever the target's size.
     """
+    from . import runtime
+
     exposed = [n for n in layers if n != record.input_name]
     outputs = list(exposed)
     if with_output and record.output_name and record.output_name not in outputs:
@@ -663,7 +669,7 @@ def run_model(record: ModelRecord, x: np.ndarray, layers: list[str], prep: Prepr
             try:
                 values = session.run(wanted, batch) if wanted else []
             except Exception as exc:  # onnxruntime's own error types
-                reason = " ".join(str(exc).split())[:300]
+                reason = runtime.error_text(exc)
                 raise ModelError(f"model '{record.name}' failed to run on the target: "
                                  f"{reason}", model=record.name) from None
             infer[0] += time.perf_counter() - t
