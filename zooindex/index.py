@@ -671,10 +671,8 @@ class Index:
                         prep: str) -> np.ndarray | None:
         """The cached array for this key, or ``None``: absent, or damaged (then dropped)."""
         key = [model_sha, layer, target, prep]
-        columns = "data, file, crc, n, dim" if self.schema_version >= 3 else \
-            "data, NULL, NULL, n, dim"
         row = self.db.execute(
-            f"SELECT {columns} FROM activations WHERE model_sha = ? AND layer = ? "
+            f"SELECT {self._entry_columns} FROM activations WHERE model_sha = ? AND layer = ? "
             "AND target = ? AND prep = ?", key).fetchone()
         if row is None:
             return None
@@ -703,6 +701,12 @@ class Index:
             "SELECT layer FROM activations WHERE model_sha = ? AND target = ? AND prep = ?",
             [model_sha, target, prep])}
 
+    @property
+    def _entry_columns(self) -> str:
+        """The columns :meth:`_read_entry` takes (schema 2 had no files)."""
+        return "data, file, crc, n, dim" if self.schema_version >= 3 else \
+            "data, NULL, NULL, n, dim"
+
     def _read_entry(self, data, file, crc, n, dim) -> np.ndarray:
         """Decode one row's activations; ``DECODE_ERRORS`` when they are not intact."""
         if not file:  # written by schema 2: a blob in the row
@@ -717,11 +721,9 @@ class Index:
 
     def damaged_activations(self) -> list[int]:
         """Row ids of cached activations that are not intact, read one at a time."""
-        columns = "data, file, crc, n, dim" if self.schema_version >= 3 else \
-            "data, NULL, NULL, n, dim"
         damaged = []
         for rowid in [r[0] for r in self.db.execute("SELECT rowid FROM activations")]:
-            row = self.db.execute(f"SELECT {columns} FROM activations WHERE rowid = ?",
+            row = self.db.execute(f"SELECT {self._entry_columns} FROM activations WHERE rowid = ?",
                                   [rowid]).fetchone()
             if row is None:  # removed meanwhile by another process
                 continue
@@ -831,6 +833,14 @@ class Index:
                 with contextlib.suppress(OSError):
                     os.unlink(self.cache_dir / name)
 
+    def _remove_unreferenced_files(self) -> int:
+        """Remove :meth:`unreferenced_files`; how many there were."""
+        files = self.unreferenced_files()
+        for leftover in files:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        return len(files)
+
     def unreferenced_files(self) -> list[Path]:
         """Files in :attr:`cache_dir` that no row refers to (a crash's leftovers).
 
@@ -893,9 +903,7 @@ class Index:
             self._delete_activations("1")
             self.db.execute("DELETE FROM scores")
             self.db.execute("DELETE FROM targets")
-        for leftover in self.unreferenced_files():
-            with contextlib.suppress(OSError):
-                leftover.unlink()
+        self._remove_unreferenced_files()
         with contextlib.suppress(sqlite3.OperationalError):
             with self.db.ensure_autocommit_on():
                 self.db.execute("VACUUM")
@@ -930,11 +938,7 @@ class Index:
             removed = {"activations": self._delete_activations(self._ORPHANS["activations"])}
             removed.update({table: self.db.execute(f"DELETE FROM {table} WHERE {where}").rowcount
                             for table, where in self._ORPHANS.items() if table != "activations"})
-        files = self.unreferenced_files()
-        for leftover in files:
-            with contextlib.suppress(OSError):
-                leftover.unlink()
-        removed["files"] = len(files)
+        removed["files"] = self._remove_unreferenced_files()
         return removed
 
     def _drop_orphans(self) -> int:

@@ -92,7 +92,8 @@ class _Job:
     record: ModelRecord
     results: dict                    # layer -> Result, cached scores filled in
     wanted: dict                     # layer -> estimators still to compute
-    prep_key: str = ""
+    prep: Preprocessing
+    prep_key: str
     started: float = 0.0
     busy_s: float = 0.0              # time spent on this model, overlaps left out
     features: dict = field(default_factory=dict)
@@ -103,6 +104,12 @@ class _Job:
     to_cache: list = field(default_factory=list)  # (layer, array) the model produced
     staged: list = field(default_factory=list)    # their cache files, rows not yet stored
     loading: object = None           # future of the Loaded model, started ahead
+
+    @property
+    def wants_probs(self) -> bool:
+        """Does an estimator still to compute need the model's classifier output?"""
+        return bool(self.record.output_name) and any(
+            e.needs_probs for es in self.wanted.values() for e in es)
 
 
 def resolve_scorers(scorers) -> list:
@@ -155,9 +162,9 @@ def search(target, *, index=None, layer: str | None = None, dim: int = 10,
     cannot fit, whose file is gone or changed, or that lack the layer, are listed as
     skipped with a reason.
 
-    Models run one after the other; each one's scores (PCA, estimators) and cache files
-    are computed in a second thread while the next model runs, so with a GPU they cost
-    little wall time. At most two models' activations are held at once.
+    Models run one after the other, in a pipeline: while one runs, the next is loaded
+    and the previous one scored (PCA, estimators, cache files), each in its own thread.
+    Up to three models are in memory at once.
     """
     started = time.perf_counter()
     if metric not in METRICS:
@@ -191,10 +198,8 @@ def search(target, *, index=None, layer: str | None = None, dim: int = 10,
         per_model: list[list[Result]] = []
         bar = _progress(len(records), progress)
         # A pipeline of three threads: while model i runs, model i+1 is loaded (graph
-        # edit, session start) and model i-1 scored (PCA, estimators, cache files). With
-        # a GPU, or a CPU that inference leaves partly idle, that work then costs little
-        # wall time. Only the main thread touches the index; at most three models are
-        # in memory at once (one loading, one running, one being scored).
+        # edit, session start) and model i-1 scored (PCA, estimators, cache files), so
+        # that work overlaps inference. Only the main thread touches the index.
         pending = None
         upcoming = iter(records)
 
@@ -257,10 +262,11 @@ def search(target, *, index=None, layer: str | None = None, dim: int = 10,
 def _blas_threads():
     """Limit BLAS threads while scoring (``ZOOINDEX_BLAS_THREADS``, default 1).
 
-    Scoring works on one model's activations at a time (a few thousand rows): threading
-    gains little there, while on a busy machine multi-threaded BLAS loses several times
-    over (measured: PCA of 5,000 x 1,024 features took 1.5 s with 2 threads and 0.35 s
-    with 1 on a loaded 2-core machine). Set ZOOINDEX_BLAS_THREADS=0 to leave BLAS alone.
+    Scoring runs beside onnxruntime (see :func:`search`), whose threads take the cores:
+    more BLAS threads compete with them and lose (measured, PCA of ten 5,000 x 1,024
+    layers during a search: 1 thread 2.0 s, 4 threads 3.1 s, all 16 cores 5.4 s on a
+    16-core machine; on 2 cores, 0.13 s with 1 thread and 0.22 s with 2 per layer). Set
+    ZOOINDEX_BLAS_THREADS=0 to leave BLAS alone.
     """
     threads = int(os.environ.get("ZOOINDEX_BLAS_THREADS", "1"))
     return _blas_controller().limit(limits=threads if threads > 0 else None, user_api="blas")
@@ -362,7 +368,7 @@ def _plan(idx: Index, record: ModelRecord, tgt: Target, layer, ests, options, no
             else:
                 wanted.setdefault(row["name"], []).append(e)
         results[row["name"]] = res
-    return _Job(record=record, results=results, wanted=wanted, prep_key=prep_key,
+    return _Job(record=record, results=results, wanted=wanted, prep=prep, prep_key=prep_key,
                 started=started)
 
 
@@ -370,13 +376,10 @@ def _gather(idx: Index, job: _Job, tgt: Target, ests, options, batch_size,
             device) -> "_Job | list[Result]":
     """The activations the job's missing scores need: from the cache, or by running it."""
     record = job.record
-    prep = Preprocessing.from_dict(record.preprocessing)
-    with_probs = bool(record.output_name) and any(
-        e.needs_probs for es in job.wanted.values() for e in es)
     try:
         job.features, job.probs, provider, infer_s, job.reduced = _activations(
-            idx, record, tgt, list(job.wanted), prep, job.prep_key, batch_size, device,
-            with_probs, reduce_to=options["dim"], to_cache=job.to_cache,
+            idx, record, tgt, list(job.wanted), job.prep, job.prep_key, batch_size, device,
+            job.wants_probs, reduce_to=options["dim"], to_cache=job.to_cache,
             loading=job.loading)
         job.loading = None
     except (ModelError, AdaptError) as exc:
@@ -395,8 +398,7 @@ def _start_loading(idx: Index, loader, job: _Job, tgt: Target, ests, device):
     record = job.record
     cached = idx.cached_layers(record.sha256, tgt.key, job.prep_key)
     missing = [name for name in job.wanted if name not in cached]
-    with_output = bool(record.output_name) and OUTPUT not in cached and any(
-        e.needs_probs for es in job.wanted.values() for e in es)
+    with_output = job.wants_probs and OUTPUT not in cached
     if not missing and not with_output:
         return None
     return loader.submit(load_model, record, missing, device=device, with_output=with_output)
