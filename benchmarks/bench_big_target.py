@@ -36,7 +36,9 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from _results import write_section  # noqa: E402
+from hostile import PEAK_LAUNCHER  # noqa: E402  (the tests' peak-memory launcher)
 
 FEATURES, HIDDEN, CLASSES = 64, 1024, 10
 
@@ -78,29 +80,13 @@ def write_target(folder: Path, n: int, seed: int = 0) -> Path:
     return folder / "X.npy"
 
 
-# Runs the CLI like ``python -m zooindex.cli``, then writes the process's own peak RSS
-# (VmHWM of the memory map made at exec). ru_maxrss would not do: Linux carries the
-# parent's peak across fork and exec into the child.
-LAUNCHER = """
-import atexit, os, runpy, sys
-def report():
-    with open("/proc/self/status") as status:
-        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-    with open(os.environ["BENCH_PEAK_FILE"], "w") as out:
-        out.write(peak)
-atexit.register(report)
-sys.argv[0] = "zooindex"
-runpy.run_module("zooindex.cli", run_name="__main__", alter_sys=True)
-"""
-
-
 def measured(args: list[str], env: dict, peak_file: Path) -> dict:
     """Run the CLI with ``args``: its peak RSS, peak anonymous memory (sampled), wall time."""
     import psutil
 
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, *args],
-                            env={**env, "BENCH_PEAK_FILE": str(peak_file)},
+    proc = subprocess.Popen([sys.executable, "-c", PEAK_LAUNCHER, *args],
+                            env={**env, "ZOOINDEX_PEAK_FILE": str(peak_file)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak_anon = [0]
     done = threading.Event()

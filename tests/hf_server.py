@@ -73,7 +73,27 @@ class FakeRepo:
                 "siblings": [self.sibling(n) for n in self.files]}
 
 
-class FakeHub:
+class _LocalServer:
+    """An HTTP server on a free local port, serving ``Handler`` while in a ``with`` block;
+    its address is ``base``."""
+
+    def _serve(self, handler) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
+                                        daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class FakeHub(_LocalServer):
     """The server: ``with FakeHub() as hub: hub.add(FakeRepo(...)); hub.endpoint``."""
 
     def __init__(self):
@@ -94,19 +114,8 @@ class FakeHub:
             def do_HEAD(self):
                 hub._handle(self, head=True)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
-                                        daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()
+        self._serve(Handler)
+        self.endpoint = self.base
 
     def add(self, repo: FakeRepo) -> FakeRepo:
         self.repos[repo.repo_id] = repo
@@ -239,7 +248,7 @@ def forbid_remote_connections(monkeypatch) -> None:
     monkeypatch.setattr(socket, "create_connection", local_only)
 
 
-class StaticServer:
+class StaticServer(_LocalServer):
     """A plain HTTP server for download tests: ``routes`` maps a path to the bytes to
     serve, or to a callable that writes a raw response itself (to lie about lengths or
     drop the connection). Paths asked for are logged in ``hits``."""
@@ -268,19 +277,7 @@ class StaticServer:
                     self.end_headers()
                     self.wfile.write(route)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
-                                        daemon=True)
+        self._serve(Handler)
 
     def url(self, path: str) -> str:
         return self.base + path
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._server.shutdown()
-        self._server.server_close()

@@ -365,10 +365,11 @@ class CliRun:
 
 
 # Runs the CLI as ``python -m zooindex.cli`` does, then writes the process's own peak
-# RSS (VmHWM, which belongs to the memory map made at exec) to a file. ru_maxrss from
+# RSS (VmHWM, which belongs to the memory map made at exec) to the file named by
+# $ZOOINDEX_PEAK_FILE, in kB. Also used by benchmarks/bench_big_target.py. ru_maxrss from
 # wait4 would not do: Linux carries the parent's peak across fork and exec into it, so
 # a child of a large test process would report the test process's size.
-_LAUNCHER = """
+PEAK_LAUNCHER = """
 import atexit, os, runpy, sys
 def report():
     with open("/proc/self/status") as status:
@@ -391,7 +392,7 @@ def run_cli(args, *, env=None, timeout: float = 60.0) -> CliRun:
     with tempfile.TemporaryDirectory() as tmp:
         peak_file = os.path.join(tmp, "peak")
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, *map(str, args)],
+        proc = subprocess.Popen([sys.executable, "-c", PEAK_LAUNCHER, *map(str, args)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env={**os.environ, **(env or {}),
                                      "ZOOINDEX_PEAK_FILE": peak_file})

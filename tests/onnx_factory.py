@@ -286,3 +286,20 @@ def run(model, feeds):
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(None, feeds)))
+
+
+def fitted_sklearn_mlp(classes=3, seed=0):
+    """A scikit-learn ``MLPClassifier`` (hidden 7, 6) fitted on 60 seeded 5-feature rows,
+    and those rows, for exporter tests."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((60, 5)).astype(np.float32)
+    y = np.arange(60) % classes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(hidden_layer_sizes=(7, 6), max_iter=30, random_state=0).fit(x, y)
+    return clf, x

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from onnx_factory import keras_like_cnn, mlp, save, weights, relu, run
+from onnx_factory import fitted_sklearn_mlp, keras_like_cnn, mlp, relu, run, save, weights
 from zooindex import export, graph
 from zooindex.adapt import Preprocessing
 from zooindex.errors import AdaptError, DependencyError, ModelError
@@ -98,22 +98,9 @@ def test_over_the_protobuf_limit_weights_go_next_to_the_file(tmp_path, monkeypat
 # scikit-learn
 
 
-def _fitted_mlp(classes=3, seed=0):
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((60, 5)).astype(np.float32)
-    y = np.arange(60) % classes
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = MLPClassifier(hidden_layer_sizes=(7, 6), max_iter=30, random_state=0).fit(x, y)
-    return clf, x
-
-
 def test_from_sklearn_mlp_default_layer_is_the_last_hidden_layer(tmp_path):
     pytest.importorskip("skl2onnx", reason="skl2onnx converts scikit-learn models")
-    clf, x = _fitted_mlp()
+    clf, x = fitted_sklearn_mlp()
     path = export.from_sklearn(clf, tmp_path / "clf.onnx", n_features=5,
                                preprocessing=Preprocessing(mean=(0.1,), std=(2.0,)),
                                metadata={"source": "sklearn"})
@@ -144,7 +131,7 @@ def test_from_sklearn_pipeline_and_regressor(tmp_path):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    clf, x = _fitted_mlp()
+    clf, x = fitted_sklearn_mlp()
     pipe = make_pipeline(StandardScaler(), clf)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a short fit that has not converged is all we need

@@ -1,14 +1,14 @@
 """Tests of zooindex.graph: candidate layers, default layer, expose, load checks."""
 
 import os
-import warnings
 
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from onnx_factory import cnn, cnn_no_dense, linear_features, mlp, save, weights, relu, run
+from onnx_factory import (cnn, cnn_no_dense, fitted_sklearn_mlp, linear_features, mlp, relu,
+                          run, save, weights)
 from zooindex import graph
 from zooindex.errors import LayerError, ModelError
 
@@ -388,26 +388,13 @@ def test_load_refuses_escaping_external_data(tmp_path):
 # scikit-learn exports
 
 
-def _sklearn_mlp(classes):
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((60, 5)).astype(np.float32)
-    y = np.arange(60) % classes
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf = MLPClassifier(hidden_layer_sizes=(7, 6), max_iter=20, random_state=0).fit(x, y)
-    return clf, x
-
-
 @pytest.mark.parametrize("classes", [3, 2])
 @pytest.mark.parametrize("zipmap", [False, True], ids=["no_zipmap", "zipmap"])
 def test_sklearn_mlp_export(classes, zipmap):
     pytest.importorskip("skl2onnx")
     from skl2onnx import to_onnx
 
-    clf, x = _sklearn_mlp(classes)
+    clf, x = fitted_sklearn_mlp(classes)
     options = None if zipmap else {id(clf): {"zipmap": False}}
     model = to_onnx(clf, x[:1], options=options)
     info = graph.inspect(model)
