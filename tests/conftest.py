@@ -55,3 +55,16 @@ def three_model_zoo(root):
     target = root / "target.npz"
     np.savez(target, x=x, y=y)
     return {"folder": folder, "target": target, "index": root / "index.db", "x": x, "y": y}
+
+
+def schema2_blob(array: np.ndarray) -> bytes:
+    """An activation entry as schema 2 stored it in the database (for migration tests):
+    ``np.savez`` of the shape, the bit-packed mask of the non-zeros, and their values."""
+    import io
+
+    a = np.ascontiguousarray(array)
+    mask = a != 0
+    buf = io.BytesIO()
+    np.savez(buf, shape=np.asarray(a.shape, dtype=np.int64), mask=np.packbits(mask.ravel()),
+             values=a[mask])
+    return buf.getvalue()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from zooindex.errors import NotIndexedError, StoreError
-from zooindex.index import SCHEMA_VERSION, Index, ModelRecord, decode_array, encode_array
+from conftest import schema2_blob
+from zooindex.index import SCHEMA_VERSION, Index, ModelRecord, decode_array
 
 
 def record(name="m", sha="a" * 64, path="/nowhere/m.onnx", **kw):
@@ -138,11 +139,11 @@ def test_an_unwritable_cache_folder_is_a_warning(tmp_path):
 
 def test_schema2_blob_rows_are_still_read(tmp_path):
     a = np.random.default_rng(2).normal(size=(6, 3)).astype(np.float32)
-    assert np.array_equal(decode_array(encode_array(a)), a)
+    assert np.array_equal(decode_array(schema2_blob(a)), a)
     with Index(tmp_path / "i.db") as idx, idx.transaction():
         idx.db.execute("INSERT INTO activations (model_sha, layer, target, prep, n, dim, "
                        "bytes, data, created_at, used_at) VALUES ('s', 'h', 't', 'p', 6, 3, "
-                       "1, ?, 'now', 0)", [encode_array(a)])
+                       "1, ?, 'now', 0)", [schema2_blob(a)])
     with Index(tmp_path / "i.db") as idx:
         assert np.array_equal(idx.get_activations("s", "h", "t", "p"), a)
 

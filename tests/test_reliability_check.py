@@ -7,12 +7,12 @@ import sqlite3
 import numpy as np
 import pytest
 
-from conftest import clustered
+from conftest import clustered, schema2_blob
 from onnx_factory import mlp, save
 from zooindex import ranking, zoo
 from zooindex.check import check
 from zooindex.cli import main
-from zooindex.index import Index, encode_array
+from zooindex.index import Index
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_orphans_are_found_and_fixed(searched, capsys):
         # a schema-2 row (blob in the database) and a file no row refers to
         db.execute("INSERT INTO activations (model_sha, layer, target, prep, n, dim, bytes, "
                    "data, created_at, used_at) VALUES ('gone', 'h', 't', 'p', 1, 1, 1, ?, "
-                   "'now', 0)", [encode_array(np.ones((1, 1), np.float32))])
+                   "'now', 0)", [schema2_blob(np.ones((1, 1), np.float32))])
         stray = idx.cache_dir / "stray.npy"
         np.save(stray, np.ones(3))
         db.execute("INSERT INTO scores VALUES ('gone', 'h', 't', 'p', 'silhouette', '{}', 0.1,"

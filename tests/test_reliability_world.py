@@ -12,13 +12,13 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import clustered
+from conftest import clustered, schema2_blob
 from onnx_factory import mlp, save
 from zooindex import ranking, zoo
 from zooindex.check import check
 from zooindex.cli import main
 from zooindex.errors import StoreError
-from zooindex.index import SCHEMA_VERSION, Index, encode_array
+from zooindex.index import SCHEMA_VERSION, Index
 from zooindex.target import load_target
 
 
@@ -326,7 +326,7 @@ def _v1_index(tmp_path):
     con.execute("INSERT INTO scores VALUES (?, 'hidden1', 't', 'p', 'silhouette', '{}', 0.25,"
                 " 10, 0.1, 'now')", [record.sha256])
     con.execute("INSERT INTO activations VALUES (?, 'hidden1', 't', 'p', 2, 2, 1, ?, 'now', 0)",
-                [record.sha256, encode_array(np.eye(2, dtype=np.float32))])
+                [record.sha256, schema2_blob(np.eye(2, dtype=np.float32))])
     con.commit()
     con.close()
     return path, record

@@ -12,7 +12,8 @@ is committed; files whose rows are deleted are removed after the commit, and fil
 row refers to (a crash between the two steps) are found by ``zooindex check``.
 (Files, not blobs: writing tens of MB into SQLite costs about ten times more, as the
 WAL and then the database each receive a copy.) Rows written by schema 2, which kept
-the activations in the database (:func:`encode_array`), are still read.
+the activations in the database (a sparse ``.npz`` blob, :func:`decode_array`), are
+still read.
 
 Failure modes are part of the design, because an index outlives many crashes:
 
@@ -209,21 +210,9 @@ def _record(row: dict, layers: list[dict]) -> ModelRecord:
     return ModelRecord(**row, layers=layers)
 
 
-def encode_array(array: np.ndarray) -> bytes:
-    """Store an array sparsely: a bit mask of its non-zeros plus their values.
-
-    Activations after ReLU are often half zeros; this halves them at memory speed, about
-    ten times faster than zlib, and round-trips exactly.
-    """
-    a = np.ascontiguousarray(array)
-    mask = a != 0
-    buf = io.BytesIO()
-    np.savez(buf, shape=np.asarray(a.shape, dtype=np.int64), mask=np.packbits(mask.ravel()),
-             values=a[mask])
-    return buf.getvalue()
-
-
 def decode_array(blob: bytes) -> np.ndarray:
+    """An array from a schema-2 blob: ``np.savez`` of its ``shape``, the bit-packed
+    ``mask`` of its non-zeros, and their ``values``."""
     with np.load(io.BytesIO(blob), allow_pickle=False) as parts:
         shape = tuple(int(d) for d in parts["shape"])
         values = parts["values"]
