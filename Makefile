@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 DEMO_INDEX ?= $(VENV)/demo-index.db
 
-.PHONY: install dev demo test bench zoo reproduce clean
+.PHONY: install dev demo test test-fast bench zoo reproduce clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ demo: install  ## the main job on a real example: rank the demo zoo for a Fashio
 
 test: dev  ## the whole test suite
 	$(PY) -m pytest -q
+
+test-fast: dev  ## the suite without crash, concurrency and subprocess tests (marked slow)
+	$(PY) -m pytest -q -m "not slow"
 
 bench: dev  ## benchmarks; numbers go to benchmarks/RESULTS.md
 	$(PY) benchmarks/bench_silhouette.py

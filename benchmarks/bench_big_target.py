@@ -38,7 +38,7 @@ from onnx import TensorProto, helper, numpy_helper
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 from _results import write_section  # noqa: E402
-from hostile import PEAK_LAUNCHER  # noqa: E402  (the tests' peak-memory launcher)
+from support.hostile import PEAK_LAUNCHER  # noqa: E402  (the tests' peak-memory launcher)
 
 FEATURES, HIDDEN, CLASSES = 64, 1024, 10
 

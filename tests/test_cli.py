@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import clustered
-from onnx_factory import cnn_no_dense, linear_features, save
+from support.data import clustered
+from support.onnx_factory import cnn_no_dense, linear_features, save
 from zooindex.cli import cli, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,6 +156,7 @@ def test_help_is_fast_and_imports_no_numpy():
     assert out == ""
 
 
+@pytest.mark.slow
 def test_add_and_search_at_once_from_two_processes(setup, tmp_path):
     folder, index = setup
     env = dict(os.environ, ZOOINDEX_INDEX=str(index))

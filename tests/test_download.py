@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_server import StaticServer
+from support.hf_server import StaticServer
 from zooindex.download import default_cache_dir, display_url, download
 from zooindex.errors import DownloadError
 

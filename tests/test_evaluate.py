@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import zooindex
-from conftest import clustered, selector
-from onnx_factory import linear_features, save
+from support.data import clustered, selector
+from support.onnx_factory import linear_features, save
 from zooindex.cli import main
 from zooindex.errors import ZooIndexError
 from zooindex.evaluation import rank_agreement, transfer_accuracy

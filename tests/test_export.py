@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from onnx_factory import fitted_sklearn_mlp, keras_like_cnn, mlp, relu, run, save, weights
+from support.onnx_factory import fitted_sklearn_mlp, keras_like_cnn, mlp, relu, run, save, weights
 from zooindex import export, graph
 from zooindex.adapt import Preprocessing
 from zooindex.errors import AdaptError, DependencyError, ModelError

@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from onnx_factory import (fix_batch, keras_like_cnn, mlp, relu, run, save, two_inputs,
+from support.onnx_factory import (fix_batch, keras_like_cnn, mlp, relu, run, save, two_inputs,
                           weights)
 from zooindex import export, graph
 from zooindex.adapt import Preprocessing

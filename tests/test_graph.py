@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from onnx_factory import (cnn, cnn_no_dense, fitted_sklearn_mlp, linear_features, mlp, relu,
+from support.onnx_factory import (cnn, cnn_no_dense, fitted_sklearn_mlp, linear_features, mlp, relu,
                           run, save, weights)
 from zooindex import graph
 from zooindex.errors import LayerError, ModelError

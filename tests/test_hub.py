@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from hf_server import FakeHub, FakeRepo, point_client_at
+from support.hf_server import FakeHub, FakeRepo, point_client_at
 from zooindex import hub
 from zooindex.errors import DependencyError, DownloadError, ModelError
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import zooindex
-from conftest import clustered
-from hf_server import FakeHub, FakeRepo, StaticServer, point_client_at
-from onnx_factory import linear_features, mlp
+from support.data import clustered
+from support.hf_server import FakeHub, FakeRepo, StaticServer, point_client_at
+from support.onnx_factory import linear_features, mlp
 from zooindex.cli import main
 from zooindex.errors import DownloadError
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from zooindex.errors import NotIndexedError, StoreError
-from conftest import schema2_blob
+from support.data import schema2_blob
 from zooindex.index import SCHEMA_VERSION, Index, ModelRecord, decode_array
 
 

@@ -9,7 +9,7 @@ import os
 import pytest
 from onnx import TensorProto, helper
 
-from hf_server import StaticServer, forbid_remote_connections
+from support.hf_server import StaticServer, forbid_remote_connections
 from zooindex.errors import DownloadError
 from zooindex.manifest import MANIFEST_NAME, ManifestEntry, fetch_entry, read_manifest
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import zooindex
-from conftest import clustered, three_model_zoo
+from support.data import clustered, three_model_zoo
 from zooindex.errors import DependencyError, ZooIndexError
 from zooindex.report import report, sample_rows, score_curves
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import onnx_factory
+from support import onnx_factory
 import zooindex
 from models import reproduce as rp
 

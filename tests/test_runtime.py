@@ -5,8 +5,8 @@ import types
 import pytest
 
 import zooindex
-from conftest import three_model_zoo
-from onnx_factory import mlp
+from support.data import three_model_zoo
+from support.onnx_factory import mlp
 from zooindex import runtime
 from zooindex.errors import DependencyError, ModelError, ZooIndexError
 

@@ -8,8 +8,8 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
 import zooindex
-from conftest import clustered, selector, three_model_zoo
-from onnx_factory import cnn_no_dense, linear_features, mlp, save
+from support.data import clustered, selector, three_model_zoo
+from support.onnx_factory import cnn_no_dense, linear_features, mlp, save
 from zooindex import ranking as search_mod
 from zooindex.errors import TargetError, ZooIndexError
 
@@ -165,7 +165,7 @@ def test_scorer_columns_ranked_by_the_first(zoo):
 
 
 def test_model_with_two_inputs_needs_input_and_then_runs(tmp_path):
-    from onnx_factory import mlp, two_inputs
+    from support.onnx_factory import mlp, two_inputs
 
     save(two_inputs(input_dim=8, hidden=(6, 4), classes=3), tmp_path / "two.onnx")
     save(mlp(input_dim=8, hidden=(6, 4), classes=3), tmp_path / "one.onnx")

@@ -12,8 +12,8 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import clustered, schema2_blob
-from onnx_factory import mlp, save
+from support.data import clustered, schema2_blob
+from support.onnx_factory import mlp, save
 from zooindex import ranking, zoo
 from zooindex.check import check
 from zooindex.cli import main

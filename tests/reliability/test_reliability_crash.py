@@ -23,10 +23,13 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from conftest import clustered
-from onnx_factory import mlp, save
+from support.data import clustered
+from support.onnx_factory import mlp, save
 from zooindex.check import check
 from zooindex.index import Index
+
+# crash, subprocess and concurrency tests: the fast lane (-m 'not slow') leaves them out
+pytestmark = pytest.mark.slow
 
 SCORERS = ("silhouette", "hscore")  # two, so that a half-written group would show
 MORE = [f"more{i}" for i in range(4)]  # added together, in one transaction
@@ -147,6 +150,5 @@ def test_sigkill_at_random_moments_leaves_a_sound_index(zoo, tmp_path):
     _kill_many(zoo, tmp_path, FAST_KILLS, seed=0)
 
 
-@pytest.mark.slow
 def test_many_sigkills_leave_a_sound_index(zoo, tmp_path):
     _kill_many(zoo, tmp_path, SLOW_KILLS, seed=1)

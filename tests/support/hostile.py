@@ -38,7 +38,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-import onnx_factory
+from support import onnx_factory
 
 # 2^40 elements: far beyond any memory, small enough for int64 dims
 HUGE = 1 << 40

@@ -15,11 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-import hostile
-from conftest import clustered
+from support import hostile
+from support.data import clustered
 from zooindex import zoo
 from zooindex.errors import ZooIndexError
 from zooindex.index import Index
+
+# crash, subprocess and concurrency tests: the fast lane (-m 'not slow') leaves them out
+pytestmark = pytest.mark.slow
 
 # Bounds stated in RELIABILITY.md. An `add` of a small model peaks near 55 MB (the
 # child's own VmHWM, see hostile.run_cli); the limit leaves room for slower machines
@@ -115,7 +118,6 @@ def test_accepted_hostile_models_rank_or_skip_with_reason(corpus, tmp_path):
     _assert_ranked_or_skipped(accepted, rows)
 
 
-@pytest.mark.slow
 def test_many_bit_flips_are_refused_cleanly_or_searched(tmp_path):
     cases = hostile.bit_flips(tmp_path, hostile.valid_model().SerializeToString(), seed=1,
                               count=SLOW_BITFLIPS)
@@ -138,7 +140,6 @@ def test_many_bit_flips_are_refused_cleanly_or_searched(tmp_path):
     _assert_ranked_or_skipped(accepted, rows)
 
 
-@pytest.mark.slow
 def test_model_with_over_2_gib_of_external_weights_is_inspected_without_loading(tmp_path):
     path = hostile.big_external(tmp_path / "big")
     weights = path.with_name("big.onnx.data")

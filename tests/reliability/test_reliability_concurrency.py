@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# crash, subprocess and concurrency tests: the fast lane (-m 'not slow') leaves them out
+pytestmark = pytest.mark.slow
+
 WORKERS = 4
 FAST_OPS = 12
 SLOW_OPS = 40
@@ -65,8 +68,8 @@ def run_worker(index: Path, folder: Path, worker: int, ops: int) -> dict:
 
 
 def _hammer(tmp_path, ops):
-    from conftest import clustered
-    from onnx_factory import mlp, save
+    from support.data import clustered
+    from support.onnx_factory import mlp, save
 
     for i in range(MODEL_FILES):
         save(mlp(input_dim=8, hidden=(16, 12), classes=3, seed=i), tmp_path / f"m{i}.onnx")
@@ -115,7 +118,6 @@ def test_four_processes_add_search_and_remove_at_once(tmp_path):
     assert sum(log["searches"] for log in logs) > 0
 
 
-@pytest.mark.slow
 def test_four_processes_under_a_longer_load(tmp_path):
     index, logs = _hammer(tmp_path, SLOW_OPS)
     _assert_sum_of_operations(index, logs, SLOW_OPS)

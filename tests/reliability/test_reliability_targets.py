@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import clustered
-from onnx_factory import mlp, save
+from support.data import clustered
+from support.onnx_factory import mlp, save
 from zooindex import ranking, zoo
 from zooindex.errors import TargetError, ZooIndexError
 from zooindex.index import Index

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: ONNX model builders, synthetic data, hostile inputs, local servers."""
