@@ -93,13 +93,13 @@ def inference_alone(index: Path, target: Path) -> float:
     """
     from zooindex.adapt import Preprocessing
     from zooindex.index import Index
-    from zooindex.ranking import run_model
+    from zooindex.runner import run_model
     from zooindex.target import load_target
 
     tgt = load_target(target)
     total = 0.0
     with Index(index) as idx:
-        for record in idx.models():
+        for record in idx.catalogue.models():
             prep = Preprocessing.from_dict(record.preprocessing)
             total += run_model(record, tgt.x, [record.default_layer], prep).inference_seconds
     return total

@@ -116,21 +116,21 @@ def source_accuracy(path) -> float | None:
     return None
 
 
-def paper_layers(layers: list[dict]) -> list[str]:
+def paper_layers(layers, default_layer: str | None) -> list[str]:
     """The layers named L0, L1, ... in the paper's Figure 1, from a model's candidates.
 
     Mapped by kind and order, never by name: L0 is the input, then every conv and pool
     output in graph order, then the default (last hidden dense) layer. The paper network
     gives six (L0-L5), the lite one four (L0-L3). The logits are not a paper layer.
     """
-    ordered = sorted(layers, key=lambda l: l["position"])
-    default = next((l for l in ordered if l.get("is_default")), None)
-    out = [l["name"] for l in ordered if l["kind"] == "input"][:1]
-    stop = default["position"] if default else float("inf")
-    out += [l["name"] for l in ordered
-            if l["kind"] in ("conv", "pool") and l["position"] < stop]
+    ordered = sorted(layers, key=lambda l: l.position)
+    default = next((l for l in ordered if l.name == default_layer), None)
+    out = [l.name for l in ordered if l.kind == "input"][:1]
+    stop = default.position if default else float("inf")
+    out += [l.name for l in ordered
+            if l.kind in ("conv", "pool") and l.position < stop]
     if default is not None:
-        out.append(default["name"])
+        out.append(default.name)
     return out
 
 
@@ -236,7 +236,8 @@ def layer_scores(names, target, *, index, store: Measurements, seed: int = 0,
             ranking = zooindex.search(target, index=index, layer="all", models=[name],
                                       seed=seed)
             by_layer = {r.layer: r.score for r in ranking.ranked}
-            order = paper_layers(zooindex.layers(name, index=index))
+            order = paper_layers(zooindex.layers(name, index=index),
+                                 zooindex.show(name, index=index)["default_layer"])
             record = [by_layer.get(layer) for layer in order]
             store.put(key, record)
         out[name] = record
@@ -473,7 +474,7 @@ def reproduce(zoo=DEFAULT_ZOO, data=DEFAULT_DATA, out=DEFAULT_OUT, *, index=None
     (default: the IDX folders under ``data``).
     """
     import zooindex
-    from zooindex.report import score_curves
+    from zooindex.reporting import score_curves
 
     s = settings or Settings()
     out = Path(out)
@@ -556,7 +557,8 @@ def _figure3(order, index, tgt, path, seed):
             picks.append((min(r, len(order)), m))
     panels = []
     for rank, m in picks:
-        layers = paper_layers(zooindex.layers(m, index=index))
+        layers = paper_layers(zooindex.layers(m, index=index),
+                                  zooindex.show(m, index=index)["default_layer"])
         chosen = [(0, layers[0]), (2, layers[2]), (len(layers) - 1, layers[-1])]
         for li, layer in chosen:
             feats = zooindex.features(tgt, m, index=index, layer=layer)

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import zooindex
+
 from support.data import clustered
 from support.onnx_factory import cnn_no_dense, linear_features, save
 from zooindex.cli import cli, main
@@ -64,10 +66,14 @@ def test_search_json_is_ranked_and_alone_on_stdout(run, setup):
     assert run("add", "--index", index, folder)[0] == 0
     code, out, err = run("search", "--index", index, folder / "t.npz", "--json")
     assert code == 0
-    rows = json.loads(out)
+    doc = json.loads(out)
+    rows = doc["results"]
     assert [r["model"] for r in rows] == ["good", "noise"]
     assert [r["rank"] for r in rows] == [1, 2]
-    assert {"rank", "model", "score", "layer", "dim"} <= set(rows[0])
+    assert {"rank", "model", "score", "layer", "width", "components"} <= set(rows[0])
+    assert doc["samples"] == 120 and doc["scorers"] == ["silhouette"] and doc["dim"] == 10
+    assert doc["metric"] == "cosine" and doc["zooindex"] == zooindex.__version__
+    assert doc["stats"]["ranked"] == 2 and doc["stats"]["run"] == 2
 
 
 def test_search_table_and_csv(run, setup):
@@ -175,7 +181,7 @@ def test_add_and_search_at_once_from_two_processes(setup, tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
-    assert json.loads(results[1][0])[0]["model"] in {"good", *(f"m{i}" for i in range(6))}
+    assert json.loads(results[1][0])["results"][0]["model"] in {"good", *(f"m{i}" for i in range(6))}
 
 
 def test_cache_info_and_clear(run, setup):
@@ -195,4 +201,4 @@ def test_cache_info_and_clear(run, setup):
     assert code == 0 and out.startswith(f"cleared {len(files)} cached activations")
     assert list(Path(stats["folder"]).iterdir()) == []
     code, out, _ = run("search", "--index", index, folder / "t.npz", "--json")
-    assert code == 0 and not any(r["cached"] for r in json.loads(out))
+    assert code == 0 and not any(r["cached"] for r in json.loads(out)["results"])

@@ -23,7 +23,7 @@ def test_fashion_trained_models_rank_first(tmp_path, capsys):
     added = zooindex.add(DEMO, index=index)
     assert len(added) == 6 and all(a.default_layer for a in added)
     main(["search", "--index", str(index), str(DEMO / "fashion-0-4-target.npz"), "--json"])
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["results"]
     assert [r["rank"] for r in rows] == list(range(1, 7))
     assert {r["model"] for r in rows[:2]} == {"fashion-all", "fashion-0-4"}
     assert all(r["status"] == "ok" for r in rows)

@@ -75,9 +75,9 @@ def test_evaluate_one_target_with_test_size_and_all_scorers(setup):
 def test_evaluate_reuses_cached_activations(setup, monkeypatch):
     folder, index = setup
     zooindex.evaluate(train=folder / "train.npz", test=folder / "test.npz", index=index)
-    from zooindex import ranking
+    from zooindex import runner
 
-    monkeypatch.setattr(ranking, "run_model",
+    monkeypatch.setattr(runner, "run_model",
                         lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran a model")))
     again = zooindex.evaluate(train=folder / "train.npz", test=folder / "test.npz",
                               index=index)

@@ -112,7 +112,7 @@ def test_from_sklearn_mlp_default_layer_is_the_last_hidden_layer(tmp_path):
     probs = next(o for o in model.graph.output if o.name == info.output_name)
     assert probs.type.HasField("tensor_type") and info.output_is_probs
     dense = [l for l in info.layers if l.kind == "dense"]
-    assert [l.dim for l in dense] == [7, 6, 3]
+    assert [l.width for l in dense] == [7, 6, 3]
     assert info.default_layer == dense[1].name
     assert info.metadata["source"] == "sklearn"
     assert Preprocessing.from_metadata(info.metadata) == Preprocessing(mean=(0.1,), std=(2.0,))
@@ -193,7 +193,7 @@ def test_from_torch_writes_one_file_with_a_dynamic_batch(tmp_path, dynamo):
     assert not info.external_data and info.opset == 17
     assert isinstance(info.input_shape[0], str) and info.input_shape[1:] == (5,)
     assert info.metadata["arch"] == "mlp" and info.metadata["zooindex.scale"] == "2.0"
-    assert [l.dim for l in info.layers if l.kind == "dense"] == [9, 7, 3]
+    assert [l.width for l in info.layers if l.kind == "dense"] == [9, 7, 3]
 
     # the default layer is the second ReLU's output, whatever the exporter called it
     seen = {}

@@ -19,8 +19,8 @@ from support.onnx_factory import (fix_batch, keras_like_cnn, mlp, relu, run, sav
 from zooindex import export, graph
 from zooindex.adapt import Preprocessing
 from zooindex.errors import LayerError, ModelError
-from zooindex.ranking import run_model
-from zooindex.zoo import inspect_file
+from zooindex.runner import run_model
+from zooindex.catalogue import inspect_file
 
 OPSETS = range(11, 22)
 
@@ -140,7 +140,7 @@ def _check_torch_graph(torch, net, sample_shape, width, path, *, probs):
     model = graph.load(path, load_weights=True)
     info = graph.inspect(model)
     hidden = hidden_before_classifier(info)
-    assert (hidden.dim, hidden.op) == (width, "Relu")
+    assert (hidden.width, hidden.op) == (width, "Relu")
     assert info.output_is_probs is probs
     x = np.random.default_rng(3).standard_normal((4, *sample_shape)).astype(np.float32)
     want_hidden, want_out = _torch_hidden(torch, net, x)
@@ -161,7 +161,7 @@ def test_torchscript_exporter(torch, nets, tmp_path, arch, opset):
     info = _check_torch_graph(torch, net, shape, width, path, probs=arch == "mlp")
     assert info.opset == opset and info.input_shape[0] == "batch"
     # BatchNormalization sits between fc1 and its ReLU: absorbed into that dense layer
-    assert [l.dim for l in info.layers if l.kind == "dense"] == \
+    assert [l.width for l in info.layers if l.kind == "dense"] == \
         ([10, 8, 3] if arch == "mlp" else [12, 3])
 
 
@@ -177,7 +177,7 @@ def test_dynamo_exporter_dynamic_batch(torch, nets, tmp_path):
     info = _check_torch_graph(torch, net, shape, width, path, probs=True)
     assert info.opset == 18 and isinstance(info.input_shape[0], str)
     # BatchNormalization after fc1 is folded into its Gemm by the exporter
-    assert [l.dim for l in info.layers if l.kind == "dense"] == [10, 8, 3]
+    assert [l.width for l in info.layers if l.kind == "dense"] == [10, 8, 3]
 
 
 @pytest.mark.torch
@@ -246,7 +246,7 @@ def test_skl2onnx_graphs(sklearn_mlp, opset, zipmap):
     assert info.output_name == probs_output.name and info.output_is_probs
     assert info.opset <= opset  # skl2onnx writes the lowest opset its operators need
     hidden = hidden_before_classifier(info)
-    assert (hidden.dim, hidden.op) == (6, "Relu")
+    assert (hidden.width, hidden.op) == (6, "Relu")
     assert [l.op for l in info.layers if l.kind == "dense"] == ["Relu", "Relu", "MatMul+Add"]
 
     got = run(graph.expose(model, [info.default_layer]), {info.input_name: x[:5]})
@@ -282,7 +282,7 @@ def test_keras_like_graphs(opset, dynamic_flatten):
     hidden = hidden_before_classifier(info)
     assert hidden.op == "Relu"
     # shape inference cannot follow a Shape-computed flatten before opset 14: width unknown
-    assert hidden.dim == 16 or (dynamic_flatten and opset < 14 and hidden.dim is None)
+    assert hidden.width == 16 or (dynamic_flatten and opset < 14 and hidden.width is None)
     assert [l.kind for l in info.layers] == ["input", "conv", "pool", "dense", "dense"]
     x = np.random.default_rng(opset).standard_normal((3, 8, 8, 3)).astype(np.float32)
     got = run(graph.expose(model, [info.default_layer]), {info.input_name: x})
@@ -330,7 +330,7 @@ def test_several_inputs_need_a_choice():
     info = graph.inspect(model, input_name="x")
     assert info.input_name == "x" and info.input_shape == ("N", 6)
     assert info.extra_inputs == (("aux", ("N", 4), "float32"),)
-    assert hidden_before_classifier(info).dim == 5
+    assert hidden_before_classifier(info).width == 5
     other = graph.inspect(model, input_name="aux")
     assert other.input_shape == ("N", 4) and [e[0] for e in other.extra_inputs] == ["x"]
 

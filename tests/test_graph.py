@@ -46,7 +46,7 @@ def renamed(model, prefix="t"):
 @pytest.mark.parametrize("gemm", [True, False], ids=["gemm", "matmul_add"])
 def test_mlp_layers_and_default(gemm):
     info = graph.inspect(mlp(input_dim=8, hidden=(16, 12), classes=3, gemm=gemm))
-    assert [(l.name, l.kind, l.shape, l.dim) for l in info.layers] == [
+    assert [(l.name, l.kind, l.shape, l.width) for l in info.layers] == [
         ("x", "input", (8,), 8),
         ("hidden0", "dense", (16,), 16),
         ("hidden1", "dense", (12,), 12),
@@ -91,7 +91,7 @@ def test_log_softmax_is_not_probabilities():
 
 def test_cnn_layers_and_default_through_dropout():
     info = graph.inspect(cnn(input_shape=(1, 8, 8), filters=4, hidden=16, classes=3))
-    assert [(l.name, l.op, l.kind, l.shape, l.dim) for l in info.layers] == [
+    assert [(l.name, l.op, l.kind, l.shape, l.width) for l in info.layers] == [
         ("x", "input", "input", (1, 8, 8), 64),
         ("conv1", "Relu", "conv", (4, 8, 8), 256),
         ("pool1", "MaxPool", "pool", (4, 4, 4), 64),
@@ -177,7 +177,7 @@ def test_resolve_layer_default_and_by_name():
     info = graph.inspect(mlp())
     assert graph.resolve_layer(info, None).name == "hidden1"
     assert graph.resolve_layer(info, "default").name == "hidden1"
-    assert graph.resolve_layer(info, "hidden0").dim == 16
+    assert graph.resolve_layer(info, "hidden0").width == 16
     assert graph.resolve_layer(info, "x").kind == "input"
 
 
@@ -186,7 +186,7 @@ def test_resolve_layer_without_default_lists_candidates():
     with pytest.raises(LayerError) as caught:
         graph.resolve_layer(info, None, "tiny")
     message = str(caught.value)
-    assert "model 'tiny' has no hidden dense layer" in message
+    assert "model 'tiny' has no default layer" in message
     assert "--layer" in message and "`zooindex layers tiny`" in message
     assert "x (64), conv1 (256), pool1 (64), logits (3)" in message
     assert caught.value.candidates == ["x", "conv1", "pool1", "logits"]
@@ -264,7 +264,7 @@ def test_opsets_inspect_and_run(opset):
         x_shape = (3,) + tuple(info.input_shape[1:])
         got = run(graph.expose(model, [info.default_layer]),
                   {"x": np.ones(x_shape, np.float32)})
-        assert got[info.default_layer].shape == (3, graph.resolve_layer(info, None).dim)
+        assert got[info.default_layer].shape == (3, graph.resolve_layer(info, None).width)
 
 
 # ---------------------------------------------------------------------------
@@ -330,7 +330,7 @@ def test_external_data_load_without_and_with_weights(tmp_path):
     assert light.graph.initializer[0].data_location == TensorProto.EXTERNAL
     info = graph.inspect(light)
     assert info.external_data is True and info.params == 387
-    assert [l.dim for l in info.layers] == [8, 16, 12, 3]
+    assert [l.width for l in info.layers] == [8, 16, 12, 3]
     assert info.default_layer == "hidden1"
 
     full = graph.load(path, load_weights=True)
@@ -402,7 +402,7 @@ def test_sklearn_mlp_export(classes, zipmap):
     assert info.output_name == ("output_probability" if zipmap else "probabilities")
     assert info.output_is_probs is True
     dense = [l for l in info.layers if l.kind == "dense"]
-    assert [l.dim for l in dense] == [7, 6, 1 if classes == 2 else classes]
+    assert [l.width for l in dense] == [7, 6, 1 if classes == 2 else classes]
     assert info.default_layer == dense[1].name
 
     # the default layer is the last hidden activation sklearn computes

@@ -9,6 +9,7 @@ import pytest
 from zooindex.errors import NotIndexedError, StoreError
 from support.data import schema2_blob
 from zooindex.index import SCHEMA_VERSION, Index, ModelRecord, decode_array
+from zooindex.layer import Layer
 
 
 def record(name="m", sha="a" * 64, path="/nowhere/m.onnx", **kw):
@@ -17,10 +18,8 @@ def record(name="m", sha="a" * 64, path="/nowhere/m.onnx", **kw):
                 default_layer="h", output_name="y", output_is_probs=True,
                 preprocessing={"scale": None}, tags={"k": "v"}, source={}, external_data=False,
                 added_at="2026-01-01",
-                layers=[{"name": "x", "op": "input", "kind": "input", "dim": 4, "shape": [4],
-                         "position": 0, "is_default": False},
-                        {"name": "h", "op": "Gemm", "kind": "dense", "dim": 3, "shape": [3],
-                         "position": 1, "is_default": True}])
+                layers=[Layer("x", "input", "input", (4,), 4, 0),
+                        Layer("h", "Gemm", "dense", (3,), 3, 1)])
     base.update(kw)
     return ModelRecord(**base)
 
@@ -28,55 +27,55 @@ def record(name="m", sha="a" * 64, path="/nowhere/m.onnx", **kw):
 def test_model_round_trip(tmp_path):
     with Index(tmp_path / "i.db") as idx:
         rec = record()
-        idx.put_model(rec)
-        back = idx.get_model("m")
+        idx.catalogue.put_model(rec)
+        back = idx.catalogue.get_model("m")
     assert back.to_dict() == rec.to_dict()
 
 
 def test_unknown_model_error_lists_names(tmp_path):
     with Index(tmp_path / "i.db") as idx:
-        idx.put_model(record())
+        idx.catalogue.put_model(record())
         with pytest.raises(NotIndexedError, match="'zz' is not in the index .*indexed: m"):
-            idx.get_model("zz")
+            idx.catalogue.get_model("zz")
 
 
 def test_failed_transaction_writes_nothing(tmp_path):
     with Index(tmp_path / "i.db") as idx:
-        idx.put_model(record())
+        idx.catalogue.put_model(record())
         with pytest.raises(sqlite3.IntegrityError):
-            idx.put_model(record())  # same primary key: the second insert fails whole
-        assert idx.model_names() == ["m"]
-        assert len(idx.get_model("m").layers) == 2
+            idx.catalogue.put_model(record())  # same primary key: the second insert fails whole
+        assert idx.catalogue.model_names() == ["m"]
+        assert len(idx.catalogue.get_model("m").layers) == 2
 
 
 def _files(idx):
-    return sorted(p.name for p in idx.cache_dir.iterdir()) if idx.cache_dir.exists() else []
+    return sorted(p.name for p in idx.cache.folder.iterdir()) if idx.cache.folder.exists() else []
 
 
 def test_activation_cache_round_trip_and_lru_limit(tmp_path):
     rng = np.random.default_rng(0)
     a = rng.normal(size=(50, 7)).astype(np.float32)
     with Index(tmp_path / "i.db", cache_limit=a.nbytes + 200) as idx:
-        assert idx.put_activations("s1", "h", "t", "p", a)
-        back = idx.get_activations("s1", "h", "t", "p")
+        assert idx.cache.put_activations("s1", "h", "t", "p", a)
+        back = idx.cache.get_activations("s1", "h", "t", "p")
         assert back.dtype == np.float32 and np.array_equal(back, a)
         b = rng.normal(size=(50, 7)).astype(np.float32)
-        idx.put_activations("s2", "h", "t", "p", b)  # over the limit: the older one goes
-        assert idx.get_activations("s1", "h", "t", "p") is None
-        assert np.array_equal(idx.get_activations("s2", "h", "t", "p"), b)
+        idx.cache.put_activations("s2", "h", "t", "p", b)  # over the limit: the older one goes
+        assert idx.cache.get_activations("s1", "h", "t", "p") is None
+        assert np.array_equal(idx.cache.get_activations("s2", "h", "t", "p"), b)
         assert len(_files(idx)) == 1  # the evicted entry's file went with its row
 
 
 def test_activations_are_files_beside_the_index(tmp_path):
     a = np.arange(24, dtype=np.float32).reshape(4, 6)
     with Index(tmp_path / "i.db") as idx:
-        idx.put_activations("s1", "h", "t", "p", a)
-        assert idx.cache_dir == tmp_path / "i.db-activations"
+        idx.cache.put_activations("s1", "h", "t", "p", a)
+        assert idx.cache.folder == tmp_path / "i.db-activations"
         (name,) = _files(idx)
         row = idx.db.execute("SELECT file, bytes, n, dim, data FROM activations").fetchone()
-        assert row == (name, (idx.cache_dir / name).stat().st_size, 4, 6, None)
-        assert np.array_equal(np.load(idx.cache_dir / name), a)  # a plain .npy file
-        idx.put_activations("s1", "h", "t", "p", a)  # the same key again: one file
+        assert row == (name, (idx.cache.folder / name).stat().st_size, 4, 6, None)
+        assert np.array_equal(np.load(idx.cache.folder / name), a)  # a plain .npy file
+        idx.cache.put_activations("s1", "h", "t", "p", a)  # the same key again: one file
         assert _files(idx) == [name]
 
 
@@ -84,8 +83,8 @@ def test_activations_are_files_beside_the_index(tmp_path):
 def test_a_damaged_activation_file_is_a_miss_and_goes(tmp_path, damage):
     a = np.random.default_rng(1).normal(size=(30, 5)).astype(np.float32)
     with Index(tmp_path / "i.db") as idx:
-        idx.put_activations("s1", "h", "t", "p", a)
-        (path,) = idx.cache_dir.iterdir()
+        idx.cache.put_activations("s1", "h", "t", "p", a)
+        (path,) = idx.cache.folder.iterdir()
         raw = bytearray(path.read_bytes())
         if damage == "truncate":
             path.write_bytes(bytes(raw[:-7]))
@@ -96,22 +95,22 @@ def test_a_damaged_activation_file_is_a_miss_and_goes(tmp_path, damage):
             path.unlink()
         else:  # a valid array of another shape under the same name
             np.save(path, a.reshape(5, 30))
-        assert idx.get_activations("s1", "h", "t", "p") is None
-        assert idx.cache_stats()["activations"] == 0 and _files(idx) == []
+        assert idx.cache.get_activations("s1", "h", "t", "p") is None
+        assert idx.cache.stats()["activations"] == 0 and _files(idx) == []
 
 
 def test_removing_a_model_or_clearing_the_cache_removes_files(tmp_path):
     a = np.ones((3, 2), np.float32)
     with Index(tmp_path / "i.db") as idx:
-        idx.put_model(record())
-        idx.put_activations("a" * 64, "h", "t", "p", a)
-        idx.put_activations("a" * 64, "x", "t", "p", a)
+        idx.catalogue.put_model(record())
+        idx.cache.put_activations("a" * 64, "h", "t", "p", a)
+        idx.cache.put_activations("a" * 64, "x", "t", "p", a)
         idx.remove_model("m")
-        assert idx.cache_stats()["activations"] == 0 and _files(idx) == []
-        idx.put_activations("b" * 64, "h", "t", "p", a)
-        (idx.cache_dir / ".left-by-a-crash.tmp").write_bytes(b"x")
-        os.utime(idx.cache_dir / ".left-by-a-crash.tmp", (0, 0))
-        idx.clear_cache()
+        assert idx.cache.stats()["activations"] == 0 and _files(idx) == []
+        idx.cache.put_activations("b" * 64, "h", "t", "p", a)
+        (idx.cache.folder / ".left-by-a-crash.tmp").write_bytes(b"x")
+        os.utime(idx.cache.folder / ".left-by-a-crash.tmp", (0, 0))
+        idx.cache.clear()
         assert _files(idx) == []
 
 
@@ -121,20 +120,20 @@ def test_a_failed_activation_row_leaves_no_file(tmp_path, monkeypatch):
         def full(limit):
             raise sqlite3.OperationalError("database or disk is full")
 
-        monkeypatch.setattr(idx, "_evict", full)
-        assert idx.put_activations("s", "h", "t", "p", a) is False
+        monkeypatch.setattr(idx.cache, "_evict", full)
+        assert idx.cache.put_activations("s", "h", "t", "p", a) is False
         assert any("could not cache activations" in w and "full" in w
                    for w in idx.warnings)
-        assert idx.cache_stats()["activations"] == 0 and _files(idx) == []
+        assert idx.cache.stats()["activations"] == 0 and _files(idx) == []
 
 
 def test_an_unwritable_cache_folder_is_a_warning(tmp_path):
     with Index(tmp_path / "i.db") as idx:
-        idx.cache_dir.write_text("not a folder")
-        assert idx.put_activations("s", "h", "t", "p", np.ones((2, 2), np.float32)) is False
-        assert any("could not cache activations" in w and str(idx.cache_dir) in w
+        idx.cache.folder.write_text("not a folder")
+        assert idx.cache.put_activations("s", "h", "t", "p", np.ones((2, 2), np.float32)) is False
+        assert any("could not cache activations" in w and str(idx.cache.folder) in w
                    for w in idx.warnings)
-        assert idx.cache_stats()["activations"] == 0
+        assert idx.cache.stats()["activations"] == 0
 
 
 def test_schema2_blob_rows_are_still_read(tmp_path):
@@ -145,22 +144,22 @@ def test_schema2_blob_rows_are_still_read(tmp_path):
                        "bytes, data, created_at, used_at) VALUES ('s', 'h', 't', 'p', 6, 3, "
                        "1, ?, 'now', 0)", [schema2_blob(a)])
     with Index(tmp_path / "i.db") as idx:
-        assert np.array_equal(idx.get_activations("s", "h", "t", "p"), a)
+        assert np.array_equal(idx.cache.get_activations("s", "h", "t", "p"), a)
 
 
 def test_scores_round_trip(tmp_path):
     with Index(tmp_path / "i.db") as idx:
-        idx.put_scores("s", "h", "t", "p", [("silhouette", '{"dim": 10}', 0.5, 10, 0.01)])
-        assert idx.get_scores("s", "h", "t", "p") == {
+        idx.cache.put_scores("s", "h", "t", "p", [("silhouette", '{"dim": 10}', 0.5, 10, 0.01)])
+        assert idx.cache.get_scores("s", "h", "t", "p") == {
             ("silhouette", '{"dim": 10}'): (0.5, 10, 0.01)}
 
 
 def test_remove_model_drops_its_cache(tmp_path):
     with Index(tmp_path / "i.db") as idx:
-        idx.put_model(record())
-        idx.put_scores("a" * 64, "h", "t", "p", [("silhouette", "{}", 0.5, 10, 0.01)])
+        idx.catalogue.put_model(record())
+        idx.cache.put_scores("a" * 64, "h", "t", "p", [("silhouette", "{}", 0.5, 10, 0.01)])
         idx.remove_model("m")
-        assert idx.cache_stats()["scores"] == 0
+        assert idx.cache.stats()["scores"] == 0
 
 
 def test_newer_schema_is_refused(tmp_path):

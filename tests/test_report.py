@@ -12,7 +12,7 @@ from PIL import Image
 import zooindex
 from support.data import clustered, three_model_zoo
 from zooindex.errors import DependencyError, ZooIndexError
-from zooindex.report import report, sample_rows, score_curves
+from zooindex.reporting import report, sample_rows, score_curves
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DIMS = (2, 3, 5)
@@ -31,9 +31,9 @@ def zoo(tmp_path_factory):
 
 
 def test_png_report_is_one_readable_image(zoo, tmp_path):
-    out = report(zoo["target"], out=tmp_path / "sub" / "report.png", index=zoo["index"],
+    out = report(zoo["target"], out=tmp_path / "report.png", index=zoo["index"],
                  top=2, dims=DIMS)
-    assert out == tmp_path / "sub" / "report.png"
+    assert out == tmp_path / "report.png"
     data = out.read_bytes()
     assert data[:8] == PNG_MAGIC
     with Image.open(out) as image:

@@ -10,6 +10,7 @@ import pytest
 from support import onnx_factory
 import zooindex
 from models import reproduce as rp
+from zooindex.layer import Layer
 
 DEMO = Path(__file__).resolve().parents[1] / "models" / "demo"
 
@@ -22,16 +23,11 @@ def test_paper_names():
 
 def test_paper_layers_follow_kind_and_position_not_names():
     # names chosen to mislead: order must come from position, roles from kind
-    layers = [
-        {"name": "zz_dense", "kind": "dense", "position": 9, "is_default": True},
-        {"name": "a_pool", "kind": "pool", "position": 6, "is_default": False},
-        {"name": "logits", "kind": "dense", "position": 10, "is_default": False},
-        {"name": "b_conv", "kind": "conv", "position": 2, "is_default": False},
-        {"name": "img", "kind": "input", "position": 0, "is_default": False},
-        {"name": "c_pool", "kind": "pool", "position": 3, "is_default": False},
-        {"name": "d_conv", "kind": "conv", "position": 5, "is_default": False},
-    ]
-    assert rp.paper_layers(layers) == ["img", "b_conv", "c_pool", "d_conv", "a_pool",
+    layers = [Layer(name, "op", kind, (), None, position) for name, kind, position in [
+        ("zz_dense", "dense", 9), ("a_pool", "pool", 6), ("logits", "dense", 10),
+        ("b_conv", "conv", 2), ("img", "input", 0), ("c_pool", "pool", 3),
+        ("d_conv", "conv", 5)]]
+    assert rp.paper_layers(layers, "zz_dense") == ["img", "b_conv", "c_pool", "d_conv", "a_pool",
                                        "zz_dense"]
 
 
@@ -42,9 +38,9 @@ def test_paper_layers_of_an_indexed_lite_network(tmp_path):
     index = tmp_path / "i.db"
     zooindex.add(path, index=index)
     layers = zooindex.layers("lite", index=index)
-    mapped = rp.paper_layers(layers)
-    default = next(l["name"] for l in layers if l["is_default"])
-    kinds = {l["name"]: l["kind"] for l in layers}
+    default = zooindex.show("lite", index=index)["default_layer"]
+    mapped = rp.paper_layers(layers, default)
+    kinds = {l.name: l.kind for l in layers}
     assert len(mapped) == 4
     assert [kinds[n] for n in mapped] == ["input", "conv", "pool", "dense"]
     assert mapped[-1] == default

@@ -10,8 +10,10 @@ from sklearn.metrics import silhouette_score
 import zooindex
 from support.data import clustered, selector, three_model_zoo
 from support.onnx_factory import cnn_no_dense, linear_features, mlp, save
-from zooindex import ranking as search_mod
+from zooindex import runner
 from zooindex.errors import TargetError, ZooIndexError
+from zooindex.executor import Sequential
+from zooindex.index import Index
 
 
 @pytest.fixture
@@ -36,7 +38,7 @@ def test_score_is_pca_silhouette_of_the_default_layer(zoo):
     feats = zoo["x"][:, :2].astype(np.float64)
     expected = silhouette_score(PCA(2).fit_transform(feats), zoo["y"], metric="cosine")
     assert good.score == pytest.approx(expected, abs=1e-6)
-    assert good.dim == 2 and good.components == 2
+    assert good.width == 2 and good.components == 2
 
 
 def test_repeat_runs_no_model_and_other_dim_reuses_activations(zoo, monkeypatch):
@@ -46,7 +48,7 @@ def test_repeat_runs_no_model_and_other_dim_reuses_activations(zoo, monkeypatch)
     def fail(*a, **k):
         raise AssertionError("a model ran although everything was cached")
 
-    monkeypatch.setattr(search_mod, "run_model", fail)
+    monkeypatch.setattr(runner, "run_model", fail)
     again = zooindex.search(zoo["target"], index=zoo["index"])
     assert all(r.cached for r in again.ranked)
     assert [(r.model, r.score) for r in again.ranked] == \
@@ -74,7 +76,7 @@ def test_layer_all_scores_every_candidate_including_input(zoo):
                               models=["good"])
     layers = {r.layer for r in ranking.ranked}
     candidates = zooindex.layers("good", index=zoo["index"])
-    assert layers == {c["name"] for c in candidates}
+    assert layers == {c.name for c in candidates}
     # the model input itself (the paper's L0) is one of them
     assert zooindex.show("good", index=zoo["index"])["input_name"] in layers
 
@@ -174,7 +176,7 @@ def test_model_with_two_inputs_needs_input_and_then_runs(tmp_path):
     index = tmp_path / "i.db"
     with pytest.raises(ZooIndexError, match="--input"):
         zooindex.add(tmp_path / "two.onnx", index=index)
-    assert zooindex.ls(index=index) == []
+    assert not index.exists()
     zooindex.add(tmp_path / "two.onnx", index=index, input="x")
     zooindex.add(tmp_path / "one.onnx", index=index)
     ranking = zooindex.search(tmp_path / "t.npz", index=index)
@@ -200,11 +202,11 @@ def test_streamed_reduction_gives_the_same_scores(zoo, tmp_path, monkeypatch):
 
 
 def test_streaming_pca_matches_sklearn():
-    from zooindex.ranking import _StreamingPCA
+    from zooindex.reduce import StreamingPCA
 
     rng = np.random.default_rng(3)
     data = rng.normal(size=(500, 12)) @ rng.normal(size=(12, 12)) + 5
-    acc = _StreamingPCA()
+    acc = StreamingPCA()
     for start in range(0, 500, 37):
         acc.update(data[start:start + 37])
     assert acc.n == 500
@@ -215,64 +217,43 @@ def test_streaming_pca_matches_sklearn():
     np.testing.assert_allclose(np.abs(proj), np.abs(ref), atol=1e-8)
 
 
-def test_the_pipeline_changes_no_number(zoo, tmp_path, monkeypatch):
+def test_the_pipeline_changes_no_number(zoo, tmp_path):
     """Loading and scoring beside the running model give a sequential search's numbers."""
-    from concurrent.futures import Future
-
-    class InOrder:  # runs each submitted job at once, in the calling thread
-        def __init__(self, max_workers=1):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def submit(self, fn, *args, **kwargs):
-            done = Future()
-            done.set_result(fn(*args, **kwargs))
-            return done
-
     overlapped = zooindex.search(zoo["target"], index=zoo["index"], layer="all",
-                                 scorers=["silhouette", "logme", "leep"])
-    monkeypatch.setattr(search_mod, "ThreadPoolExecutor", InOrder)
+                                 scorers=["silhouette", "logme", "leep"], executor="pipeline")
     zooindex.add(zoo["folder"], index=tmp_path / "other.db")
     sequential = zooindex.search(zoo["target"], index=tmp_path / "other.db", layer="all",
-                                 scorers=["silhouette", "logme", "leep"])
+                                 scorers=["silhouette", "logme", "leep"],
+                                 executor=Sequential())
     assert not any(r.cached for r in overlapped.ranked + sequential.ranked)
     assert [(r.model, r.layer, r.scores) for r in overlapped.results] == \
         [(r.model, r.layer, r.scores) for r in sequential.results]
-    with zooindex.index.Index(zoo["index"]) as a, \
-            zooindex.index.Index(tmp_path / "other.db") as b:
-        assert a.cache_stats()["activations"] == b.cache_stats()["activations"] > 0
+    with Index(zoo["index"]) as a, Index(tmp_path / "other.db") as b:
+        assert a.cache.stats()["activations"] == b.cache.stats()["activations"] > 0
 
 
 def test_a_cache_entry_lost_after_planning_loads_the_model_again(zoo, tmp_path,
                                                                  monkeypatch):
-    """The model is loaded ahead with the layers the cache lacks; when a cached entry turns
-    out damaged on reading, the model is loaded again with everything needed."""
-    from zooindex.index import Index
-
+    """A cached entry found damaged when it is read is computed again: the model is
+    loaded once, with every layer the cache could not give."""
     first = zooindex.search(zoo["target"], index=zoo["index"], models=["good"])
     default = first.ranked[0].layer
     with Index(zoo["index"]) as idx:
-        (cached,) = [idx.cache_dir / r[0] for r in idx.db.execute(
+        (cached,) = [idx.cache.folder / r[0] for r in idx.db.execute(
             "SELECT file FROM activations")]
     cached.write_bytes(cached.read_bytes()[:-8])  # the default layer's entry, damaged
     loads = []
-    real_load = search_mod.load_model
+    real_load = runner.load_model
 
     def load_model(record, layers, **kw):
         loads.append(list(layers))
         return real_load(record, layers, **kw)
 
-    monkeypatch.setattr(search_mod, "load_model", load_model)
+    monkeypatch.setattr(runner, "load_model", load_model)
     # another D: every layer's score is computed, the default's from its cached entry
     swept = zooindex.search(zoo["target"], index=zoo["index"], models=["good"], layer="all",
                             dim=3)
-    # ahead: every layer but the cached default; then again, with the default too
-    assert len(loads) == 2 and default not in loads[0] and default in loads[1]
+    assert len(loads) == 1 and default in loads[0]
     monkeypatch.undo()
     zooindex.add(zoo["folder"], index=tmp_path / "fresh.db")
     fresh = zooindex.search(zoo["target"], index=tmp_path / "fresh.db", models=["good"],

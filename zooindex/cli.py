@@ -64,30 +64,82 @@ def _table(rows: list[dict], headers: list[str]) -> str:
                     floatfmt=".4f")
 
 
+# Options shared by several commands, each defined once from zooindex.options' constants
+# (a light module: no numpy, onnx or onnxruntime is imported for --help).
+from .options import (DEFAULT_BATCH_SIZE, DEFAULT_DIM, DEFAULT_METRIC,  # noqa: E402
+                      DEFAULT_SCORER, DEFAULT_SEED, DEVICES, METRICS, SPLITS)
+
 index_option = click.option(
     "--index", "index_path", type=click.Path(dir_okay=False), envvar="ZOOINDEX_INDEX",
     help="Index database [env ZOOINDEX_INDEX; default: index.db in the user data dir].")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
-device_option = click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
-                             default="auto", show_default=True,
-                             help="Where onnxruntime runs the models (auto: CUDA when a GPU "
-                             "is really there).")
+
+
+def _stack(*options):
+    def decorate(func):
+        for option in reversed(options):
+            func = option(func)
+        return func
+    return decorate
+
+
+scoring_options = _stack(
+    click.option("--layer", default=None, metavar="LAYER",
+                 help="'default' (the representation entering the classifier), a tensor "
+                 "name, or 'all' (every candidate layer). See `zooindex layers MODEL`."),
+    click.option("--dim", "-D", type=click.IntRange(min=1), default=DEFAULT_DIM,
+                 show_default=True, help="D: PCA components before the distance-based "
+                 "scores."),
+    click.option("--metric", type=click.Choice(METRICS), default=DEFAULT_METRIC,
+                 show_default=True, help="Distance of the silhouette."),
+    click.option("--scorer", "scorers", multiple=True, default=[DEFAULT_SCORER],
+                 show_default=True, help="Estimator, repeatable, or 'all'; ranked by the "
+                 "first. See `zooindex scorers`."),
+)
+target_options = _stack(
+    click.option("--classes", help="Keep these target classes: '0-4', '3,7,9', 'cat,dog'."),
+    click.option("--limit", type=click.IntRange(min=1),
+                 help="A stratified, seeded subsample of N samples."),
+    click.option("--seed", type=click.IntRange(min=0), default=DEFAULT_SEED,
+                 show_default=True, help="Seed of the subsample, PCA and estimators."),
+    click.option("--split", type=click.Choice(SPLITS),
+                 help="Split, for data sets that have splits."),
+)
+run_options = _stack(
+    click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE,
+                 show_default=True, help="Samples per onnxruntime batch."),
+    click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                 help="Where onnxruntime runs the models (auto: CUDA when a GPU is really "
+                 "there)."),
+)
+
+
+def _options(layer, dim, metric, scorers, seed, batch_size, device):
+    from .options import SearchOptions
+
+    return SearchOptions(layer=layer, dim=dim, metric=metric, scorers=tuple(scorers),
+                         seed=seed, batch_size=batch_size, device=device)
+
+
+def _selection(classes, limit, seed, split=None):
+    from .options import TargetSelection
+
+    return TargetSelection(classes=classes, limit=limit, seed=seed, split=split)
 
 
 def filter_options(func):
     """--tag/--source/--max-params/--name: narrow which indexed models take part."""
-    for option in reversed([
+    return _stack(
         click.option("--tag", "filter_tags", multiple=True, callback=_tags,
                      metavar="KEY=VALUE", help="Only models with this tag; repeatable."),
         click.option("--source", "filter_source",
                      type=click.Choice(["local", "hf", "manifest"]),
                      help="Only models from this source."),
-        click.option("--max-params", type=int, help="Only models with at most N parameters."),
+        click.option("--max-params", type=click.IntRange(min=0),
+                     help="Only models with at most N parameters."),
         click.option("--name", "filter_name", metavar="GLOB",
                      help="Only models whose name matches, e.g. 'fashion-*'."),
-    ]):
-        func = option(func)
-    return func
+    )(func)
 
 
 def _filter(filter_tags, filter_source, max_params, filter_name, names=()):
@@ -128,25 +180,38 @@ def cli():
               "(ONNX_HUB_MANIFEST.json: a file, folder or URL).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
               help="Where downloaded models go [env ZOOINDEX_CACHE].")
+@click.option("--keep-going", is_flag=True, help="Add the models that can be added and "
+              "report the others (exit code 1 if any failed), instead of adding none.")
 @index_option
 @json_option
 def add(paths, name, layer, tags, replace, scale, mean, std, layout, input_name, manifest,
-        cache_dir, index_path, as_json):
+        cache_dir, keep_going, index_path, as_json):
     """Index ONNX models: files, folders (recursive), hf://OWNER/REPO[@REV][/FILE.onnx]."""
     from . import zoo
+    from .store import default_path
 
     if not paths and not manifest:
         raise click.UsageError("give model files, folders, hf:// references or --manifest")
+    where = default_path() if index_path is None else click.format_filename(index_path)
+    existed = os.path.exists(where)
     results = zoo.add(list(paths), index=index_path, name=name, layer=layer, tags=tags,
                       replace=replace, scale=scale, mean=mean, std=std, layout=layout,
-                      input=input_name, manifest=manifest, cache_dir=cache_dir)
+                      input=input_name, manifest=manifest, cache_dir=cache_dir,
+                      keep_going=keep_going)
+    if not existed and os.path.exists(where):
+        click.echo(f"created the index {where}", err=True)
     if as_json:
         _dump_json([r.to_dict() for r in results])
-        return
-    for r in results:
-        layer_note = f"default layer {r.default_layer}" if r.default_layer else \
-            "no default layer: search it with --layer"
-        click.echo(f"{r.status:9} {r.name}  ({layer_note})")
+    else:
+        for r in results:
+            if r.status == "failed":
+                click.echo(f"failed    {r.path}: {r.reason}", err=True)
+                continue
+            layer_note = f"default layer {r.default_layer}" if r.default_layer else \
+                "no default layer: search it with --layer"
+            click.echo(f"{r.status:9} {r.name}  ({layer_note})")
+    if any(r.status == "failed" for r in results):
+        sys.exit(1)
 
 
 @cli.command()
@@ -157,35 +222,23 @@ def layers(model, index_path, as_json):
     """List a model's candidate layers; * marks the default."""
     from . import zoo
 
-    rows = zoo.layers(model, index=index_path)
+    record = zoo.show(model, index=index_path)
+    rows = record["layers"]
     if as_json:
         _dump_json(rows)
         return
     for r in rows:
         r["default"] = "*" if r["is_default"] else ""
-        r["shape"] = "x".join(str(s) for s in r["shape"])
-    click.echo(_table(rows, ["default", "name", "op", "kind", "dim", "shape"]))
+        r["shape"] = "x".join("?" if s is None else str(s) for s in r["shape"])
+    click.echo(_table(rows, ["default", "name", "op", "kind", "width", "shape"]))
 
 
 @cli.command()
 @click.argument("target", type=click.Path(exists=True))
-@click.option("--layer", default=None,
-              help="'default' (last hidden dense layer), a tensor name, or 'all'.")
-@click.option("--dim", "-D", type=int, default=10, show_default=True,
-              help="PCA components before scoring.")
-@click.option("--metric", type=click.Choice(["cosine", "euclidean", "sqeuclidean"]),
-              default="cosine", show_default=True, help="Distance of the silhouette.")
-@click.option("--scorer", "scorers", multiple=True, default=["silhouette"],
-              show_default=True, help="Estimator(s), repeatable, or 'all'; ranked by the "
-              "first. See `zooindex scorers`.")
-@click.option("--classes", help="Keep these target classes: '0-4', '3,7,9', 'cat,dog'.")
-@click.option("--limit", type=int, help="Stratified, seeded subsample of N samples.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--split", type=click.Choice(["train", "test"]),
-              help="Split, for formats that have splits.")
-@click.option("--top", type=int, help="Show only the K best.")
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@device_option
+@scoring_options
+@target_options
+@click.option("--top", type=click.IntRange(min=1), help="Show only the K best rows.")
+@run_options
 @click.option("--model", "models", multiple=True, help="Rank only these models.")
 @filter_options
 @index_option
@@ -196,27 +249,25 @@ def layers(model, index_path, as_json):
 def search(target, layer, dim, metric, scorers, classes, limit, seed, split, top,
            batch_size, device, models, filter_tags, filter_source, max_params, filter_name,
            index_path, as_json, as_csv, refresh):
-    """Rank every indexed model for a labeled TARGET (neuralRank)."""
-    from .ranking import search as rank
-    from .target import parse_classes
+    """Rank every indexed model for a labeled TARGET (neuralRank).
 
+    \b
+    With --json, prints one object: the search's context (target, samples, classes,
+    scorers, D, metric, layer, zooindex version, counts, notes) and its rows under
+    "results" (ranked first, then skipped models with their reason).
+    """
+    from .ranking import search as rank
+
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv are exclusive; choose one")
     ranking = rank(
-        target, index=index_path, layer=layer, dim=dim, metric=metric, scorers=scorers,
-        classes=parse_classes(classes) if classes else None, limit=limit, seed=seed,
-        split=split, top=top, batch_size=batch_size, device=device,
+        target, _options(layer, dim, metric, scorers, seed, batch_size, device),
+        index=index_path, selection=_selection(classes, limit, seed, split), top=top,
         filter=_filter(filter_tags, filter_source, max_params, filter_name, models),
         progress=None, refresh=refresh)
-    rows = []
-    for r in ranking.results:
-        row = {"rank": r.rank, "model": r.model, "score": r.score, "layer": r.layer,
-               "dim": r.dim, "components": r.components, "seconds": round(r.seconds, 3),
-               "cached": r.cached, "provider": r.provider, "status": r.status,
-               "reason": r.reason}
-        for name in ranking.scorers:
-            row[name] = r.scores.get(name)
-        rows.append(row)
+    rows = [_search_row(ranking, r) for r in ranking.results]
     if as_json:
-        _dump_json(rows)
+        _dump_json(_search_json(ranking, rows))
     elif as_csv:
         import csv
 
@@ -225,23 +276,72 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, top
         writer.writerows(rows)
     else:
         ok = [r for r in rows if r["status"] == "ok"]
-        extra = ranking.scorers[1:]
-        headers = ["rank", "model", "score", *extra, "layer", "dim", "seconds"]
+        headers = ["rank", "model", "score", *ranking.scorers[1:], "layer", "width",
+                   "seconds"]
         click.echo(f"target {ranking.target}: {ranking.n} samples, {len(ranking.classes)} "
                    f"classes; {ranking.scorers[0]}, D={dim}, {metric}", err=True)
         if ok:
             click.echo(_table(ok, headers))
-        for r in rows:
-            if r["status"] != "ok":
-                click.echo(f"skipped {r['model']}: {r['reason']}", err=True)
-        ran = [r for r in ranking.ranked if not r.cached]
-        providers = sorted({r.provider for r in ran if r.provider})
-        click.echo(f"{len(ranking.ranked)} ranked, {len(ranking.skipped)} skipped in "
-                   f"{ranking.seconds:.1f} s; {len(ranking.ranked) - len(ran)} from the cache"
-                   + (f", {len(ran)} run on {', '.join(providers)}" if providers else ""),
-                   err=True)
+        if ranking.ranked:
+            for r in ranking.skipped:
+                click.echo(f"skipped {r.model}: {r.reason}", err=True)
+        click.echo(_summary(ranking, top), err=True)
     for note in ranking.notes:
         click.echo(f"note: {note}", err=True)
+    if not ranking.ranked:
+        click.echo(f"Error: no model was ranked for {ranking.target}: "
+                   f"{_why_none(ranking.skipped)}", err=True)
+        sys.exit(1)
+
+
+def _search_row(ranking, r) -> dict:
+    row = {"rank": r.rank, "model": r.model, "score": r.score, "layer": r.layer,
+           "width": r.width, "components": r.components, "seconds": round(r.seconds, 3),
+           "cached": r.cached, "provider": r.provider, "status": r.status,
+           "reason": r.reason}
+    for name in ranking.scorers:
+        row[name] = r.scores.get(name)
+    return row
+
+
+def _search_json(ranking, rows) -> dict:
+    from . import __version__
+
+    options = ranking.options
+    return {"zooindex": __version__, "target": ranking.target, "samples": ranking.n,
+            "classes": ranking.classes, "scorers": ranking.scorers, "dim": ranking.dim,
+            "metric": ranking.metric, "layer": options.layer if options else None,
+            "seconds": round(ranking.seconds, 3), "stats": ranking.stats,
+            "notes": ranking.notes, "results": rows}
+
+
+def _summary(ranking, top) -> str:
+    """One line that counts the whole search, whatever --top shows."""
+    st = ranking.stats
+    pairs = f" ({st['pairs']} model/layer rows)" if st["pairs"] != st["ranked"] else ""
+    where = f" on {', '.join(st['providers'])}" if st["providers"] else ""
+    shown = f"; showing the top {len(ranking.ranked)}" if top is not None else ""
+    return (f"{st['ranked']} of {st['models']} models ranked{pairs}, {st['skipped']} "
+            f"skipped, in {ranking.seconds:.1f} s: {st['run']} run{where}, "
+            f"{st['from_activations']} scored from cached activations, "
+            f"{st['from_scores']} from cached scores{shown}")
+
+
+def _why_none(skipped) -> str:
+    """Why nothing was ranked, in one line: the shared reason when all models share it."""
+    import re
+
+    def general(r):
+        return re.sub(rf"\b{re.escape(r.model)}\b", "MODEL", r.reason or "")
+
+    if len(skipped) == 1:
+        return skipped[0].reason
+    reasons = {general(r) for r in skipped}
+    if len(reasons) == 1:
+        return f"{reasons.pop()} (all {len(skipped)} models)"
+    shown = "; ".join(f"{r.model}: {r.reason}" for r in skipped[:3])
+    more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+    return shown + more
 
 
 @cli.command()
@@ -249,34 +349,29 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, top
 @click.option("--test", type=click.Path(exists=True), help="Test split of the target.")
 @click.option("--target", type=click.Path(exists=True),
               help="One target, split with --test-size.")
-@click.option("--test-size", type=float, help="Share of --target held out for testing.")
-@click.option("--scorer", "scorers", multiple=True, default=["silhouette"],
-              show_default=True, help="Estimator(s), repeatable, or 'all'.")
-@click.option("--layer", default=None, help="'default', a tensor name, or 'all'.")
-@click.option("--dim", "-D", type=int, default=10, show_default=True)
-@click.option("--metric", type=click.Choice(["cosine", "euclidean", "sqeuclidean"]),
-              default="cosine", show_default=True)
-@click.option("--classes", help="Keep these target classes: '0-4', '3,7,9'.")
-@click.option("--limit", type=int, help="Stratified subsample of the test split.")
-@click.option("--train-limit", type=int, help="Stratified subsample of the training split.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--batch-size", type=int, default=256, show_default=True)
-@device_option
+@click.option("--test-size", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Share of --target held out for testing.")
+@scoring_options
+@target_options
+@click.option("--train-limit", type=click.IntRange(min=1),
+              help="Stratified subsample of the training split.")
+@run_options
 @click.option("--model", "models", multiple=True, help="Evaluate only these models.")
 @index_option
 @json_option
-def evaluate(train, test, target, test_size, scorers, layer, dim, metric, classes, limit,
-             train_limit, seed, batch_size, device, models, index_path, as_json):
+def evaluate(train, test, target, test_size, layer, dim, metric, scorers, classes, limit,
+             seed, split, train_limit, batch_size, device, models, index_path, as_json):
     """Measure real transfer accuracy and how well the ranking predicts it."""
     from . import evaluation
-    from .target import parse_classes
 
+    if split is not None:
+        raise click.UsageError("evaluate takes its splits from --train and --test (or "
+                               "--target with --test-size); drop --split")
     ev = evaluation.evaluate(
-        train=train, test=test, target=target, test_size=test_size, index=index_path,
-        scorers=scorers, layer=layer, dim=dim, metric=metric,
-        classes=parse_classes(classes) if classes else None, limit=limit,
-        train_limit=train_limit, seed=seed, batch_size=batch_size, device=device,
-        models=list(models) or None, progress=None)
+        train=train, test=test, target=target, test_size=test_size,
+        options=_options(layer, dim, metric, scorers, seed, batch_size, device),
+        selection=_selection(classes, limit, seed), index=index_path,
+        train_limit=train_limit, models=list(models) or None, progress=None)
     if as_json:
         _dump_json(ev.to_dict())
         return
@@ -288,10 +383,9 @@ def evaluate(train, test, target, test_size, scorers, layer, dim, metric, classe
         rows.append(row)
     ok = [r for r in rows if r["status"] == "ok"]
     click.echo(_table(ok, ["model", "accuracy", *ev.scorers, "layer"]))
-    for r in rows:
-        if r["status"] != "ok":
-            skipped = next(m for m in ev.models if m.model == r["model"])
-            click.echo(f"skipped {r['model']}: {skipped.reason}", err=True)
+    for m in ev.models:
+        if m.status != "ok":
+            click.echo(f"skipped {m.model}: {m.reason}", err=True)
     click.echo("")
     agree = [{"scorer": k, **v} for k, v in ev.agreement.items()]
     click.echo(_table(agree, ["scorer", "tau_w", "tau", "spearman", "top1", "seconds"]))
@@ -302,41 +396,30 @@ def evaluate(train, test, target, test_size, scorers, layer, dim, metric, classe
 @cli.command()
 @click.argument("target", type=click.Path(exists=True))
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False),
-              help="report.html (self-contained page) or report.png (one figure).")
-@click.option("--top", type=int, default=5, show_default=True, help="Models to plot.")
-@click.option("--layer", default=None, help="'default' or a tensor name.")
-@click.option("--dim", "-D", type=int, default=10, show_default=True)
+              help="report.html (self-contained page) or report.png (one figure); its "
+              "folder must exist.")
+@click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Models to plot.")
+@scoring_options
 @click.option("--dims", callback=_int_list, default="2,3,5,10,20,50,100", show_default=True,
               help="D values of the score-vs-D curves.")
-@click.option("--metric", type=click.Choice(["cosine", "euclidean", "sqeuclidean"]),
-              default="cosine", show_default=True)
-@click.option("--classes", help="Keep these target classes: '0-4', '3,7,9'.")
-@click.option("--limit", type=int, help="Stratified, seeded subsample of N samples.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--split", type=click.Choice(["train", "test"]))
-@click.option("--max-points", type=int, default=2000, show_default=True,
+@target_options
+@click.option("--max-points", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Points per 3D scatter.")
-@device_option
+@run_options
 @filter_options
 @index_option
-def report(target, out, top, layer, dim, dims, metric, classes, limit, seed, split,
-           max_points, device, filter_tags, filter_source, max_params, filter_name,
-           index_path):
+def report(target, out, top, layer, dim, metric, scorers, dims, classes, limit, seed, split,
+           max_points, batch_size, device, filter_tags, filter_source, max_params,
+           filter_name, index_path):
     """Write a report: ranking, score-vs-D curves, 3D PCA scatter of the top models."""
-    from .report import report as write_report
-    from .target import parse_classes
+    from .reporting import report as write_report
 
-    flt = _filter(filter_tags, filter_source, max_params, filter_name)
-    names = None
-    if flt is not None:
-        from . import zoo
-
-        names = [m["name"] for m in zoo.ls(index=index_path, filter=flt)]
-    path = write_report(target, out=out, index=index_path, top=top, layer=layer, dim=dim,
-                        dims=dims, metric=metric,
-                        classes=parse_classes(classes) if classes else None, limit=limit,
-                        seed=seed, split=split, device=device, max_points=max_points,
-                        models=names)
+    path = write_report(
+        target, _options(layer, dim, metric, scorers, seed, batch_size, device), out=out,
+        index=index_path, selection=_selection(classes, limit, seed, split), top=top,
+        dims=dims, max_points=max_points, progress=None,
+        filter=_filter(filter_tags, filter_source, max_params, filter_name))
     click.echo(f"wrote {path}")
 
 
@@ -356,7 +439,7 @@ def ls_cmd(filter_tags, filter_source, max_params, filter_name, index_path, as_j
     for r in rows:
         r["input"] = "x".join(str(s) for s in r["input"])
         r["tags"] = ",".join(f"{k}={v}" for k, v in r["tags"].items())
-    click.echo(_table(rows, ["name", "status", "params", "input", "layer", "dim", "source",
+    click.echo(_table(rows, ["name", "status", "params", "input", "layer", "width", "source",
                              "tags"])
                if rows else "the index is empty; add models with `zooindex add`")
 
@@ -367,7 +450,7 @@ def ls_cmd(filter_tags, filter_source, max_params, filter_name, index_path, as_j
 @json_option
 def check_cmd(fix, index_path, as_json):
     """Check the index: SQLite integrity, model files and hashes, orphaned cache rows."""
-    from .check import check
+    from .audit import check
 
     report = check(index=index_path, fix=fix)
     if as_json:
@@ -429,10 +512,9 @@ def cache_clear(index_path):
 @json_option
 def cache_info(index_path, as_json):
     """Show the size of the cache."""
-    from .index import opened
+    from . import zoo
 
-    with opened(index_path, create=False) as idx:
-        stats = idx.cache_stats()
+    stats = zoo.cache_info(index=index_path)
     if as_json:
         _dump_json(stats)
         return
@@ -465,7 +547,7 @@ def hub():
 @click.argument("query", required=False, default="")
 @click.option("--library", default="onnx", show_default=True, help="Hub library tag.")
 @click.option("--task", help="Pipeline tag, e.g. image-classification.")
-@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--add", "add_them", is_flag=True, help="Index every model found.")
 @index_option
 @json_option
@@ -494,12 +576,28 @@ def hub_search(query, library, task, limit, add_them, index_path, as_json):
 
 
 def main(argv=None) -> None:
-    """Entry point: run the CLI, turning zooindex errors into one-line messages."""
+    """Entry point: run the CLI, turning zooindex errors into one-line messages.
+
+    Ctrl-C (SIGINT) and SIGTERM stop the work at once: the batches running are
+    abandoned, nothing half-written stays in the index, and the exit code is 130 or 143
+    as a shell expects.
+    """
+    import signal
+
+    def terminate(signum, frame):
+        raise _Terminated()
+
+    previous = None
+    with _suppress_value_error():  # not the main thread: leave signals alone
+        previous = signal.signal(signal.SIGTERM, terminate)
     try:
         cli.main(args=argv, prog_name="zooindex", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
-        sys.exit(1)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo("\nInterrupted; nothing half-written was kept.", err=True)
+        sys.exit(130)
+    except _Terminated:
+        click.echo("Terminated; nothing half-written was kept.", err=True)
+        sys.exit(143)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -510,6 +608,19 @@ def main(argv=None) -> None:
             raise
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised where the main thread is, to unwind like Ctrl-C does."""
+
+
+def _suppress_value_error():
+    import contextlib
+
+    return contextlib.suppress(ValueError)
 
 
 if __name__ == "__main__":

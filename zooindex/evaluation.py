@@ -22,8 +22,8 @@ import numpy as np
 
 from .errors import SplitError, TargetError, ZooIndexError
 from .index import opened
-from .ranking import Result, _activations, search
-from .adapt import Preprocessing
+from .options import SearchOptions, TargetSelection, from_settings
+from .ranking import Result, activations, search
 from .readers import Dataset
 from .target import Target, load_target
 
@@ -127,16 +127,22 @@ def _load_part(source, split: str, **options) -> Target:
 
 
 def evaluate(*, train=None, test=None, target=None, test_size: float | None = None,
-             index=None, scorers=("silhouette",), layer: str | None = None, dim: int = 10,
-             metric: str = "cosine", classes=None, limit: int | None = None,
-             train_limit: int | None = None, seed: int = 0, batch_size: int = 256,
-             device: str = "auto", models=None, progress: bool | None = False) -> Evaluation:
+             options: SearchOptions | None = None, index=None,
+             selection: TargetSelection | None = None, train_limit: int | None = None,
+             models=None, progress: bool | None = False, executor=None,
+             **settings) -> Evaluation:
     """Score every model on the test split and measure its real transfer accuracy.
 
     Give ``train`` and ``test`` (paths or targets), or one ``target`` with ``test_size``.
-    Scores come from :func:`zooindex.search` on the test split (cached like any search);
-    accuracy from a linear classifier retrained on the training split's features.
+    Scores come from :func:`zooindex.search` on the test split (cached like any search),
+    with ``options`` and the test split's ``selection`` (or their fields as keywords:
+    ``scorers=``, ``dim=``, ``classes=``, ``limit=``, ...); ``train_limit`` subsamples the
+    training split. Accuracy comes from a linear classifier retrained on the training
+    split's features.
     """
+    options, selection = from_settings(options, selection, **settings)
+    seed, classes = selection.seed, selection.classes
+    classes = list(classes) if classes is not None else None
     if target is not None:
         if train is not None or test is not None:
             raise ZooIndexError("give either --train and --test, or one target with "
@@ -149,7 +155,7 @@ def evaluate(*, train=None, test=None, target=None, test_size: float | None = No
             raise ZooIndexError("evaluate needs --train and --test (or one target with "
                                 "--test-size)")
         train_t = _load_part(train, "train", classes=classes, limit=train_limit, seed=seed)
-        test_t = _load_part(test, "test", classes=classes, limit=limit, seed=seed)
+        test_t = _load_part(test, "test", classes=classes, limit=selection.limit, seed=seed)
     if set(map(str, train_t.classes)) != set(map(str, test_t.classes)):
         raise TargetError(f"train and test have different classes: "
                           f"{list(train_t.classes)} vs {list(test_t.classes)}")
@@ -158,17 +164,15 @@ def evaluate(*, train=None, test=None, target=None, test_size: float | None = No
     train_y = np.array([test_codes[str(train_t.classes[c])] for c in train_t.y])
 
     t0 = time.perf_counter()
-    ranking = search(test_t, index=index, layer=layer, dim=dim, metric=metric,
-                     scorers=scorers, batch_size=batch_size, device=device, models=models,
-                     seed=seed, progress=progress)
+    ranking = search(test_t, options, index=index, models=models, progress=progress,
+                     executor=executor)
     search_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
     out: list[ModelEvaluation] = []
-    with opened(index) as idx:
+    with opened(index, create=False) as idx:
         for r in ranking.results:
-            out.append(_evaluate_one(idx, r, train_t, train_y, test_t, layer, batch_size,
-                                     device, seed))
+            out.append(_evaluate_one(idx, r, train_t, train_y, test_t, options, executor))
     transfer_s = time.perf_counter() - t1
 
     ok = [m for m in out if m.status == "ok"]
@@ -185,21 +189,17 @@ def evaluate(*, train=None, test=None, target=None, test_size: float | None = No
                       search_seconds=search_s, transfer_seconds=transfer_s)
 
 
-def _evaluate_one(idx, r: Result, train_t, train_y, test_t, layer, batch_size, device,
-                  seed) -> ModelEvaluation:
+def _evaluate_one(idx, r: Result, train_t, train_y, test_t, options,
+                  executor) -> ModelEvaluation:
     if r.status != "ok":
         return ModelEvaluation(r.model, r.layer, {}, None, 0.0, status=r.status,
                                reason=r.reason)
-    record = idx.get_model(r.model)
-    prep = Preprocessing.from_dict(record.preprocessing)
-    key = prep.key()
     t = time.perf_counter()
-    feats_train, *_ = _activations(idx, record, train_t, [r.layer], prep, key,
-                                        batch_size, device, False)
-    feats_test, *_ = _activations(idx, record, test_t, [r.layer], prep, key,
-                                       batch_size, device, False)
-    acc = transfer_accuracy(feats_train[r.layer], train_y, feats_test[r.layer], test_t.y,
-                            seed=seed)
+    feats_train = activations(train_t, [r.model], index=idx, layer=r.layer, options=options,
+                              executor=executor)[r.model]
+    feats_test = activations(test_t, [r.model], index=idx, layer=r.layer, options=options,
+                             executor=executor)[r.model]
+    acc = transfer_accuracy(feats_train, train_y, feats_test, test_t.y, seed=options.seed)
     return ModelEvaluation(r.model, r.layer, dict(r.scores), acc, time.perf_counter() - t,
                            timings=dict(r.timings))
 

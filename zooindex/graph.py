@@ -46,6 +46,7 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from .errors import LayerError, ModelError
+from .layer import Layer, choose, listing
 
 ACTIVATIONS = frozenset({
     "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Elu", "Selu", "Gelu", "HardSigmoid", "Clip",
@@ -83,24 +84,6 @@ _ITEMSIZE = {t: np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t)).itemsize
                        onnx.TensorProto.UINT32, onnx.TensorProto.INT64,
                        onnx.TensorProto.UINT64, onnx.TensorProto.BOOL)}
 _ITEMSIZE[onnx.TensorProto.BFLOAT16] = 2
-_LISTED_CANDIDATES = 12
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One tensor whose activations can serve as features.
-
-    ``shape`` is per sample (batch dimension dropped), with ``None`` for unknown sizes
-    and ``()`` when even the rank is unknown; ``dim`` is the flattened feature count,
-    ``None`` when any size is unknown. ``position`` orders layers by depth.
-    """
-
-    name: str
-    op: str
-    kind: str
-    shape: tuple
-    dim: int | None
-    position: int
 
 
 @dataclass(frozen=True)
@@ -471,7 +454,7 @@ def _new_outputs(model: onnx.ModelProto, names) -> list[onnx.ValueInfoProto]:
         listed = ", ".join(f"'{name}'" for name in unknown)
         where = f"model graph '{graph.name}'" if graph.name else "the model"
         raise LayerError(f"layer {listed} not in {where}; candidates: "
-                         f"{_format_candidates(candidates)}.",
+                         f"{listing(candidates)}.",
                          layer=unknown[0], candidates=[c.name for c in candidates])
     wanted = [name for name in names if name not in outputs and name not in inputs]
     types = _value_types(model) if wanted else {}
@@ -486,23 +469,9 @@ def _new_outputs(model: onnx.ModelProto, names) -> list[onnx.ValueInfoProto]:
 
 
 def resolve_layer(info: ModelInfo, layer: str | None, model: str = "model") -> Layer:
-    """The layer to extract features from: the default for ``None``/"default", else by name."""
-    candidates = list(info.layers)
-    names = [c.name for c in candidates]
-    if layer is None or layer == "default":
-        if info.default_layer is None:
-            raise LayerError(
-                f"model '{model}' has no hidden dense layer to use by default; pass --layer "
-                f"with one of: {_format_candidates(candidates)}. See `zooindex layers {model}`.",
-                layer=layer, model=model, candidates=names)
-        layer = info.default_layer
-    for candidate in candidates:
-        if candidate.name == layer:
-            return candidate
-    raise LayerError(
-        f"layer '{layer}' not in model '{model}'; candidates: "
-        f"{_format_candidates(candidates)}. See `zooindex layers {model}`.",
-        layer=layer, model=model, candidates=names)
+    """The layer to extract features from: the default for ``None``/"default", else by
+    name (see :func:`zooindex.layer.choose`, the one rule every command uses)."""
+    return choose(info.layers, info.default_layer, layer, model)[0]
 
 
 # ---------------------------------------------------------------------------
@@ -708,8 +677,8 @@ def _layer(name: str, op: str, kind: str, full_dims: tuple | None, position: int
     if full_dims is None or len(full_dims) == 0:
         return Layer(name, op, kind, (), None, position)
     shape = tuple(d if isinstance(d, int) else None for d in full_dims[1:])
-    dim = math.prod(shape) if all(isinstance(d, int) for d in shape) else None
-    return Layer(name, op, kind, shape, dim, position)
+    width = math.prod(shape) if all(isinstance(d, int) for d in shape) else None
+    return Layer(name, op, kind, shape, width, position)
 
 
 def _find_units(topology: _Topology) -> list[_Unit]:
@@ -840,14 +809,3 @@ def _candidate_layers(model: onnx.ModelProto) -> list[Layer]:
         return list(inspect(model, first).layers)
     except ModelError:
         return []
-
-
-def _format_candidates(layers) -> str:
-    """``name (dim)`` for each candidate, deepest kept when there are many."""
-    layers = list(layers)
-    if not layers:
-        return "(none)"
-    shown = layers[-_LISTED_CANDIDATES:]
-    text = ", ".join(f"{c.name} ({c.dim if c.dim is not None else '?'})" for c in shown)
-    hidden = len(layers) - len(shown)
-    return f"{text} (and {hidden} earlier layers)" if hidden else text

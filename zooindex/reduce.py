@@ -1,8 +1,10 @@
-"""Dimensionality reduction of a layer's activations before scoring.
+"""Dimensionality reduction of a layer's activations before scoring: all PCA lives here.
 
 neuralRank compares models whose layers have very different widths; projecting every
 layer's features on their first few principal components (``D = 10`` in the paper) puts
-them on an equal footing and makes the distance-based scores cheap.
+them on an equal footing and makes the distance-based scores cheap. :func:`pca` reduces
+activations held in memory; :class:`StreamingPCA` reduces those too large to hold, batch
+by batch.
 """
 
 from __future__ import annotations
@@ -172,3 +174,41 @@ def _svd_pca(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, int]:
     rank = int(np.count_nonzero(variance > variance[0] * max(n, d) * np.finfo(float).eps))
     used = max(1, min(k, rank))
     return np.ascontiguousarray(projected[:, :used], dtype=np.float64), used
+
+
+class StreamingPCA:
+    """Mean and covariance accumulated batch by batch (Chan et al.'s pairwise update).
+
+    Memory is O(d^2) whatever the number of samples: a first pass feeds every batch to
+    :meth:`update`, then :meth:`components` gives the leading principal axes, and a
+    second pass projects each batch on them (``(batch - mean) @ axes``), so a layer's
+    full activations are never held at once.
+    """
+
+    def __init__(self):
+        self.n = 0
+        self.mean = None
+        self.m2 = None
+
+    def update(self, batch: np.ndarray) -> None:
+        b = batch.astype(np.float64)
+        nb = len(b)
+        mb = b.mean(axis=0)
+        centred = b - mb
+        m2b = centred.T @ centred
+        if self.n == 0:
+            self.n, self.mean, self.m2 = nb, mb, m2b
+            return
+        delta = mb - self.mean
+        total = self.n + nb
+        self.m2 += m2b + np.outer(delta, delta) * (self.n * nb / total)
+        self.mean += delta * (nb / total)
+        self.n = total
+
+    def components(self, k: int) -> np.ndarray:
+        """The ``(d, m)`` leading principal axes, ``m <= k`` (fewer when the rank is)."""
+        values, vectors = np.linalg.eigh(self.m2 / max(self.n - 1, 1))
+        order = np.argsort(values)[::-1]
+        rank = int(np.sum(values > values.max() * 1e-12)) if values.max() > 0 else 0
+        k = max(1, min(k, rank or 1, len(values)))
+        return vectors[:, order[:k]]

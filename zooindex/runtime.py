@@ -11,15 +11,42 @@ import glob
 import os
 import re
 import tempfile
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import DependencyError, ModelError, ZooIndexError
 
-DEVICES = ("auto", "cpu", "cuda")
+from .options import DEVICES
+
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
+
+
+class Stopped(Exception):
+    """A run that :func:`stop_runs` ended before it finished (Ctrl-C, SIGTERM)."""
+
+
+# onnxruntime's RunOptions of the batches running now, in any thread: setting their
+# ``terminate`` flag makes onnxruntime abandon the batch within milliseconds, so a
+# search stops at once even in the middle of a long batch.
+_RUNNING: set = set()
+_RUNNING_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def stop_runs() -> None:
+    """Abandon every batch running now and refuse new ones until :func:`allow_runs`."""
+    _STOPPING.set()
+    with _RUNNING_LOCK:
+        for options in _RUNNING:
+            options.terminate = True
+
+
+def allow_runs() -> None:
+    """Let runs start again after :func:`stop_runs`."""
+    _STOPPING.clear()
 
 
 def onnxruntime():
@@ -99,9 +126,12 @@ class Session:
         return feed
 
     def run(self, outputs: list[str], x: np.ndarray) -> list[np.ndarray]:
-        """Run one batch; a model with a fixed batch size is fed in pieces of that size."""
+        """Run one batch; a model with a fixed batch size is fed in pieces of that size.
+
+        Raises :class:`Stopped` when :func:`stop_runs` ends it.
+        """
         if self.batch_dim is None or len(x) == self.batch_dim:
-            return self.session.run(outputs, self._feed(x))
+            return self._run(outputs, self._feed(x))
         b = self.batch_dim
         pieces = []
         for start in range(0, len(x), b):
@@ -109,8 +139,24 @@ class Session:
             n = len(chunk)
             if n < b:  # pad the last piece to the fixed size, then drop the padding
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - n, axis=0)])
-            pieces.append([o[:n] for o in self.session.run(outputs, self._feed(chunk))])
+            pieces.append([o[:n] for o in self._run(outputs, self._feed(chunk))])
         return [np.concatenate([p[i] for p in pieces]) for i in range(len(outputs))]
+
+    def _run(self, outputs, feed):
+        options = onnxruntime().RunOptions()
+        with _RUNNING_LOCK:
+            if _STOPPING.is_set():
+                raise Stopped("stopped")
+            _RUNNING.add(options)
+        try:
+            return self.session.run(outputs, feed, options)
+        except Exception:
+            if options.terminate:
+                raise Stopped("stopped") from None
+            raise
+        finally:
+            with _RUNNING_LOCK:
+                _RUNNING.discard(options)
 
 
 def error_text(exc: BaseException, limit: int = 300) -> str:

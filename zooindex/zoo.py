@@ -1,4 +1,4 @@
-"""Managing the indexed zoo: add, layers, ls, show, rm.
+"""Managing the indexed zoo: add, layers, ls, show, rm, and the cache's info and clear.
 
 Adding reads and checks every file first and writes nothing until all are valid; then
 all of them go into the index in one transaction.
@@ -12,22 +12,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import graph
 from .adapt import Preprocessing
-from .errors import LayerError, ModelError, ZooIndexError
-from .hashing import sha256_model
-from .index import ModelRecord, opened, weight_stats
+from .catalogue import ModelRecord, inspect_file
+from .errors import ModelError, ZooIndexError
+from .index import opened
+from .layer import Layer
 
 
 @dataclass
 class Added:
-    """What ``add`` did with one file: ``added``, ``replaced`` or ``unchanged``."""
+    """What ``add`` did with one file: ``added``, ``replaced``, ``unchanged``, or (with
+    ``keep_going``) ``failed`` with its ``reason``."""
 
-    name: str
+    name: str | None
     status: str
     path: str
-    sha256: str
+    sha256: str | None
     default_layer: str | None
+    reason: str | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -49,48 +51,18 @@ def model_files(paths) -> list[Path]:
     return files
 
 
-def inspect_file(path: Path, *, name: str | None = None, layer: str | None = None,
-                 tags: dict | None = None, preprocessing: Preprocessing | None = None,
-                 source: dict | None = None, input_name: str | None = None) -> ModelRecord:
-    """Read and check one model file into a record (nothing written)."""
-    path = Path(path).resolve()
-    proto = graph.load(path, check_files=True)
-    info = graph.inspect(proto, input_name=input_name) if input_name else graph.inspect(proto)
-    name = name or path.stem
-    default = info.default_layer
-    if layer is not None:
-        default = graph.resolve_layer(info, layer, name).name
-    prep = Preprocessing.from_metadata(info.metadata)
-    if preprocessing is not None:
-        prep = prep.merged(preprocessing)
-    # stat before hashing: a file changed meanwhile then fails the next cheap check
-    st = path.stat()
-    weight_files = graph.external_files(proto)
-    weights = weight_stats(path, weight_files)
-    return ModelRecord(
-        name=name, sha256=sha256_model(path, [path.parent / f for f in weight_files]),
-        path=str(path), size=st.st_size, ctime=st.st_ctime, weights=weights,
-        mtime=st.st_mtime, input_name=info.input_name, input_shape=list(info.input_shape),
-        input_dtype=info.input_dtype, opset=info.opset, params=info.params,
-        default_layer=default, output_name=info.output_name,
-        output_is_probs=info.output_is_probs, preprocessing=prep.to_dict(),
-        tags=dict(tags or {}), source=dict(source or {}), external_data=info.external_data,
-        added_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        layers=[{"name": l.name, "op": l.op, "kind": l.kind, "dim": l.dim,
-                 "shape": list(l.shape), "position": l.position,
-                 "is_default": l.name == default} for l in info.layers])
-
-
 def add(paths=(), *, index=None, name: str | None = None, layer: str | None = None,
         tags: dict | None = None, replace: bool = False, scale: float | None = None,
         mean=None, std=None, layout: str | None = None, input: str | None = None,
         manifest: str | None = None, cache_dir=None,
-        source: dict | None = None) -> list[Added]:
+        source: dict | None = None, keep_going: bool = False) -> list[Added]:
     """Index ONNX models: files, folders (recursive), ``hf://`` references, a manifest.
 
     The same content under the same name is a no-op; the same name with other content
     is refused unless ``replace``. Every file is fetched and checked before anything is
-    written; then all of them go into the index in one transaction.
+    written; then all of them go into the index in one transaction, or, when one fails,
+    none of them. With ``keep_going``, the files that fail are reported as ``failed``
+    with their reason and the others are added.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -106,42 +78,55 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     from tqdm.auto import tqdm
 
     # a bar on stderr when it is a terminal and there is more than one file to read
-    records = [inspect_file(f, name=name or default_name, layer=layer, tags=tags,
-                            preprocessing=prep, source=src, input_name=input)
-               for f, default_name, src in tqdm(items, unit="model", leave=False,
-                                                disable=None if len(items) > 1 else True)]
+    records, failed = [], []
+    for f, default_name, src in tqdm(items, unit="model", leave=False,
+                                     disable=None if len(items) > 1 else True):
+        try:
+            records.append(inspect_file(f, name=name or default_name, layer=layer, tags=tags,
+                                        preprocessing=prep, source=src, input_name=input))
+        except ZooIndexError as exc:
+            if not keep_going:
+                raise
+            failed.append(Added(None, "failed", str(f), None, None, reason=str(exc)))
     names = [r.name for r in records]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ZooIndexError(f"several files would get the name '{dupes[0]}'; "
                             "add them separately with --name")
     results = []
+    if not records:
+        return failed
     with opened(index) as idx, idx.transaction():
+        catalogue = idx.catalogue
         for rec in records:
-            if idx.has_model(rec.name):
-                old = idx.get_model(rec.name)
+            if catalogue.has_model(rec.name):
+                old = catalogue.get_model(rec.name)
                 same = (old.sha256 == rec.sha256 and old.default_layer == rec.default_layer
                         and old.preprocessing == rec.preprocessing
                         and (not tags or old.tags == rec.tags))
                 if same:
                     if old.path != rec.path or old.mtime != rec.mtime:
-                        idx.put_model(_keep(old, rec), replace=True)
+                        catalogue.put_model(_keep(old, rec), replace=True)
                     results.append(Added(rec.name, "unchanged", rec.path, rec.sha256,
                                          rec.default_layer))
                     continue
                 if not replace:
-                    raise ZooIndexError(
-                        f"a model named '{rec.name}' is already indexed with other "
-                        "content or settings; pass --replace to overwrite it, or --name "
-                        "to add this one under another name")
-                idx.put_model(rec, replace=True)
+                    conflict = (f"a model named '{rec.name}' is already indexed with other "
+                                "content or settings; pass --replace to overwrite it, or "
+                                "--name to add this one under another name")
+                    if not keep_going:
+                        raise ZooIndexError(conflict)
+                    failed.append(Added(rec.name, "failed", rec.path, rec.sha256,
+                                        rec.default_layer, reason=conflict))
+                    continue
+                catalogue.put_model(rec, replace=True)
                 results.append(Added(rec.name, "replaced", rec.path, rec.sha256,
                                      rec.default_layer))
             else:
-                idx.put_model(rec)
+                catalogue.put_model(rec)
                 results.append(Added(rec.name, "added", rec.path, rec.sha256,
                                      rec.default_layer))
-    return results
+    return results + failed
 
 
 def _gather(paths: list, manifest, cache_dir, source) -> list[tuple[Path, str | None, dict]]:
@@ -200,22 +185,24 @@ def _keep(old: ModelRecord, new: ModelRecord) -> ModelRecord:
     return new
 
 
-def layers(model: str, *, index=None) -> list[dict]:
-    """Candidate layers of an indexed model (``is_default`` marks the default)."""
+def layers(model: str, *, index=None) -> list[Layer]:
+    """Candidate layers of an indexed model, in depth order (see ``show`` for the default)."""
     with opened(index, create=False) as idx:
-        return idx.get_model(model).layers
+        return idx.catalogue.get_model(model).layers
 
 
 def ls(*, index=None, filter: Filter | None = None) -> list[dict]:
     """Every indexed model (or those ``filter`` keeps) with its status: ok, missing, changed."""
-    with opened(index) as idx:
+    with opened(index, create=False) as idx:
         out = []
-        for rec in idx.models():
+        for rec in idx.catalogue.models():
             if filter is not None and not filter(rec):
                 continue
-            dim = next((l["dim"] for l in rec.layers if l["name"] == rec.default_layer), None)
-            out.append({"name": rec.name, "status": idx.model_status(rec), "params": rec.params,
-                        "input": rec.input_shape, "layer": rec.default_layer, "dim": dim,
+            default = rec.default
+            out.append({"name": rec.name, "status": idx.catalogue.model_status(rec),
+                        "params": rec.params, "input": rec.input_shape,
+                        "layer": rec.default_layer,
+                        "width": default.width if default is not None else None,
                         "tags": rec.tags, "source": rec.source.get("hub", "local"),
                         "path": rec.path, "sha256": rec.sha256})
         return out
@@ -224,7 +211,7 @@ def ls(*, index=None, filter: Filter | None = None) -> list[dict]:
 def show(model: str, *, index=None) -> dict:
     """Everything the index holds about one model."""
     with opened(index, create=False) as idx:
-        rec = idx.get_model(model)
+        rec = idx.catalogue.get_model(model)
         d = rec.to_dict()
         d["status"] = rec.status()
         return d
@@ -236,10 +223,17 @@ def rm(model: str, *, index=None) -> dict:
         return idx.remove_model(model).to_dict()
 
 
-def cache_clear(*, index=None) -> dict:
-    """Drop every cached activation and score; models stay indexed."""
+def cache_info(*, index=None) -> dict:
+    """The cache's size: activation files (count, bytes, folder, limit), scores, targets."""
     with opened(index, create=False) as idx:
-        return idx.clear_cache()
+        return idx.cache.stats()
 
 
-__all__ = ["Added", "add", "layers", "ls", "show", "rm", "cache_clear", "LayerError"]
+def cache_clear(*, index=None) -> dict:
+    """Drop every cached activation and score; models stay indexed. What was dropped."""
+    with opened(index, create=False) as idx:
+        return idx.cache.clear()
+
+
+__all__ = ["Added", "Filter", "add", "layers", "ls", "show", "rm", "cache_info",
+           "cache_clear", "inspect_file"]

@@ -10,7 +10,7 @@ import pytest
 from support.data import clustered, schema2_blob
 from support.onnx_factory import mlp, save
 from zooindex import ranking, zoo
-from zooindex.check import check
+from zooindex.audit import check
 from zooindex.cli import main
 from zooindex.index import Index
 
@@ -59,7 +59,7 @@ def test_orphans_are_found_and_fixed(searched, capsys):
         db.execute("INSERT INTO activations (model_sha, layer, target, prep, n, dim, bytes, "
                    "data, created_at, used_at) VALUES ('gone', 'h', 't', 'p', 1, 1, 1, ?, "
                    "'now', 0)", [schema2_blob(np.ones((1, 1), np.float32))])
-        stray = idx.cache_dir / "stray.npy"
+        stray = idx.cache.folder / "stray.npy"
         np.save(stray, np.ones(3))
         db.execute("INSERT INTO scores VALUES ('gone', 'h', 't', 'p', 'silhouette', '{}', 0.1,"
                    " 1, 0.0, 'now')")
@@ -77,12 +77,12 @@ def test_orphans_are_found_and_fixed(searched, capsys):
     with Index(index) as idx:
         # only the orphans went: the two models' numbers are all still there
         assert idx.db.execute("SELECT COUNT(*) FROM scores").fetchone()[0] == before - 1
-        assert idx.cache_stats()["activations"] == 2
+        assert idx.cache.stats()["activations"] == 2
     assert check(index=index).ok
 
 
 def _activation_files(idx):
-    return [idx.cache_dir / r[0] for r in idx.db.execute(
+    return [idx.cache.folder / r[0] for r in idx.db.execute(
         "SELECT file FROM activations ORDER BY rowid")]
 
 
@@ -90,7 +90,7 @@ def test_damaged_activation_rows_are_a_cache_miss_and_fixable(searched):
     folder, index = searched
     with Index(index) as idx:
         first, second = _activation_files(idx)
-        assert first.exists() and second.exists() and first.parent == idx.cache_dir
+        assert first.exists() and second.exists() and first.parent == idx.cache.folder
     # one file altered in place (same size: only the CRC can tell), one deleted
     raw = bytearray(first.read_bytes())
     raw[-5] ^= 0x40
@@ -140,7 +140,7 @@ def test_missing_and_changed_models_are_reported_not_removed(searched, capsys):
     assert any("zooindex rm a" in p for p in report.problems)
     assert any("--refresh" in p for p in report.problems)
     with Index(index) as idx:
-        assert idx.model_names() == ["a", "b"]  # the user decides what to do
+        assert idx.catalogue.model_names() == ["a", "b"]  # the user decides what to do
     code, out, _ = _cli(capsys, "check", "--index", index)
     assert code == 1 and "NOT sound" in out
 

@@ -95,7 +95,7 @@ def _hammer(tmp_path, ops):
 
 
 def _assert_sum_of_operations(index, logs, ops):
-    from zooindex.check import check
+    from zooindex.audit import check
     from zooindex.index import Index
 
     errors = [e for log in logs for e in log["errors"]]
@@ -106,8 +106,8 @@ def _assert_sum_of_operations(index, logs, ops):
     for log in logs:
         expected |= set(log["added"]) - set(log["removed"])
     with Index(index) as idx:
-        assert set(idx.model_names()) == expected
-        assert all(idx.get_model(n).layers for n in expected)
+        assert set(idx.catalogue.model_names()) == expected
+        assert all(idx.catalogue.get_model(n).layers for n in expected)
     report = check(index=index, fix=True)  # a concurrent rm can orphan a search's cache
     assert report.integrity == ["ok"] and report.damaged == 0 and report.ok
 

@@ -25,7 +25,7 @@ import pytest
 
 from support.data import clustered
 from support.onnx_factory import mlp, save
-from zooindex.check import check
+from zooindex.audit import check
 from zooindex.index import Index
 
 # crash, subprocess and concurrency tests: the fast lane (-m 'not slow') leaves them out
@@ -79,7 +79,7 @@ def _search_json(root, index, env):
                            str(index), str(root / "t.npz"), "--layer", "all", *scorers,
                            "--json"], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    return [(r["model"], r["layer"], r["score"], r["hscore"]) for r in json.loads(done.stdout)]
+    return [(r["model"], r["layer"], r["score"], r["hscore"]) for r in json.loads(done.stdout)["results"]]
 
 
 def assert_sound(index):
@@ -88,11 +88,11 @@ def assert_sound(index):
         db = idx.db
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert db.execute("PRAGMA foreign_key_check").fetchall() == []
-        names = idx.model_names()
-        assert all(idx.get_model(n).layers for n in names), "a model without its layers"
+        names = idx.catalogue.model_names()
+        assert all(idx.catalogue.get_model(n).layers for n in names), "a model without its layers"
         more = [n for n in names if n in MORE]
         assert more in ([], MORE), f"an add landed in part: {more}"
-        runs = {idx.get_model(n).tags.get("run") for n in more}
+        runs = {idx.catalogue.get_model(n).tags.get("run") for n in more}
         assert len(runs) <= 1, f"an add landed in part: tags {runs}"
         groups = defaultdict(set)
         for row in db.execute("SELECT model_sha, layer, target, prep, estimator FROM scores"):
@@ -133,7 +133,7 @@ def _kill_many(zoo, tmp_path, kills, seed):
                     str(root / "models")], env=env, check=True, capture_output=True)
     with Index(index) as idx:
         for name in MORE:
-            if idx.has_model(name):
+            if idx.catalogue.has_model(name):
                 idx.remove_model(name)
     after = _search_json(root, index, env)
     expected = _search_json(root, fresh, env)

@@ -15,7 +15,7 @@ import pytest
 from support.data import clustered, schema2_blob
 from support.onnx_factory import mlp, save
 from zooindex import ranking, zoo
-from zooindex.check import check
+from zooindex.audit import check
 from zooindex.cli import main
 from zooindex.errors import StoreError
 from zooindex.index import SCHEMA_VERSION, Index
@@ -78,8 +78,8 @@ def test_refresh_reindexes_a_changed_model_in_place(world, tmp_path):
     assert a.score == pytest.approx(_scores(fresh)["a"], abs=1e-12)
     assert a.score != pytest.approx(_scores(first)["a"])
     with Index(index) as idx:
-        assert idx.model_status(idx.get_model("a")) == "ok"
-        assert idx.orphans() == {"activations": 0, "scores": 0, "targets": 0, "files": 0}
+        assert idx.catalogue.model_status(idx.catalogue.get_model("a")) == "ok"
+        assert idx.cache.orphans() == {"activations": 0, "scores": 0, "targets": 0, "files": 0}
 
 
 def test_refresh_flag_of_the_cli(world, capsys):
@@ -105,10 +105,10 @@ def test_touched_but_unchanged_model_hashes_once_and_stays_ok(world):
     models, index, target, _ = world
     os.utime(models / "a.onnx")  # new mtime, same content
     with Index(index) as idx:
-        record = idx.get_model("a")
+        record = idx.catalogue.get_model("a")
         assert record.verify() == ("ok", mock.ANY) and record.verify()[1] is not None
-        assert idx.model_status(record) == "ok"
-        assert idx.get_model("a").verify() == ("ok", None)  # the new stat was stored
+        assert idx.catalogue.model_status(record) == "ok"
+        assert idx.catalogue.get_model("a").verify() == ("ok", None)  # the new stat was stored
     again = ranking.search(target, index=index)
     assert all(r.cached for r in again.ranked)
 
@@ -134,7 +134,7 @@ def test_external_weights_are_part_of_the_content(tmp_path):
     zoo.add([tmp_path / "one/m.onnx"], index=index, name="one")
     zoo.add([tmp_path / "two/m.onnx"], index=index, name="two")
     with Index(index) as idx:
-        one, two = idx.get_model("one"), idx.get_model("two")
+        one, two = idx.catalogue.get_model("one"), idx.catalogue.get_model("two")
     assert one.sha256 != two.sha256  # so they never share cached numbers
     x, y = clustered(n_per_class=20)
     result = ranking.search(load_target(x=x, y=y), index=index)
@@ -220,7 +220,7 @@ def test_read_only_falls_back_to_immutable_when_the_wal_cannot_be_opened(world):
             return NoShm()
         return real_connect(database, *args, **kwargs)
 
-    with mock.patch("zooindex.index.sqlite3.connect", connect):
+    with mock.patch("zooindex.store.sqlite3.connect", connect):
         with Index(index, read_only=True) as idx:
             again = ranking.search(target, index=idx)
     assert opened_as == ["mode=ro", "immutable=1"]
@@ -240,7 +240,7 @@ def test_full_disk_while_caching_keeps_the_ranking_and_the_index(world):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     with Index(index) as idx, mock.patch("numpy.lib.format.write_array", no_space):
-        files = sorted(idx.cache_dir.iterdir())
+        files = sorted(idx.cache.folder.iterdir())
         pages = idx.db.execute("PRAGMA page_count").fetchone()[0]
         # a real limit: SQLite answers SQLITE_FULL past this many pages
         assert idx.db.execute(f"PRAGMA max_page_count = {pages}").fetchone()[0] == pages
@@ -248,7 +248,7 @@ def test_full_disk_while_caching_keeps_the_ranking_and_the_index(world):
         assert len(result.ranked) == 2  # caching is best effort
         assert any("could not cache activations" in n and "No space left" in n
                    for n in result.notes)
-        assert sorted(idx.cache_dir.iterdir()) == files  # no partial file left behind
+        assert sorted(idx.cache.folder.iterdir()) == files  # no partial file left behind
         assert idx.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         # writes that are not a cache fail whole, with a clear error
         added = 0
@@ -256,8 +256,8 @@ def test_full_disk_while_caching_keeps_the_ranking_and_the_index(world):
             for i in range(200):
                 zoo.add([models / "a.onnx"], index=idx, name=f"copy{i}")
                 added += 1
-        assert idx.model_names() == sorted(["a", "b", *(f"copy{i}" for i in range(added))])
-        assert all(idx.get_model(n).layers for n in idx.model_names())
+        assert idx.catalogue.model_names() == sorted(["a", "b", *(f"copy{i}" for i in range(added))])
+        assert all(idx.catalogue.get_model(n).layers for n in idx.catalogue.model_names())
     report = check(index=index)
     assert report.integrity == ["ok"] and report.damaged == 0
     again = ranking.search(target, index=index, models=["a", "b"])
@@ -320,8 +320,9 @@ def _v1_index(tmp_path):
                 list(row.values()))
     for layer in record.layers:
         con.execute("INSERT INTO layers VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [record.name, layer["name"], layer["op"], layer["kind"], layer["dim"],
-                     json.dumps(layer["shape"]), layer["position"], layer["is_default"]])
+                    [record.name, layer.name, layer.op, layer.kind, layer.width,
+                     json.dumps(list(layer.shape)), layer.position,
+                     layer.name == record.default_layer])
     con.execute("INSERT INTO targets VALUES ('t', 'src', 4, '[]', 'now')")
     con.execute("INSERT INTO scores VALUES (?, 'hidden1', 't', 'p', 'silhouette', '{}', 0.25,"
                 " 10, 0.1, 'now')", [record.sha256])
@@ -345,17 +346,17 @@ def test_older_schema_is_backed_up_then_migrated_in_place(tmp_path):
     path, record = _v1_index(tmp_path)
     before = _dump(path)
     with Index(path) as idx:
-        assert idx.schema_version == SCHEMA_VERSION == 3
+        assert idx.store.schema_version == SCHEMA_VERSION == 3
         # the version-1 row keeps its blob in the database and is still read
-        assert np.array_equal(idx.get_activations(record.sha256, "hidden1", "t", "p"),
+        assert np.array_equal(idx.cache.get_activations(record.sha256, "hidden1", "t", "p"),
                               np.eye(2, dtype=np.float32))
-        migrated = idx.get_model("a")
+        migrated = idx.catalogue.get_model("a")
         assert migrated.ctime is None and migrated.weights is None  # not known in v1
         assert migrated.sha256 == record.sha256 and len(migrated.layers) == len(record.layers)
         # scores computed before the exact PCA are dropped, to be recomputed
-        assert idx.get_scores(record.sha256, "hidden1", "t", "p") == {}
-        assert idx.model_status(migrated) == "ok"  # and now its ctime is recorded
-        assert idx.get_model("a").ctime is not None
+        assert idx.cache.get_scores(record.sha256, "hidden1", "t", "p") == {}
+        assert idx.catalogue.model_status(migrated) == "ok"  # and now its ctime is recorded
+        assert idx.catalogue.get_model("a").ctime is not None
     backup = tmp_path / "v1.db.schema1.bak"
     assert _dump(backup) == before  # the copy is exactly the version-1 index
     columns = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(models)")]
@@ -369,12 +370,12 @@ def test_failed_migration_changes_nothing(tmp_path):
     path, _ = _v1_index(tmp_path)
     before = _dump(path)
     bad = {1: ("ALTER TABLE models ADD COLUMN ctime REAL", "ALTER TABLE nowhere ADD x")}
-    with mock.patch("zooindex.index._MIGRATIONS", bad):
+    with mock.patch("zooindex.store._MIGRATIONS", bad):
         with pytest.raises(StoreError, match="no such table: nowhere; nothing was changed"):
             Index(path)
     assert _dump(path) == before  # the first ALTER was rolled back with the second
     with Index(path) as idx:  # and a later, sound migration still works
-        assert idx.schema_version == SCHEMA_VERSION
+        assert idx.store.schema_version == SCHEMA_VERSION
 
 
 def test_concurrent_openers_migrate_once(tmp_path):
@@ -400,8 +401,8 @@ def test_concurrent_openers_migrate_once(tmp_path):
 def test_read_only_older_schema_is_read_without_migrating(tmp_path):
     path, record = _v1_index(tmp_path)
     with Index(path, read_only=True) as idx:
-        assert idx.schema_version == 1
-        assert idx.get_model("a").sha256 == record.sha256
+        assert idx.store.schema_version == 1
+        assert idx.catalogue.get_model("a").sha256 == record.sha256
     assert _dump(path)["meta"] == [("schema_version", "1")]
     assert not (tmp_path / "v1.db.schema1.bak").exists()
 

@@ -125,21 +125,22 @@ def _check(idx: Index, fix: bool) -> CheckReport:
         report.integrity = [str(exc)]
     try:
         report.foreign_keys = len(list(idx.db.execute("PRAGMA foreign_key_check")))
-        for record in idx.models():
+        for record in idx.catalogue.models():
             status, _ = record.verify(full=True)
             report.models.append({"name": record.name, "status": status,
                                   "path": record.path, "layers": len(record.layers)})
-        damaged = idx.damaged_activations()
+        cache = idx.cache
+        damaged = cache.damaged_activations()
         report.damaged = len(damaged)
-        report.orphans = idx.orphans()
+        report.orphans = cache.orphans()
         if fix and (damaged or any(report.orphans.values())):
             with idx.transaction():
-                removed = idx.drop_orphans()
-                removed["damaged activations"] = idx.drop_activations(damaged)
+                removed = cache.drop_orphans()
+                removed["damaged activations"] = cache.drop_activations(damaged)
             report.fixed = removed
-            report.damaged = len(idx.damaged_activations())
-            report.orphans = idx.orphans()
-        report.cache = {**idx.cache_stats(), "file_bytes": _file_bytes(idx)}
+            report.damaged = len(cache.damaged_activations())
+            report.orphans = cache.orphans()
+        report.cache = {**cache.stats(), "file_bytes": _file_bytes(idx)}
     except sqlite3.DatabaseError as exc:
         report.error = f"reading the index failed: {exc}"
     return report
@@ -161,8 +162,8 @@ def _bare_integrity(path: Path) -> list[str]:
 def _file_bytes(idx: Index) -> int:
     """The database, its WAL and the activation files on disk."""
     paths = [idx.path, Path(f"{idx.path}-wal")]
-    if idx.cache_dir.is_dir():
-        paths += [p for p in idx.cache_dir.iterdir() if p.is_file()]
+    if idx.cache.folder.is_dir():
+        paths += [p for p in idx.cache.folder.iterdir() if p.is_file()]
     total = 0
     for path in paths:
         try:

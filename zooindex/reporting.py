@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DependencyError, ZooIndexError
+from .options import SearchOptions, TargetSelection, from_settings
 
 FORMATS = (".html", ".png")
 DIMS = (2, 3, 5, 10, 20, 50, 100)
@@ -109,20 +110,21 @@ def sample_rows(labels, max_points: int, seed: int = 0) -> np.ndarray:
     return np.sort(drawn)
 
 
-def report(target, *, out, index=None, top: int = 5, layer: str | None = None,
-           dim: int = 10, metric: str = "cosine", dims=DIMS, classes=None,
-           limit: int | None = None, seed: int = 0, split: str | None = None,
-           device: str = "auto", max_points: int = 2000, models=None) -> Path:
+def report(target, options: SearchOptions | None = None, *, out, index=None,
+           selection: TargetSelection | None = None, top: int = 5, dims=DIMS,
+           max_points: int = 2000, models=None, filter=None, progress: bool | None = False,
+           executor=None, **settings) -> Path:
     """Rank the zoo for ``target`` and write the ranking with its plots to ``out``.
 
     ``out`` ending in ``.png`` gets one figure with every panel; ``.html`` gets a page
     with the target, the ranking as a table and each figure embedded, readable offline
     and safe to mail. ``top`` models get a score-against-D curve (over ``dims``) and a
     3-D PCA scatter of their layer (at most ``max_points`` samples, a stratified seeded
-    subsample). The search options (``layer``, ``dim``, ``metric``, ``classes``,
-    ``limit``, ``seed``, ``split``, ``device``, ``models``) mean what they mean for
-    :func:`~zooindex.ranking.search`. The file is replaced atomically; returns its path.
+    subsample). ``options``, ``selection`` (or their fields as keywords), ``models`` and
+    ``filter`` mean what they mean for :func:`~zooindex.ranking.search`. Only the file
+    itself is created: its folder must exist. It is replaced atomically; returns its path.
     """
+    options, selection = from_settings(options, selection, **settings)
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
@@ -130,18 +132,17 @@ def report(target, *, out, index=None, top: int = 5, layer: str | None = None,
                             f"'{out.suffix or '(none)'}'; use one of: {', '.join(FORMATS)}")
     _check_count("--top", top)
     _check_count("--max-points", max_points)
+    _check_writable(out)
     wanted = _dims(dims)
     matplotlib = _matplotlib()  # before the search, which may take a while
 
     from .index import opened
-    from .ranking import features, search
-    from .target import Target, load_target
+    from .ranking import activations, search
 
-    tgt = target if isinstance(target, Target) else load_target(
-        target, split=split, classes=classes, limit=limit, seed=seed)
-    with opened(index) as idx:
-        ranking = search(tgt, index=idx, layer=layer, dim=dim, metric=metric, seed=seed,
-                         device=device, models=models)
+    tgt = selection.load(target)
+    with opened(index, create=False) as idx:
+        ranking = search(tgt, options, index=idx, models=models, filter=filter,
+                         progress=progress, executor=executor)
         if not ranking.ranked:
             reasons = "; ".join(f"{r.model}: {r.reason}" for r in ranking.skipped)
             raise ZooIndexError(f"no model could be ranked for {tgt.source}, so there is "
@@ -149,14 +150,21 @@ def report(target, *, out, index=None, top: int = 5, layer: str | None = None,
         chosen = ranking.ranked[:top]
         labels = _labels(ranking.ranked)[:top]  # as the ranking chart names them
         panels = []
+        bar = _bar(len(chosen), progress)
         for r, label in zip(chosen, labels):
             # one layer's features in memory at a time
-            feats = features(tgt, r.model, index=idx, layer=r.layer, device=device)
-            curve = score_curves({label: feats}, tgt.y, wanted, metric, seed=seed)[label]
-            points, codes = _scatter_points(feats, tgt.y, max_points, seed)
+            feats = activations(tgt, [r.model], index=idx, layer=r.layer, options=options,
+                                executor=executor)[r.model]
+            curve = score_curves({label: feats}, tgt.y, wanted, options.metric,
+                                 seed=options.seed)[label]
+            points, codes = _scatter_points(feats, tgt.y, max_points, options.seed)
             panels.append(_Panel(label=label, rank=r.rank, score=r.score, layer=r.layer,
                                  curve=curve, points=points, labels=codes))
             del feats
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
 
     names = [str(c) for c in (tgt.class_names or tgt.classes)]
     if suffix == ".png":
@@ -165,6 +173,32 @@ def report(target, *, out, index=None, top: int = 5, layer: str | None = None,
         data = _page(matplotlib, ranking, panels, names, top, tgt).encode("utf-8")
     _write_atomic(out, data)
     return out
+
+
+def _bar(total: int, progress):
+    if progress is False:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="plot", desc="plots", leave=False, dynamic_ncols=True,
+                disable=None if progress is None else not progress)
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse, before any work, a report path that cannot be written, in one line."""
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.exists():
+        raise ZooIndexError(f"cannot write the report {out}: the folder {folder} does not "
+                            "exist; create it first or choose another --out")
+    if not folder.is_dir():
+        raise ZooIndexError(f"cannot write the report {out}: {folder} is a file, not a "
+                            "folder")
+    if out.is_dir():
+        raise ZooIndexError(f"cannot write the report {out}: it is a folder; give a file "
+                            "name ending in .html or .png")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ZooIndexError(f"cannot write the report {out}: no permission to write in "
+                            f"{folder}; choose another --out")
 
 
 # -- checks -------------------------------------------------------------------------
@@ -408,7 +442,7 @@ def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
         rows.append(
             f'<tr class="{"top" if r.rank <= top else "rest"}"><td class="num">{r.rank}</td>'
             f"<td>{esc(label)}</td><td>{esc(str(r.layer))}</td>"
-            f'<td class="num">{r.score:.4f}</td><td class="num">{r.dim}</td>'
+            f'<td class="num">{r.score:.4f}</td><td class="num">{r.width}</td>'
             f'<td class="num">{r.components if r.components is not None else ""}</td></tr>')
     skipped = "".join(f"<tr><td>{esc(r.model)}</td><td>{esc(r.reason or '')}</td></tr>"
                       for r in ranking.skipped)
@@ -459,16 +493,19 @@ def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     """Write next to ``path``, then rename over it: readers never see half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
     # 0o666 lets the umask decide, as for any file the user creates
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise ZooIndexError(f"cannot write the report {path}: "
+                            f"{exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
 

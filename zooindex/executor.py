@@ -1,0 +1,122 @@
+"""Schedulers for the per-model unit of work (:mod:`zooindex.unit`).
+
+An executor takes the tasks of a search, one per model, and yields their outcomes in
+the order of the tasks; the caller (the only one that touches the index) stores each
+outcome as it comes. Which executor runs them is the caller's choice:
+
+* :class:`Sequential` runs each task's stages back to back in the calling thread: the
+  reference, and what tests compare the others with;
+* :class:`Pipeline` (the default) overlaps three models: while one runs on the device,
+  the next is loaded (graph edit, session start) and the previous one is scored (PCA,
+  estimators, cache files), each in a thread of its own. Up to three models are in
+  memory at once. Inference runs in a thread too, so that the calling thread stays free
+  to take Ctrl-C at once: the batches in flight are then abandoned
+  (:func:`zooindex.runtime.stop_runs`) and the threads wind down within a model's
+  scoring time.
+
+Executors take two hooks: ``after(task, outcome)`` runs where the outcome was scored
+(the scoring thread) before it is yielded, for work that needs no database, such as writing
+cache files; ``discard(outcome)`` runs for outcomes that were finished but never
+yielded because the caller stopped early, so that it can undo what ``after`` did.
+Tasks are read from their iterable lazily, in the calling thread, one ahead of the
+model that runs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator
+
+from . import unit
+from .unit import ModelTask, Outcome
+
+
+class Sequential:
+    """Every stage of every task, one after the other, in the calling thread."""
+
+    name = "sequential"
+
+    def run(self, tasks: Iterable[ModelTask], target, *, after: Callable | None = None,
+            discard: Callable | None = None) -> Iterator[Outcome]:
+        for task in tasks:
+            outcome = unit.run(task, target)
+            if after is not None:
+                after(task, outcome)
+            yield outcome
+
+
+class Pipeline:
+    """Load the next model, run the current one and score the previous one at once."""
+
+    name = "pipeline"
+
+    def run(self, tasks: Iterable[ModelTask], target, *, after: Callable | None = None,
+            discard: Callable | None = None) -> Iterator[Outcome]:
+        from . import runtime
+
+        def finish(work):
+            outcome = unit.score(work)
+            if after is not None:
+                after(work.task, outcome)
+            return outcome
+
+        upcoming = iter(tasks)
+        loading: deque = deque()
+        scoring: deque = deque()
+        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zooindex-load")
+        device = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zooindex-run")
+        scorer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zooindex-score")
+        pools = (loader, device, scorer)
+
+        def load_next() -> None:
+            task = next(upcoming, None)
+            if task is not None:
+                loading.append(loader.submit(unit.prepare, task, target))
+
+        finished = False
+        try:
+            load_next()
+            while loading:
+                prepared = loading.popleft()
+                load_next()  # look ahead: plan and start loading the next model
+                work = device.submit(unit.infer, prepared.result()).result()
+                if scoring:
+                    yield scoring.popleft().result()
+                scoring.append(scorer.submit(finish, work))
+            while scoring:
+                yield scoring.popleft().result()
+            finished = True
+        finally:
+            if not finished:  # the caller stopped early (Ctrl-C, an error, close())
+                runtime.stop_runs()
+            for pool in pools:
+                pool.shutdown(wait=True, cancel_futures=True)
+            if not finished:
+                runtime.allow_runs()
+                for future in scoring:
+                    if discard is not None and future.done() and not future.cancelled() \
+                            and future.exception() is None:
+                        discard(future.result())
+
+
+EXECUTORS = {"pipeline": Pipeline, "sequential": Sequential}
+
+
+def get(executor) -> "Pipeline | Sequential":
+    """An executor instance from a name (``pipeline``, ``sequential``), an instance, or
+    ``None`` (the pipeline)."""
+    if executor is None:
+        return Pipeline()
+    if isinstance(executor, str):
+        from .errors import ZooIndexError
+
+        try:
+            return EXECUTORS[executor]()
+        except KeyError:
+            raise ZooIndexError(f"unknown executor '{executor}'; choose from: "
+                                f"{', '.join(EXECUTORS)}") from None
+    return executor
+
+
+__all__ = ["Sequential", "Pipeline", "get", "EXECUTORS"]
