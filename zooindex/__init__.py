@@ -36,7 +36,7 @@ _API = {
     "add": ("zoo", "add"), "layers": ("zoo", "layers"), "ls": ("zoo", "ls"),
     "show": ("zoo", "show"), "rm": ("zoo", "rm"), "cache_info": ("zoo", "cache_info"),
     "cache_clear": ("zoo", "cache_clear"), "Filter": ("zoo", "Filter"),
-    "hub_search": ("hub", "search"),
+    "hub_search": ("zoo", "hub_search"),
     "search": ("ranking", "search"), "features": ("ranking", "features"),
     "Ranking": ("ranking", "Ranking"), "Result": ("ranking", "Result"),
     "evaluate": ("evaluation", "evaluate"), "Evaluation": ("evaluation", "Evaluation"),

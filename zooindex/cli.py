@@ -553,9 +553,9 @@ def hub():
 @json_option
 def hub_search(query, library, task, limit, add_them, index_path, as_json):
     """List hub models that carry ONNX files; --add indexes them."""
-    from . import hub as hub_mod
+    from . import zoo
 
-    rows = hub_mod.search(query, library=library, task=task, limit=limit)
+    rows = zoo.hub_search(query, library=library, task=task, limit=limit)
     if as_json and not add_them:
         _dump_json(rows)
         return
@@ -565,8 +565,6 @@ def hub_search(query, library, task, limit, add_them, index_path, as_json):
         click.echo(_table(rows, ["repo", "downloads", "likes", "license", "pipeline", "files"])
                    if rows else "no hub models with ONNX files match")
     if add_them and rows:
-        from . import zoo
-
         added = zoo.add([f"hf://{r['repo']}" for r in rows], index=index_path)
         if as_json:
             _dump_json([a.to_dict() for a in added])
@@ -593,11 +591,9 @@ def main(argv=None) -> None:
     try:
         cli.main(args=argv, prog_name="zooindex", standalone_mode=False)
     except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo("\nInterrupted; nothing half-written was kept.", err=True)
-        sys.exit(130)
+        _stop_now(130, "\nInterrupted; nothing half-written was kept.")
     except _Terminated:
-        click.echo("Terminated; nothing half-written was kept.", err=True)
-        sys.exit(143)
+        _stop_now(143, "Terminated; nothing half-written was kept.")
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -611,6 +607,16 @@ def main(argv=None) -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_now(code: int, message: str) -> None:
+    """Exit at once after a signal. The index was closed and what a stopped search had
+    staged was removed while the exception unwound; a model still inside onnxruntime
+    is abandoned rather than waited for (its batch ends at the next node)."""
+    click.echo(message, err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class _Terminated(BaseException):

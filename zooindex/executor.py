@@ -10,9 +10,9 @@ outcome as it comes. Which executor runs them is the caller's choice:
   the next is loaded (graph edit, session start) and the previous one is scored (PCA,
   estimators, cache files), each in a thread of its own. Up to three models are in
   memory at once. Inference runs in a thread too, so that the calling thread stays free
-  to take Ctrl-C at once: the batches in flight are then abandoned
-  (:func:`zooindex.runtime.stop_runs`) and the threads wind down within a model's
-  scoring time.
+  to take Ctrl-C at once: the batch in flight is then abandoned
+  (:func:`zooindex.runtime.stop_runs`), no new one starts, and only the scoring thread
+  is waited for, as it may be writing cache files.
 
 Executors take two hooks: ``after(task, outcome)`` runs where the outcome was scored
 (the scoring thread) before it is yielded, for work that needs no database, such as writing
@@ -39,6 +39,9 @@ class Sequential:
 
     def run(self, tasks: Iterable[ModelTask], target, *, after: Callable | None = None,
             discard: Callable | None = None) -> Iterator[Outcome]:
+        from . import runtime
+
+        runtime.allow_runs()  # a search stopped earlier in this process is over
         for task in tasks:
             outcome = unit.run(task, target)
             if after is not None:
@@ -74,6 +77,7 @@ class Pipeline:
             if task is not None:
                 loading.append(loader.submit(unit.prepare, task, target))
 
+        runtime.allow_runs()  # a search stopped earlier in this process is over
         finished = False
         try:
             load_next()
@@ -88,12 +92,17 @@ class Pipeline:
                 yield scoring.popleft().result()
             finished = True
         finally:
-            if not finished:  # the caller stopped early (Ctrl-C, an error, close())
+            if finished:
+                for pool in pools:
+                    pool.shutdown(wait=True)
+            else:  # the caller stopped early (Ctrl-C, an error, close())
+                # The running batch is abandoned and no new one starts; loading and
+                # inference touch no file, so they are not waited for; scoring may be
+                # writing cache files, so it is, and what it finished is discarded.
                 runtime.stop_runs()
-            for pool in pools:
-                pool.shutdown(wait=True, cancel_futures=True)
-            if not finished:
-                runtime.allow_runs()
+                loader.shutdown(wait=False, cancel_futures=True)
+                device.shutdown(wait=False, cancel_futures=True)
+                scorer.shutdown(wait=True, cancel_futures=True)
                 for future in scoring:
                     if discard is not None and future.done() and not future.cancelled() \
                             and future.exception() is None:

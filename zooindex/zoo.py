@@ -223,6 +223,15 @@ def rm(model: str, *, index=None) -> dict:
         return idx.remove_model(model).to_dict()
 
 
+def hub_search(query: str = "", *, library: str = "onnx", task: str | None = None,
+               limit: int = 20) -> list[dict]:
+    """Models on the Hugging Face hub that carry ONNX files (repo, downloads, likes,
+    licence, pipeline, the ONNX files); add them with ``add("hf://REPO")``."""
+    from . import hub
+
+    return hub.search(query, library=library, task=task, limit=limit)
+
+
 def cache_info(*, index=None) -> dict:
     """The cache's size: activation files (count, bytes, folder, limit), scores, targets."""
     with opened(index, create=False) as idx:
@@ -235,5 +244,5 @@ def cache_clear(*, index=None) -> dict:
         return idx.cache.clear()
 
 
-__all__ = ["Added", "Filter", "add", "layers", "ls", "show", "rm", "cache_info",
+__all__ = ["Added", "Filter", "add", "layers", "ls", "show", "rm", "hub_search", "cache_info",
            "cache_clear", "inspect_file"]
