@@ -27,10 +27,12 @@ The steps, in order (each only when needed), for one batch ``(n, ...)`` of a tar
 The work is vectorized over the batch, in float32 (float64 when the model takes float64).
 A resize is two matrix products per batch (:class:`zooindex.resample.Resampler`), and
 since resampling and the per-channel ``scale``/``mean``/``std`` are both linear, the
-normalisation is applied to the smaller input side, fused into the copy that lays the
-batch out for the products. When no resize is needed, every value is computed by the
-same float operations as before resizing existed (uint8 through a 256-entry table per
-channel), so results are bit for bit those of earlier versions.
+normalisation is one multiply-add per channel on the input side, in place on the copy
+that lays the batch out for the products. When no resize is needed, the float copy is
+made straight in the model's layout and every value is computed by the same float
+operations as before resizing existed, so results are bit for bit those of earlier
+versions. (The matrix products may round the last bit differently for other batch
+sizes; scores are unaffected at the precision they are reported.)
 
 Vector models (input ``(N, F)``) take image targets flattened in stored order when the
 sizes agree. Unknown (symbolic) model dimensions take ``Preprocessing.input_size`` when
@@ -770,31 +772,26 @@ def _to_layout(nchw: np.ndarray, layout: str) -> np.ndarray:
 
 
 def _to_work(x: np.ndarray, values: _Values, work) -> np.ndarray:
-    """A float copy of ``x``, pixels divided by 255."""
-    data = x.astype(work)
+    """A C-contiguous float copy of ``x`` (in the order of its axes as given), pixels
+    divided by 255."""
+    data = x.astype(work, order="C")
     if values.divide:
         data /= 255.0
     return data
 
 
-def _normalise(data: np.ndarray, values: _Values) -> np.ndarray:
-    """``(data * scale - mean) / std`` in place, over the last axis (channels or features)."""
+def _normalise(data: np.ndarray, values: _Values, axis: int = -1) -> np.ndarray:
+    """``(data * scale - mean) / std`` in place, per entry of ``axis`` (channels or
+    features)."""
+    shape = [1] * data.ndim
+    shape[axis] = -1
     if values.scale is not None and values.scale != 1.0:
         data *= data.dtype.type(values.scale)
     if values.mean is not None:
-        data -= values.mean
+        data -= values.mean.reshape(shape)
     if values.std is not None:
-        data /= values.std
+        data /= values.std.reshape(shape)
     return data
-
-
-def _lookup_table(values: _Values, channels: int, work) -> np.ndarray:
-    """``(256, channels)``: what each uint8 value becomes in each channel, by the very
-    float operations :func:`_to_work` and :func:`_normalise` apply to a whole array."""
-    levels = np.repeat(np.arange(256, dtype=work)[:, None], channels, axis=1)
-    if values.divide:
-        levels /= 255.0
-    return _normalise(levels, values)
 
 
 def _luminance(data: np.ndarray, work) -> np.ndarray:
@@ -802,24 +799,27 @@ def _luminance(data: np.ndarray, work) -> np.ndarray:
 
 
 def _unresized(x: np.ndarray, plan: _Plan, values: _Values, work) -> np.ndarray:
-    """The batch at its own size, in the model's layout (a view may be returned)."""
+    """The batch at its own size, in the model's layout.
+
+    The float copy is made straight in the model's layout and normalised in place; the
+    operations, and so every value, are those of the pipeline before resizing was
+    reworked.
+    """
     layout = plan.model[0]
     src = _to_nhwc(x, plan.sample.form)
-    if x.dtype == np.uint8 and plan.converts != "grey":
-        table = _lookup_table(values, plan.channels, work)
-        if layout == "NCHW":
-            return table[src.transpose(0, 3, 1, 2),
-                         np.arange(plan.channels).reshape(1, -1, 1, 1)]
-        if layout == "NHWC":
-            return table[src, np.arange(plan.channels)]
-        return table[src[..., 0], 0]
-    data = _to_work(src, values, work)
     if plan.converts == "grey":
-        data = _luminance(data, work)
-    elif plan.converts == "rgb":
+        data = _normalise(_luminance(_to_work(src, values, work), work), values)
+        return _to_layout(data.transpose(0, 3, 1, 2), layout)
+    if layout == "NCHW":
+        data = _to_work(src.transpose(0, 3, 1, 2), values, work)
+        if plan.converts == "rgb":
+            data = np.repeat(data, 3, axis=1)
+        return _normalise(data, values, axis=1)
+    data = _to_work(src, values, work)
+    if plan.converts == "rgb":
         data = np.repeat(data, 3, axis=-1)
     data = _normalise(data, values)
-    return _to_layout(data.transpose(0, 3, 1, 2), layout)
+    return data if layout == "NHWC" else data[..., 0]
 
 
 def _resized(x: np.ndarray, plan: _Plan, prep: Preprocessing, values: _Values,
@@ -846,18 +846,10 @@ def _resized(x: np.ndarray, plan: _Plan, prep: Preprocessing, values: _Values,
     # grey to RGB: resample the one plane, then normalise it into each channel
     planes = 1 if plan.converts == "rgb" else plan.channels
     gain, offset = _affine(values, plan.channels, work)
-    view = src.transpose(1, 0, 3, 2)
-    if plan.converts != "rgb" and src.dtype == np.uint8:
-        # the float path's operations on each of the 256 values, so that float images of
-        # whole numbers come out exactly as uint8 images
-        table = np.arange(256, dtype=work)[:, None] * gain + offset
-        hncw = table[view, np.arange(planes).reshape(1, 1, -1, 1)]
-    else:
-        hncw = np.empty((in_h, n, planes, in_w), dtype=work)
-        np.copyto(hncw, view, casting="unsafe")
-        if plan.converts != "rgb":
-            hncw *= gain[:, None]
-            hncw += offset[:, None]
+    hncw = src.transpose(1, 0, 3, 2).astype(work, order="C")
+    if plan.converts != "rgb":
+        hncw *= gain[:, None]
+        hncw += offset[:, None]
     h, w = plan.height, plan.width
     out = np.empty((n, plan.channels, h, w), dtype=work)
     if plan.converts == "rgb":
