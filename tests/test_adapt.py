@@ -402,6 +402,8 @@ def test_describe_says_what_is_applied():
      "256x256 kept, centre crop 224x224"),
     ((64, 64), [None, 1, 16, 16], Preprocessing(antialias=False),
      "64x64 resized to 16x16 (bilinear, not anti-aliased)"),
+    ((28, 28), [None, 784], PLAIN, "1-channel 28x28 images flattened to 784 features"),
+    ((784,), [None, 784], PLAIN, ""),
 ])
 def test_describe_fit_says_in_one_line_what_happens(sample, model, prep, text):
     assert describe_fit(sample, model, prep) == text

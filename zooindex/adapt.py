@@ -64,7 +64,6 @@ PRESET_METADATA_KEY = "zooindex.preset"
 LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
 CONVERTIBLE_CHANNELS = (1, 3)
 _ONNX_TYPE_NAMES = {"float": "float32", "double": "float64"}
-_CROP_FIELDS = ("crop", "crop_pct", "resize_size")
 # the version of the adapting rules, hashed into every Preprocessing.key(): version 2
 # anti-aliases shrinking by default (version 1, unversioned, did not)
 _RULES_VERSION = 2
@@ -653,6 +652,12 @@ def describe_fit(sample_shape, input_shape, prep: Preprocessing | None = None) -
     """
     prep = prep or Preprocessing()
     plan = _plan(sample_shape, input_shape, prep)
+    if plan.model[0] == "vector":
+        sample = plan.sample
+        if sample.form == "vector":
+            return ""
+        what = sample.describe() if sample.form != "other" else f"samples {sample.shape_text}"
+        return f"{what} flattened to {sample.size} features"
     steps = []
     if plan.reshape is not None:
         colour = "grey" if len(plan.reshape) == 2 else "RGB (H, W, C order)"
