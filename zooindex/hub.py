@@ -11,22 +11,40 @@ nothing. The files there are plain files (not the client's symlinked blob cache)
 ONNX refuses external-data files reached through symbolic links. Each file is checked
 against the size and the LFS sha256 the hub lists for it; the external-data files an
 ONNX graph names are fetched beside it, and only when they stay inside its folder.
+
+The preprocessing a repo describes is fetched too, at the same commit into the same
+folder: for each ONNX file, the nearest ``preprocessor_config.json`` (Hugging Face) or
+timm ``config.json``, looking in the file's folder and then up to the repo's root, each
+file at most :data:`PREPROCESSING_MAX_BYTES`. :func:`zooindex.hubconfig` reads it; the
+result, and the file it came from, travel on the :class:`HubFetched` record.
 """
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from .download import DEFAULT_MAX_BYTES, Fetched, default_cache_dir
-from .errors import DependencyError, DownloadError, ModelError
+from .errors import AdaptError, DependencyError, DownloadError, ModelError
 from .hashing import sha256_file
 
-__all__ = ["HubRef", "Fetched", "parse_ref", "is_ref", "fetch", "search"]
+if TYPE_CHECKING:  # the readers import numpy; `zooindex hub search` does not need it
+    from .adapt import Preprocessing
+
+__all__ = ["HubRef", "Fetched", "HubFetched", "parse_ref", "is_ref", "fetch", "search"]
+
+# preprocessing configs are a few kilobytes; a transformers config.json with 21k label
+# names is about 1 MB
+PREPROCESSING_MAX_BYTES = 4 * 1024**2
+# the config files that describe a model's preprocessing, preferred first within a folder
+# (names as zooindex.hubconfig.HF_PREPROCESSOR_FILE and TIMM_CONFIG_FILE)
+PREPROCESSING_FILES = ("preprocessor_config.json", "config.json")
 
 SCHEME = "hf://"
 REF_FORM = "hf://OWNER/REPO[@REVISION][/PATH.onnx]"
@@ -34,6 +52,21 @@ LOGIN_HINT = "log in with `hf auth login`"
 _REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SEARCH_EXPAND = ["downloads", "likes", "cardData", "siblings", "pipeline_tag", "tags"]
+
+
+@dataclass(frozen=True)
+class HubFetched(Fetched):
+    """A model fetched from the hub, with the preprocessing its repo describes.
+
+    ``preprocessing``: what the repo's config file says (:mod:`zooindex.hubconfig`), or
+    None. ``preprocessing_from``: the repo path of that file, e.g.
+    ``"preprocessor_config.json"``. ``preprocessing_note``: why a config file that was
+    found could not be used (too big, not JSON, values of the wrong form), else None.
+    """
+
+    preprocessing: Preprocessing | None = None
+    preprocessing_from: str | None = None
+    preprocessing_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,12 +126,13 @@ def parse_ref(text) -> HubRef:
 
 
 def fetch(ref: HubRef | str, *, cache_dir=None, token=None,
-          max_bytes: int = DEFAULT_MAX_BYTES) -> list[Fetched]:
+          max_bytes: int = DEFAULT_MAX_BYTES) -> list[HubFetched]:
     """Download the ONNX files of a hub repo (or the one file ``ref`` names).
 
-    Returns one :class:`Fetched` per ONNX file, in repo order, with its local path, a
+    Returns one :class:`HubFetched` per ONNX file, in repo order, with its local path, a
     default model name (the repo name, plus the file's stem when the repo holds several
-    ONNX files) and the provenance to record. ``cache_dir`` is the models cache root
+    ONNX files), the provenance to record, and the preprocessing the repo's config files
+    describe (see the module's docstring). ``cache_dir`` is the models cache root
     (:func:`zooindex.download.default_cache_dir` when None); ``token`` goes to the client
     as is, so None lets it find the user's login. Files over ``max_bytes`` are refused
     before anything is downloaded.
@@ -137,6 +171,7 @@ def fetch(ref: HubRef | str, *, cache_dir=None, token=None,
     local_dir = root / "hf" / ref.repo.replace("/", "--") / commit
     names = _default_names(ref.repo.split("/")[1], onnx_files)
     license_ = _license(info)
+    configs: dict = {}  # repo path -> (Preprocessing | None, note | None), each read once
     fetched = []
     for name in wanted:
         path = _download_file(hf, ref, commit, name, files[name], local_dir, token, max_bytes)
@@ -149,12 +184,79 @@ def fetch(ref: HubRef | str, *, cache_dir=None, token=None,
             _check_file(ref, data_name, files[data_name], max_bytes)
             _download_file(hf, ref, commit, data_name, files[data_name], local_dir, token,
                            max_bytes)
-        fetched.append(Fetched(path=path, name=names[name], source={
+        prep, prep_from, note = _preprocessing(hf, ref, commit, name, files, local_dir, token,
+                                               configs)
+        fetched.append(HubFetched(path=path, name=names[name], source={
             "hub": "hf", "repo": ref.repo, "revision": ref.revision, "commit": commit,
             "file": name, "license": license_, "tags": list(info.tags or []),
             "pipeline": info.pipeline_tag, "external_data": external,
-            "url": hf.hf_hub_url(ref.repo, name, revision=commit, endpoint=api.endpoint)}))
+            "url": hf.hf_hub_url(ref.repo, name, revision=commit, endpoint=api.endpoint)},
+            preprocessing=prep, preprocessing_from=prep_from, preprocessing_note=note))
     return fetched
+
+
+def _config_candidates(name: str) -> list[str]:
+    """Repo paths of the config files that may describe the model ``name``, nearest
+    first: its own folder, then each folder above it up to the root."""
+    folders = []
+    folder = posixpath.dirname(name)
+    while True:
+        folders.append(folder)
+        if not folder:
+            break
+        folder = posixpath.dirname(folder)
+    return [posixpath.join(f, file) if f else file
+            for f in folders for file in PREPROCESSING_FILES]
+
+
+def _preprocessing(hf, ref: HubRef, commit: str, name: str, files: dict, local_dir: Path,
+                   token, configs: dict) -> tuple:
+    """``(Preprocessing | None, repo path it came from | None, note | None)`` for the
+    model ``name``: the nearest config file that describes a preprocessing.
+
+    A file that is too big, not JSON, or holds values of the wrong form is passed over
+    with a note (the model itself is fine); a failed download is an error like any other.
+    """
+    from . import hubconfig
+
+    readers = {hubconfig.HF_PREPROCESSOR_FILE: hubconfig.from_hf_preprocessor_config,
+               hubconfig.TIMM_CONFIG_FILE: hubconfig.from_timm_config}
+    notes = []
+    for path in _config_candidates(name):
+        if path not in files:
+            continue
+        if path not in configs:
+            configs[path] = _read_config(hf, ref, commit, path, files[path], local_dir, token,
+                                         readers[posixpath.basename(path)])
+        prep, note = configs[path]
+        if prep is not None:
+            return prep, path, None
+        if note:
+            notes.append(note)
+    return None, None, "; ".join(notes) or None
+
+
+def _read_config(hf, ref: HubRef, commit: str, path: str, sibling, local_dir: Path, token,
+                 reader) -> tuple:
+    size = _size(sibling)
+    if size is not None and size > PREPROCESSING_MAX_BYTES:
+        return None, (f"{path} is {size} bytes, over the {PREPROCESSING_MAX_BYTES} allowed "
+                      "for a config file; not read")
+    try:
+        local = _download_file(hf, ref, commit, path, sibling, local_dir, token,
+                               PREPROCESSING_MAX_BYTES)
+    except DownloadError as exc:
+        if "over the limit" not in str(exc):
+            raise
+        return None, f"{path} is over the {PREPROCESSING_MAX_BYTES} bytes allowed; not read"
+    try:
+        config = json.loads(local.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"{path} is not valid JSON ({type(exc).__name__}); not used"
+    try:
+        return reader(config), None
+    except AdaptError as exc:
+        return None, f"{path}: {exc}; not used"
 
 
 def search(query, *, library="onnx", task=None, limit=20) -> list[dict]:

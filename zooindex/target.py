@@ -5,18 +5,27 @@ Everything downstream (adapting inputs to a model, running it, scoring) trusts a
 least two classes of at least two samples each. The :attr:`Target.key` identifies exactly
 the samples that will be scored, so cached activations and scores are reused only for the
 same data.
+
+What the stored numbers are (:attr:`Target.input_range`) is decided here, once for the
+whole target, so that every batch is adapted alike: uint8 is 0..255 pixels; other dtypes
+are read once, a chunk at a time (bounded memory, memory maps included), and numbers from
+0 to 255 that are pixels (see :func:`detect_input_range`) are treated as uint8 would be.
+The decision is a property of the data, not of a model, so it lives on the target; the
+search passes it to :func:`zooindex.adapt.adapt` and prints :attr:`Target.input_note`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import numbers
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
+from .adapt import INPUT_RANGES
 from .errors import TargetError
 
 ARRAYS = "<arrays>"
@@ -35,7 +44,11 @@ class Target:
     ``y``: int64 codes ``0..K-1``. ``classes``: the original label value of each code, in
     sorted order. ``class_names``: readable names for the codes when the data set has them
     (CIFAR, image folders), else ``None``. ``key``: sha256 hex of the inputs, labels and
-    the options that chose them.
+    the options that chose them. ``input_range``: ``"0-255"`` when the inputs are pixels
+    to divide by 255, ``"0-1"`` when they are used as stored, ``None`` when they are not
+    pixel values (used as stored too); pass it to :func:`zooindex.adapt.adapt`.
+    ``input_note``: one line saying what was assumed about the range, when anything was
+    (``None`` for uint8 and for values in [0, 1]).
     """
 
     x: np.ndarray
@@ -44,6 +57,8 @@ class Target:
     source: str
     key: str
     class_names: tuple | None = None
+    input_range: str | None = None
+    input_note: str | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -76,15 +91,20 @@ def parse_classes(text: str) -> list:
 
 
 def load_target(source=None, *, split: str | None = None, classes=None, limit: int | None = None,
-                seed: int = 0, x=None, y=None) -> Target:
+                seed: int = 0, x=None, y=None, input_range: str | None = None) -> Target:
     """Read and validate a target data set.
 
     ``source`` is a path (any registered reader), a :class:`~zooindex.readers.Dataset`, or
     ``None`` with the arrays given as ``x=`` and ``y=``. ``classes`` keeps only those original
     label values (a list, or text for :func:`parse_classes`; class names work when the data
     set has them). ``limit`` draws a stratified, seeded subsample of that many samples (class
-    proportions kept; a limit at or above the size keeps everything).
+    proportions kept; a limit at or above the size keeps everything). ``input_range``
+    (``"0-1"`` or ``"0-255"``) says what the stored numbers are instead of detecting it
+    (:func:`detect_input_range`); an explicit choice is part of the key.
     """
+    if input_range is not None and input_range not in INPUT_RANGES:
+        raise TargetError(f"input range {input_range!r} is not one of: "
+                          f"{', '.join(INPUT_RANGES)}; leave it out to detect it")
     dataset = _dataset(source, split, x, y)
     name = dataset.source
     inputs = _inputs(dataset.x, name)
@@ -102,16 +122,62 @@ def load_target(source=None, *, split: str | None = None, classes=None, limit: i
         keep = keep[drawn]
     if len(keep) < len(labels):
         inputs, labels = inputs[keep], labels[keep]
-    _check_finite(inputs, keep, name)
+    if input_range is None:
+        found, note = detect_input_range(inputs, positions=keep, source=name)
+    else:
+        _check_finite(inputs, keep, name)
+        found, note = input_range, None
     values, codes = np.unique(labels, return_inverse=True)
     codes = codes.astype(np.int64)
     class_values = tuple(v.item() if isinstance(v, np.generic) else v for v in values)
     options = {"classes": None if kept_classes is None else list(class_values),
                "limit": None if drawn is None else int(limit),
                "seed": None if drawn is None else int(seed)}
+    if input_range is not None:  # detection is a function of the bytes, already hashed
+        options["input_range"] = input_range
     return Target(x=inputs, y=codes, classes=class_values, source=name,
                   key=fingerprint(inputs, codes, class_values, options),
-                  class_names=_names_for(class_values, dataset.class_names))
+                  class_names=_names_for(class_values, dataset.class_names),
+                  input_range=found, input_note=note)
+
+
+def detect_input_range(inputs: np.ndarray, *, positions=None,
+                       source: str = ARRAYS) -> tuple[str | None, str | None]:
+    """What the stored numbers of a whole target are: ``(input_range, note)``.
+
+    - uint8: ``"0-255"``, no note (pixels, as always);
+    - values within [0, 1]: ``"0-1"``, no note;
+    - values from 0 to 255 reaching at least 2, in image-shaped samples (``(H, W)``,
+      ``(H, W, C)``, ``(C, H, W)`` with C 1 or 3), or all whole numbers in any shape
+      (flattened pixels such as OpenML's ``mnist_784``): ``"0-255"``, with a note saying
+      they will be divided by 255 like uint8 images;
+    - anything else: ``None`` (used as stored), with a note for image-shaped samples.
+
+    The inputs are read once, a chunk of rows at a time, so memory stays bounded for
+    memory-mapped targets; NaN and inf are refused on the way (``positions`` maps rows
+    back to sample numbers for the message).
+    """
+    if inputs.dtype == np.uint8:
+        return "0-255", None
+    positions = np.arange(len(inputs)) if positions is None else positions
+    image = _image_shaped(inputs.shape[1:])
+    low, high, whole = _check_finite(inputs, positions, source, want_range=True,
+                                     want_whole=not image)
+    if low >= 0 and high <= 1:
+        return "0-1", None
+    span = f"{inputs.dtype} from {low:g} to {high:g}"
+    if low >= 0 and 2 <= high <= 255 and (image or whole):
+        return "0-255", (f"inputs are {span}: taken as 0..255 pixels and divided by 255 "
+                         "like uint8 images; pass input_range '0-1' to use them as stored")
+    if image:
+        return None, (f"inputs are {span}, neither 0..1 nor 0..255 pixels: used as stored; "
+                      "pass input_range '0-255' or '0-1' if they are pixels")
+    return None, None
+
+
+def _image_shaped(sample_shape) -> bool:
+    shape = tuple(sample_shape)
+    return len(shape) == 2 or (len(shape) == 3 and (shape[2] in (1, 3) or shape[0] in (1, 3)))
 
 
 def fingerprint(inputs: np.ndarray, codes: np.ndarray, class_values: tuple, options: dict) -> str:
@@ -337,17 +403,28 @@ def _row_blocks(inputs: np.ndarray):
         yield inputs[start:start + rows]
 
 
-def _check_finite(inputs: np.ndarray, positions: np.ndarray, source: str) -> None:
-    if inputs.dtype.kind != "f":
-        return
+def _check_finite(inputs: np.ndarray, positions: np.ndarray, source: str,
+                  want_range: bool = False, want_whole: bool = False) -> tuple | None:
+    """Refuse NaN/inf; with ``want_range``, also ``(min, max, all whole numbers)``, in the
+    same single pass over the rows (whether all are whole only when ``want_whole``)."""
+    if inputs.dtype.kind != "f" and not want_range:
+        return None
     start = 0
+    low, high, whole = math.inf, -math.inf, True
     for block in _row_blocks(inputs):
-        finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
-        if not finite.all():
-            i = int(positions[start + int(np.argmin(finite))])
-            raise TargetError(f"inputs contain NaN or inf at sample {i} of target '{source}'; "
-                              "clean or drop those samples", path=source)
+        flat = block.reshape(len(block), -1)
+        if inputs.dtype.kind == "f":
+            finite = np.isfinite(flat).all(axis=1)
+            if not finite.all():
+                i = int(positions[start + int(np.argmin(finite))])
+                raise TargetError(f"inputs contain NaN or inf at sample {i} of target "
+                                  f"'{source}'; clean or drop those samples", path=source)
+            if want_whole and whole:
+                whole = bool(np.all(flat == np.round(flat)))
+        if want_range:
+            low, high = min(low, float(flat.min())), max(high, float(flat.max()))
         start += len(block)
+    return (low, high, whole) if want_range else None
 
 
 def _names_for(class_values: tuple, names) -> tuple | None:

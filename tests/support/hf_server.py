@@ -7,6 +7,10 @@ It answers the requests the client makes for ``HfApi.model_info`` (``GET /api/mo
 headers the client needs), and reports errors with the ``X-Error-Code`` header the client
 maps to its exception classes. It never sends Xet headers, so the client stays on plain
 HTTP. Every request is logged so tests can count downloads.
+
+Small files (``preprocessor_config.json``, ``config.json``, ``README.md``) are listed and
+served as plain git files, as the hub does: a size and a git blob id, no LFS sha256;
+:func:`json_file` writes the bytes of one from a dict.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def json_file(content) -> bytes:
+    """The bytes of a JSON config file as repos hold them (indented, trailing newline)."""
+    return (json.dumps(content, indent=2) + "\n").encode()
 
 
 @dataclass
