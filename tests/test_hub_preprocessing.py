@@ -134,3 +134,40 @@ def test_user_flags_override_what_the_hub_says(fake_hub):
     prep = got.preprocessing.merged(Preprocessing(interpolation="bilinear", crop="none"))
     assert (prep.interpolation, prep.crop, prep.resize_size, prep.mean) == \
         ("bilinear", "none", None, tuple(CLIP["image_mean"]))
+
+
+def test_add_records_the_hub_preprocessing_and_user_flags_win(fake_hub, tmp_path):
+    import zooindex
+
+    add(fake_hub, "acme/clip", {"model.onnx": model_bytes(), "preprocessor_config.json": CLIP})
+    index = tmp_path / "i.db"
+    [added] = zooindex.add("hf://acme/clip", index=index)
+    shown = zooindex.show(added.name, index=index)
+    want = from_hf_preprocessor_config(CLIP)
+    assert Preprocessing.from_dict(shown["preprocessing"]) == want
+    assert shown["source"]["preprocessing_from"] == "preprocessor_config.json"
+    assert shown["preprocessing_applied"] == want.describe(shown["input_shape"])
+    # what the user says at add wins over the repository's config
+    [again] = zooindex.add("hf://acme/clip", index=index, replace=True,
+                           interpolation="nearest", antialias=False)
+    prep = Preprocessing.from_dict(zooindex.show(again.name, index=index)["preprocessing"])
+    assert (prep.interpolation, prep.antialias, prep.mean) == \
+        ("nearest", False, tuple(CLIP["image_mean"]))
+
+
+def test_add_with_a_preset_from_the_command_line(tmp_path, capsys):
+    import json
+
+    from zooindex.cli import main
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(model_bytes())
+    main(["add", "--index", str(tmp_path / "i.db"), str(path), "--preset", "imagenet",
+          "--crop-pct", "0.9"])
+    capsys.readouterr()
+    main(["show", "--index", str(tmp_path / "i.db"), "m"])
+    shown = json.loads(capsys.readouterr().out)
+    prep = Preprocessing.from_dict(shown["preprocessing"])
+    assert prep == Preprocessing(preset="imagenet", crop_pct=0.9)
+    assert "0.485" in shown["preprocessing_applied"] or "imagenet" in \
+        shown["preprocessing_applied"]

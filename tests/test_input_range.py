@@ -34,7 +34,7 @@ def test_float_copies_of_uint8_images_adapt_exactly_alike(images):
         np.testing.assert_array_equal(adapted(tgt), adapted(reference))
     note = load_target(x=x.astype(np.float32), y=y).input_note
     assert note == ("inputs are float32 from 0 to 255: taken as 0..255 pixels and divided by "
-                    "255 like uint8 images; pass input_range '0-1' to use them as stored")
+                    "255 like uint8 images; pass --input-range 0-1 to use them as stored")
 
 
 def test_floats_in_0_1_are_used_as_stored(images):
@@ -96,7 +96,7 @@ def test_notes_say_what_was_assumed():
     # image-shaped numbers outside both ranges: said, since they may be pixels after all
     _, note = detect_input_range(np.linspace(-1.5, 2.5, 8 * 64).reshape(8, 8, 8))
     assert note == ("inputs are float64 from -1.5 to 2.5, neither 0..1 nor 0..255 pixels: "
-                    "used as stored; pass input_range '0-255' or '0-1' if they are pixels")
+                    "used as stored; pass --input-range 0-255 or 0-1 if they are pixels")
     # feature vectors: nothing to say
     assert detect_input_range(np.linspace(-3, 3, 32).reshape(8, 4)) == (None, None)
 

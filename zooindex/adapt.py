@@ -50,11 +50,11 @@ from dataclasses import InitVar, dataclass, fields, replace
 import numpy as np
 
 from .errors import AdaptError
-from .resample import INTERPOLATIONS, OVERSHOOTING, Resampler
+from .options import CROPS, INPUT_RANGES, INTERPOLATIONS
+from .options import PRESETS as PRESET_NAMES
+from .resample import OVERSHOOTING, Resampler
 
 LAYOUTS = ("NCHW", "NHWC")
-CROPS = ("none", "center", "squash")
-INPUT_RANGES = ("0-1", "0-255")
 METADATA_KEYS = {"layout": "zooindex.layout", "scale": "zooindex.scale",
                  "mean": "zooindex.mean", "std": "zooindex.std",
                  "interpolation": "zooindex.interpolation", "antialias": "zooindex.antialias",
@@ -88,6 +88,7 @@ PRESETS = {
     "none": {"mean": (0.0,), "std": (1.0,), "interpolation": "bilinear", "crop": "none",
              "scale": 1.0},
 }
+assert tuple(PRESETS) == PRESET_NAMES
 
 
 @dataclass(frozen=True)

@@ -138,11 +138,12 @@ _JSON_FIELDS = ("input_shape", "preprocessing", "tags", "source")
 
 def inspect_file(path, *, name: str | None = None, layer: str | None = None,
                  tags: dict | None = None, preprocessing=None, source: dict | None = None,
-                 input_name: str | None = None) -> ModelRecord:
+                 input_name: str | None = None, base=None) -> ModelRecord:
     """Read and check one model file into a record (nothing written).
 
-    ``layer`` makes that tensor the default layer; ``preprocessing`` (a
-    :class:`~zooindex.adapt.Preprocessing`) overrides what the file's metadata says.
+    ``layer`` makes that tensor the default layer. The preprocessing is ``base`` (what
+    a hub repository's config says), overridden by the file's ``zooindex.*`` metadata,
+    overridden by ``preprocessing`` (each a :class:`~zooindex.adapt.Preprocessing`).
     """
     import time
 
@@ -157,7 +158,7 @@ def inspect_file(path, *, name: str | None = None, layer: str | None = None,
     default = info.default_layer
     if layer is not None:
         default = choose(info.layers, default, layer, name)[0].name
-    prep = Preprocessing.from_metadata(info.metadata)
+    prep = (base or Preprocessing()).merged(Preprocessing.from_metadata(info.metadata))
     if preprocessing is not None:
         prep = prep.merged(preprocessing)
     # stat before hashing: a file changed meanwhile then fails the next cheap check

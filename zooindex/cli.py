@@ -66,8 +66,9 @@ def _table(rows: list[dict], headers: list[str]) -> str:
 
 # Options shared by several commands, each defined once from zooindex.options' constants
 # (a light module: no numpy, onnx or onnxruntime is imported for --help).
-from .options import (DEFAULT_BATCH_SIZE, DEFAULT_DIM, DEFAULT_METRIC,  # noqa: E402
-                      DEFAULT_SCORER, DEFAULT_SEED, DEVICES, METRICS, SPLITS)
+from .options import (CROPS, DEFAULT_BATCH_SIZE, DEFAULT_DIM,  # noqa: E402
+                      DEFAULT_METRIC, DEFAULT_SCORER, DEFAULT_SEED, DEVICES, INPUT_RANGES,
+                      INTERPOLATIONS, METRICS, PRESETS, SPLITS)
 
 index_option = click.option(
     "--index", "index_path", type=click.Path(dir_okay=False), envvar="ZOOINDEX_INDEX",
@@ -104,6 +105,9 @@ target_options = _stack(
                  show_default=True, help="Seed of the subsample, PCA and estimators."),
     click.option("--split", type=click.Choice(SPLITS),
                  help="Split, for data sets that have splits."),
+    click.option("--input-range", type=click.Choice(INPUT_RANGES),
+                 help="What the target's numbers are: 0-255 pixels or 0-1 values "
+                 "[default: decided from the data, and said]."),
 )
 run_options = _stack(
     click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE,
@@ -121,10 +125,11 @@ def _options(layer, dim, metric, scorers, seed, batch_size, device):
                          seed=seed, batch_size=batch_size, device=device)
 
 
-def _selection(classes, limit, seed, split=None):
+def _selection(classes, limit, seed, split=None, input_range=None):
     from .options import TargetSelection
 
-    return TargetSelection(classes=classes, limit=limit, seed=seed, split=split)
+    return TargetSelection(classes=classes, limit=limit, seed=seed, split=split,
+                           input_range=input_range)
 
 
 def filter_options(func):
@@ -174,6 +179,23 @@ def cli():
 @click.option("--mean", callback=_float_list, help="Per-channel mean, e.g. 0.485,0.456,0.406")
 @click.option("--std", callback=_float_list, help="Per-channel std, e.g. 0.229,0.224,0.225")
 @click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), help="Image layout of the input.")
+@click.option("--preset", type=click.Choice(PRESETS),
+              help="Mean, std, resize filter and crop of a common recipe; other flags "
+              "override its parts.")
+@click.option("--interpolation", type=click.Choice(INTERPOLATIONS),
+              help="Resize filter [default: bilinear].")
+@click.option("--antialias/--no-antialias", default=None,
+              help="Widen the filter when shrinking, as PIL and torchvision do [default: on].")
+@click.option("--crop", type=click.Choice(CROPS),
+              help="none: stretch to the model's size; center: keep the aspect ratio, "
+              "resize the shorter side, cut the centre; squash: resize both sides, cut "
+              "the centre [default: none].")
+@click.option("--crop-pct", type=click.FloatRange(0, 1, min_open=True),
+              help="timm's crop_pct: resize to model size / crop_pct, then crop.")
+@click.option("--resize-size", callback=_int_list, metavar="N[,M]",
+              help="Resize to this size before the crop (HF's size), e.g. 256.")
+@click.option("--input-size", callback=_int_list, metavar="H,W",
+              help="Size to feed a model whose input size is not fixed, e.g. 224,224.")
 @click.option("--input", "input_name", help="For models with several inputs: the one that "
               "takes the data (the others get default values).")
 @click.option("--manifest", help="Also add every model of an ONNX Model Zoo manifest "
@@ -184,8 +206,9 @@ def cli():
               "report the others (exit code 1 if any failed), instead of adding none.")
 @index_option
 @json_option
-def add(paths, name, layer, tags, replace, scale, mean, std, layout, input_name, manifest,
-        cache_dir, keep_going, index_path, as_json):
+def add(paths, name, layer, tags, replace, scale, mean, std, layout, preset, interpolation,
+        antialias, crop, crop_pct, resize_size, input_size, input_name, manifest, cache_dir,
+        keep_going, index_path, as_json):
     """Index ONNX models: files, folders (recursive), hf://OWNER/REPO[@REV][/FILE.onnx]."""
     from . import zoo
     from .store import default_path
@@ -195,9 +218,11 @@ def add(paths, name, layer, tags, replace, scale, mean, std, layout, input_name,
     where = default_path() if index_path is None else click.format_filename(index_path)
     existed = os.path.exists(where)
     results = zoo.add(list(paths), index=index_path, name=name, layer=layer, tags=tags,
-                      replace=replace, scale=scale, mean=mean, std=std, layout=layout,
-                      input=input_name, manifest=manifest, cache_dir=cache_dir,
-                      keep_going=keep_going)
+                      replace=replace, input=input_name, manifest=manifest,
+                      cache_dir=cache_dir, keep_going=keep_going, scale=scale, mean=mean,
+                      std=std, layout=layout, preset=preset, interpolation=interpolation,
+                      antialias=antialias, crop=crop, crop_pct=crop_pct,
+                      resize_size=resize_size, input_size=input_size)
     if not existed and os.path.exists(where):
         click.echo(f"created the index {where}", err=True)
     if as_json:
@@ -246,9 +271,9 @@ def layers(model, index_path, as_json):
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV on stdout.")
 @click.option("--refresh", is_flag=True, help="Re-index models whose file changed since "
               "they were added, instead of skipping them.")
-def search(target, layer, dim, metric, scorers, classes, limit, seed, split, top,
-           batch_size, device, models, filter_tags, filter_source, max_params, filter_name,
-           index_path, as_json, as_csv, refresh):
+def search(target, layer, dim, metric, scorers, classes, limit, seed, split, input_range,
+           top, batch_size, device, models, filter_tags, filter_source, max_params,
+           filter_name, index_path, as_json, as_csv, refresh):
     """Rank every indexed model for a labeled TARGET (neuralRank).
 
     \b
@@ -262,8 +287,8 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, top
         raise click.UsageError("--json and --csv are exclusive; choose one")
     ranking = rank(
         target, _options(layer, dim, metric, scorers, seed, batch_size, device),
-        index=index_path, selection=_selection(classes, limit, seed, split), top=top,
-        filter=_filter(filter_tags, filter_source, max_params, filter_name, models),
+        index=index_path, selection=_selection(classes, limit, seed, split, input_range),
+        top=top, filter=_filter(filter_tags, filter_source, max_params, filter_name, models),
         progress=None, refresh=refresh)
     rows = [_search_row(ranking, r) for r in ranking.results]
     if as_json:
@@ -360,7 +385,8 @@ def _why_none(skipped) -> str:
 @index_option
 @json_option
 def evaluate(train, test, target, test_size, layer, dim, metric, scorers, classes, limit,
-             seed, split, train_limit, batch_size, device, models, index_path, as_json):
+             seed, split, input_range, train_limit, batch_size, device, models, index_path,
+             as_json):
     """Measure real transfer accuracy and how well the ranking predicts it."""
     from . import evaluation
 
@@ -370,7 +396,7 @@ def evaluate(train, test, target, test_size, layer, dim, metric, scorers, classe
     ev = evaluation.evaluate(
         train=train, test=test, target=target, test_size=test_size,
         options=_options(layer, dim, metric, scorers, seed, batch_size, device),
-        selection=_selection(classes, limit, seed), index=index_path,
+        selection=_selection(classes, limit, seed, input_range=input_range), index=index_path,
         train_limit=train_limit, models=list(models) or None, progress=None)
     if as_json:
         _dump_json(ev.to_dict())
@@ -410,15 +436,15 @@ def evaluate(train, test, target, test_size, layer, dim, metric, scorers, classe
 @filter_options
 @index_option
 def report(target, out, top, layer, dim, metric, scorers, dims, classes, limit, seed, split,
-           max_points, batch_size, device, filter_tags, filter_source, max_params,
-           filter_name, index_path):
+           input_range, max_points, batch_size, device, filter_tags, filter_source,
+           max_params, filter_name, index_path):
     """Write a report: ranking, score-vs-D curves, 3D PCA scatter of the top models."""
     from .reporting import report as write_report
 
     path = write_report(
         target, _options(layer, dim, metric, scorers, seed, batch_size, device), out=out,
-        index=index_path, selection=_selection(classes, limit, seed, split), top=top,
-        dims=dims, max_points=max_points, progress=None,
+        index=index_path, selection=_selection(classes, limit, seed, split, input_range),
+        top=top, dims=dims, max_points=max_points, progress=None,
         filter=_filter(filter_tags, filter_source, max_params, filter_name))
     click.echo(f"wrote {path}")
 

@@ -18,6 +18,11 @@ from .errors import ZooIndexError
 METRICS = ("cosine", "euclidean", "sqeuclidean")
 DEVICES = ("auto", "cpu", "cuda")
 SPLITS = ("train", "test")
+INPUT_RANGES = ("0-1", "0-255")
+# how targets are fitted to a model's input (zooindex.adapt, zooindex.resample)
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
+CROPS = ("none", "center", "squash")
+PRESETS = ("imagenet", "clip", "inception", "none")
 DEFAULT_DIM = 10
 DEFAULT_METRIC = "cosine"
 DEFAULT_SCORER = "silhouette"
@@ -37,13 +42,16 @@ class TargetSelection:
 
     ``classes``: keep only these label values (ints, strings, or text such as
     ``"0-4"``); ``limit``: a stratified subsample of that many samples, drawn with
-    ``seed``; ``split``: ``train`` or ``test`` for data sets that have splits.
+    ``seed``; ``split``: ``train`` or ``test`` for data sets that have splits;
+    ``input_range``: what the stored numbers are, ``"0-1"`` or ``"0-255"`` (pixels);
+    ``None`` decides from the data (see :func:`zooindex.target.detect_input_range`).
     """
 
     classes: tuple | None = None
     limit: int | None = None
     seed: int = DEFAULT_SEED
     split: str | None = None
+    input_range: str | None = None
 
     def __post_init__(self):
         if self.classes is not None and not isinstance(self.classes, tuple):
@@ -56,6 +64,9 @@ class TargetSelection:
         if self.split is not None and self.split not in SPLITS:
             raise ZooIndexError(f"unknown split '{self.split}'; choose from: "
                                 f"{', '.join(SPLITS)}")
+        if self.input_range is not None and self.input_range not in INPUT_RANGES:
+            raise ZooIndexError(f"unknown input range '{self.input_range}'; choose from: "
+                                f"{', '.join(INPUT_RANGES)}")
 
     def load(self, source):
         """The :class:`~zooindex.target.Target` these options select from ``source``
@@ -66,7 +77,7 @@ class TargetSelection:
             return source
         return load_target(source, split=self.split,
                            classes=list(self.classes) if self.classes is not None else None,
-                           limit=self.limit, seed=self.seed)
+                           limit=self.limit, seed=self.seed, input_range=self.input_range)
 
 
 @dataclass(frozen=True)
@@ -134,4 +145,4 @@ def from_settings(options: SearchOptions | None = None,
 
 
 __all__ = ["SearchOptions", "TargetSelection", "from_settings", "METRICS", "DEVICES",
-           "SPLITS", "DEFAULT_DIM", "DEFAULT_METRIC", "DEFAULT_SCORER"]
+           "SPLITS", "INPUT_RANGES", "INTERPOLATIONS", "CROPS", "PRESETS", "DEFAULT_DIM", "DEFAULT_METRIC", "DEFAULT_SCORER"]

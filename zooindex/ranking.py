@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import estimators as registry
-from .adapt import Preprocessing, check_fit
+from .adapt import Preprocessing, check_fit, describe_fit
 from .cache import Entry
 from .catalogue import ModelRecord
 from .errors import AdaptError, LayerError, ZooIndexError
@@ -188,7 +188,28 @@ def search(target, options: SearchOptions | None = None, *, index=None,
                 bar.close()
         notes.extend(n for p in planned if p.outcome for n in p.outcome.notes)
         notes.extend(idx.warnings)  # cache writes that failed: the ranking stands
+    notes[:0] = _input_notes(tgt, planned)
     return _ranking(tgt, planned, ests, options, notes, top, started)
+
+
+def _input_notes(tgt: Target, planned) -> list[str]:
+    """What was assumed about the target's numbers, and what fitting it to the models
+    did (converted channels, resized, flattened), once per kind of fit."""
+    notes = [tgt.input_note] if getattr(tgt, "input_note", None) else []
+    fits: dict[str, list[str]] = {}
+    for plan in planned:
+        if plan.skipped is not None:
+            continue
+        record = plan.record
+        text = describe_fit(tgt.x.shape[1:], record.input_shape,
+                            Preprocessing.from_dict(record.preprocessing))
+        if text:
+            fits.setdefault(text, []).append(record.name)
+    for text, names in fits.items():
+        which = "every model" if len(names) == len(planned) else \
+            ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        notes.append(f"target fitted to {which}: {text}")
+    return notes
 
 
 def _check_device(device: str) -> None:

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
+from .options import INTERPOLATIONS
+
 # Pillow's resample codes, as HF preprocessor configs store them
 PIL_CODES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
 # filters with negative lobes: their output can leave the input's range (over- and undershoot)

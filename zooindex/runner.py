@@ -106,13 +106,14 @@ def class_probabilities(record: ModelRecord, output: np.ndarray) -> np.ndarray:
 def run_model(record: ModelRecord, x: np.ndarray, layers, prep: Preprocessing | None = None,
               *, batch_size: int = 256, device: str = "auto", with_output: bool = False,
               reduce_to: int | None = None, max_bytes: int | None = None,
-              loaded: Loaded | None = None) -> RunOutput:
+              loaded: Loaded | None = None, input_range: str | None = None) -> RunOutput:
     """Run ``x`` through the model with ``layers`` exposed; flatten each to (n, width).
 
     The model is loaded by :func:`load_model`, unless ``loaded`` (a :class:`Loaded`
     that exposes at least what is needed) is given. ``prep`` defaults to the record's
-    preprocessing. The model's input itself is a valid layer: its features are the
-    adapted inputs. With ``reduce_to``, a layer whose activations would exceed
+    preprocessing; ``input_range`` is the target's (see
+    :attr:`zooindex.target.Target.input_range`). The model's input itself is a valid
+    layer: its features are the adapted inputs. With ``reduce_to``, a layer whose activations would exceed
     ``max_bytes`` (default :func:`max_activation_bytes`) is reduced as it streams: a
     first pass accumulates its covariance, a second projects every batch on the top
     ``reduce_to`` principal components, so peak memory stays bounded whatever the
@@ -134,7 +135,7 @@ def run_model(record: ModelRecord, x: np.ndarray, layers, prep: Preprocessing | 
         """(start, {layer: (b, width) array}) for every batch of the target."""
         for start in range(0, n, batch_size):
             batch = adapt(x[start:start + batch_size], record.input_shape,
-                          record.input_dtype, prep)
+                          record.input_dtype, prep, input_range=input_range)
             t = time.perf_counter()
             try:
                 values = session.run(wanted, batch) if wanted else []

@@ -168,10 +168,10 @@ def detect_input_range(inputs: np.ndarray, *, positions=None,
     span = f"{inputs.dtype} from {low:g} to {high:g}"
     if low >= 0 and 2 <= high <= 255 and (image or whole):
         return "0-255", (f"inputs are {span}: taken as 0..255 pixels and divided by 255 "
-                         "like uint8 images; pass input_range '0-1' to use them as stored")
+                         "like uint8 images; pass --input-range 0-1 to use them as stored")
     if image:
         return None, (f"inputs are {span}, neither 0..1 nor 0..255 pixels: used as stored; "
-                      "pass input_range '0-255' or '0-1' if they are pixels")
+                      "pass --input-range 0-255 or 0-1 if they are pixels")
     return None, None
 
 

@@ -187,7 +187,8 @@ def infer(work: Work) -> Work:
                         batch_size=task.options.batch_size, device=task.options.device,
                         with_output=work.with_output,
                         reduce_to=None if task.keep_features else task.options.dim,
-                        max_bytes=task.max_activation_bytes, loaded=work.loaded)
+                        max_bytes=task.max_activation_bytes, loaded=work.loaded,
+                        input_range=getattr(work.target, "input_range", None))
     except (ModelError, AdaptError) as exc:
         _skip(work, str(exc))
         return work

@@ -52,10 +52,9 @@ def model_files(paths) -> list[Path]:
 
 
 def add(paths=(), *, index=None, name: str | None = None, layer: str | None = None,
-        tags: dict | None = None, replace: bool = False, scale: float | None = None,
-        mean=None, std=None, layout: str | None = None, input: str | None = None,
-        manifest: str | None = None, cache_dir=None,
-        source: dict | None = None, keep_going: bool = False) -> list[Added]:
+        tags: dict | None = None, replace: bool = False, input: str | None = None,
+        manifest: str | None = None, cache_dir=None, source: dict | None = None,
+        keep_going: bool = False, preprocessing=None, **preprocessing_fields) -> list[Added]:
     """Index ONNX models: files, folders (recursive), ``hf://`` references, a manifest.
 
     The same content under the same name is a no-op; the same name with other content
@@ -63,6 +62,12 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     written; then all of them go into the index in one transaction, or, when one fails,
     none of them. With ``keep_going``, the files that fail are reported as ``failed``
     with their reason and the others are added.
+
+    How each model wants its inputs comes, weakest first, from the hub repository's
+    config file (``preprocessor_config.json``, timm's ``config.json``), the ``zooindex.*``
+    metadata in the ONNX file, and what is given here: a
+    :class:`~zooindex.adapt.Preprocessing` as ``preprocessing`` and/or its fields as
+    keywords (``preset="imagenet"``, ``mean=...``, ``interpolation="bicubic"``, ...).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -73,17 +78,17 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     if name is not None and len(items) > 1:
         raise ZooIndexError(f"--name gives one name but {len(items)} model files were "
                             "found; add them one at a time or drop --name")
-    prep = Preprocessing(layout=layout, scale=scale,
-                         mean=tuple(mean) if mean else None, std=tuple(std) if std else None)
+    user = _user_preprocessing(preprocessing, preprocessing_fields)
     from tqdm.auto import tqdm
 
     # a bar on stderr when it is a terminal and there is more than one file to read
     records, failed = [], []
-    for f, default_name, src in tqdm(items, unit="model", leave=False,
-                                     disable=None if len(items) > 1 else True):
+    for f, default_name, src, hub_prep in tqdm(items, unit="model", leave=False,
+                                               disable=None if len(items) > 1 else True):
         try:
             records.append(inspect_file(f, name=name or default_name, layer=layer, tags=tags,
-                                        preprocessing=prep, source=src, input_name=input))
+                                        preprocessing=user, base=hub_prep, source=src,
+                                        input_name=input))
         except ZooIndexError as exc:
             if not keep_going:
                 raise
@@ -129,23 +134,45 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     return results + failed
 
 
-def _gather(paths: list, manifest, cache_dir, source) -> list[tuple[Path, str | None, dict]]:
-    """(file, default name, source metadata) for every model to add, fetched if remote."""
-    items: list[tuple[Path, str | None, dict]] = []
+def _user_preprocessing(preprocessing, fields: dict) -> Preprocessing | None:
+    """What the caller said about the inputs: a Preprocessing, a dict, and/or fields."""
+    if isinstance(preprocessing, dict):
+        preprocessing = Preprocessing.from_dict(preprocessing)
+    given = {k: v for k, v in fields.items() if v is not None}
+    if not given:
+        return preprocessing
+    try:
+        extra = Preprocessing(**given)
+    except TypeError as exc:
+        raise ZooIndexError(f"add: {exc}") from None
+    return extra if preprocessing is None else preprocessing.merged(extra)
+
+
+def _gather(paths: list, manifest, cache_dir, source) -> list[tuple]:
+    """(file, default name, source metadata, the repo's preprocessing or None) for every
+    model to add, fetched if remote."""
+    items: list[tuple] = []
     local = []
     for p in paths:
         if isinstance(p, str) and p.startswith("hf://"):
             from . import hub
 
-            items.extend((f.path, f.name, f.source) for f in hub.fetch(p, cache_dir=cache_dir))
+            for f in hub.fetch(p, cache_dir=cache_dir):
+                src = dict(f.source)
+                if f.preprocessing_from:
+                    src["preprocessing_from"] = f.preprocessing_from
+                if f.preprocessing_note:
+                    src["preprocessing_note"] = f.preprocessing_note
+                items.append((f.path, f.name, src, f.preprocessing))
         else:
             local.append(p)
-    items.extend((f, None, dict(source or {"hub": "local"})) for f in model_files(local))
+    items.extend((f, None, dict(source or {"hub": "local"}), None)
+                 for f in model_files(local))
     if manifest is not None:
         from .manifest import fetch_entry, read_manifest
 
         entries, base = read_manifest(str(manifest))
-        items.extend((f.path, f.name, f.source) for f in
+        items.extend((f.path, f.name, f.source, None) for f in
                      (fetch_entry(e, base, cache_dir=cache_dir) for e in entries))
     return items
 
@@ -214,6 +241,8 @@ def show(model: str, *, index=None) -> dict:
         rec = idx.catalogue.get_model(model)
         d = rec.to_dict()
         d["status"] = rec.status()
+        d["preprocessing_applied"] = Preprocessing.from_dict(rec.preprocessing).describe(
+            rec.input_shape)
         return d
 
 
