@@ -18,6 +18,12 @@ up from the registry::
 ``params`` names the options the score depends on (``dim``, ``metric``, ``seed``); only
 those enter the cache key, so changing ``--dim`` does not invalidate, for example, LogME.
 
+What a ``--scorer NAME`` may name is wider than an estimator: a *combiner* such as
+``ensemble`` (or ``ensemble:logme,nce,knn``) aggregates several estimators' scores over
+all the models of a search, and ``recommended`` names :data:`RECOMMENDED`. See
+:mod:`zooindex.estimators.combine` for :func:`resolve`, which turns any such name into a
+:class:`Scorer`: the estimators to compute per model, and the step that combines them.
+
 ``experimental`` estimators are registered, tested by the property loop and reachable by
 name, but are left out of :func:`available`'s default list, and so out of ``all``, until
 ``benchmarks/ESTIMATORS.md`` has measured them and ``tests/golden`` records their numbers.
@@ -34,6 +40,11 @@ import numpy as np
 from ..errors import EstimatorError
 
 OPTIONS = ("dim", "metric", "seed")
+
+#: what ``--scorer recommended`` selects: a registered estimator or combiner name, with
+#: members where the combiner accepts them ("ensemble", "ensemble:knn,logme", "knn").
+#: One constant to change when the evidence moves.
+RECOMMENDED = "ensemble"
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,11 @@ class Estimator:
     def cache_params(self, **options) -> dict:
         """The options this estimator's score depends on, for cache keys."""
         return {p: options[p] for p in self.params if p in options}
+
+    @property
+    def recommended(self) -> bool:
+        """Is this the estimator that ``--scorer recommended`` selects?"""
+        return RECOMMENDED.partition(":")[0].strip() == self.name
 
     def __call__(self, features, labels=None, *, probs=None, **options) -> float:
         if self.needs_labels:
@@ -137,7 +153,7 @@ def register(name: str, description: str, *, params: tuple[str, ...] = (),
 
 
 # names a --scorer may use that are no estimator's
-_RESERVED = ("all",)
+_RESERVED = ("all", "recommended")
 
 
 def _load_all() -> None:
@@ -170,13 +186,19 @@ def label_free() -> list[Estimator]:
 def get(name: str) -> Estimator:
     """The estimator called ``name``; a clear error listing the valid names otherwise.
 
+    Combiners (``ensemble``) and ``recommended`` are no single estimator: resolve those
+    with :func:`resolve`.
     """
     _load_all()
     try:
         return _REGISTRY[name]
     except KeyError:
         names = ", ".join(e.name for e in available(experimental=True))
-        raise EstimatorError(f"unknown estimator '{name}'; choose from: {names}. "
+        hint = ""
+        if name.partition(":")[0] in _COMBINERS or name == "recommended":
+            hint = (f" '{name}' combines several estimators over all the models of a "
+                    "search: resolve it with zooindex.estimators.resolve.")
+        raise EstimatorError(f"unknown estimator '{name}'; choose from: {names}.{hint} "
                              "See `zooindex scorers`.", estimator=name) from None
 
 
@@ -249,3 +271,8 @@ def check_probs(probs, n: int, name: str):
         raise EstimatorError(f"{name}: classifier outputs contain NaN or inf", estimator=name)
     return probs
 
+
+# the scorer names: combiners and resolution (imported last: it uses the registry above)
+from .combine import (Combiner, Scorer, combiners, parse, register_combiner,  # noqa: E402
+                      resolve, resolve_many)
+from .combine import _COMBINERS  # noqa: E402
