@@ -123,6 +123,9 @@ _MODULES = (
     "sfda",
     "knn",
     "linear",
+    # experimental: newer estimators and label-free scores, not yet in `all`
+    "etran",
+    "ncti",
 )
 
 
