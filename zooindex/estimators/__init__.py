@@ -126,6 +126,9 @@ _MODULES = (
     # experimental: newer estimators and label-free scores, not yet in `all`
     "etran",
     "ncti",
+    "rankme",
+    "clustering",
+    "entropy",
 )
 
 
