@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from zooindex.errors import EstimatorError
-from zooindex.estimators import (RECOMMENDED, available, combiners, get, parse, resolve,
-                                 resolve_many)
+from zooindex.estimators import (RECOMMENDED, UNLABELED_DEFAULT, available, check_label_free,
+                                 combiners, get, listing, parse, resolve, resolve_many)
 from zooindex.estimators.combine import ENSEMBLE_MEMBERS, member_estimators, mean_rank
 
 
@@ -108,3 +108,33 @@ def test_the_search_flow_ranks_models_by_their_signal():
     assert list(combined) == list(table)
     assert sorted(combined, key=combined.get, reverse=True) == list(table)
     assert combined["noise 0.5"] == 1.0 and combined["noise 4.0"] == 0.0
+
+
+def test_recommended_is_read_when_resolved(monkeypatch):
+    import zooindex.estimators as registry
+
+    monkeypatch.setattr(registry, "RECOMMENDED", "knn")
+    assert resolve("recommended").name == "knn"
+    assert get("knn").recommended and not resolve("ensemble").combiner.recommended
+
+
+def test_unlabeled_targets_accept_only_label_free_scorers():
+    check_label_free(resolve_many(["rankme", "ensemble:rankme,cluster-silhouette",
+                                   UNLABELED_DEFAULT]))
+    with pytest.raises(EstimatorError, match="logme, ensemble need them.*rankme"):
+        check_label_free(resolve_many(["rankme", "logme", "ensemble"]))
+
+
+def test_the_listing_has_a_row_for_every_name_and_marks_the_recommended_one():
+    rows = {row["name"]: row for row in listing()}
+    assert set(rows) == {e.name for e in available(experimental=True)} | \
+        {c.name for c in combiners()}
+    assert [name for name, row in rows.items() if row["recommended"]] == \
+        [parse(RECOMMENDED)[0]]
+    assert rows["ensemble"]["kind"] == "combiner"
+    assert rows["ensemble"]["members"] == ",".join(ENSEMBLE_MEMBERS)
+    assert rows["ensemble"]["min_per_class"] == 4  # knn's
+    assert rows["nce"]["needs"] == "labels, classifier output"
+    assert rows["rankme"]["needs"] == "features" and rows["rankme"]["experimental"]
+    assert rows["silhouette"]["options"] == "dim,metric,seed"
+    assert not rows["silhouette"]["experimental"]

@@ -45,6 +45,9 @@ OPTIONS = ("dim", "metric", "seed")
 #: members where the combiner accepts them ("ensemble", "ensemble:knn,logme", "knn").
 #: One constant to change when the evidence moves.
 RECOMMENDED = "ensemble"
+#: the scorer a search of an unlabeled target uses when none is named: neuralRank's
+#: silhouette with the features' own clusters in place of the classes
+UNLABELED_DEFAULT = "cluster-silhouette"
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class Estimator:
     @property
     def recommended(self) -> bool:
         """Is this the estimator that ``--scorer recommended`` selects?"""
+        from . import RECOMMENDED  # read when asked, so that changing it takes effect
+
         return RECOMMENDED.partition(":")[0].strip() == self.name
 
     def __call__(self, features, labels=None, *, probs=None, **options) -> float:
@@ -279,6 +284,6 @@ def check_probs(probs, n: int, name: str):
 
 
 # the scorer names: combiners and resolution (imported last: it uses the registry above)
-from .combine import (Combiner, Scorer, combiners, parse, register_combiner,  # noqa: E402
-                      resolve, resolve_many)
+from .combine import (Combiner, Scorer, check_label_free, combiners, listing,  # noqa: E402
+                      member_estimators, parse, register_combiner, resolve, resolve_many)
 from .combine import _COMBINERS  # noqa: E402

@@ -40,7 +40,7 @@ from typing import Callable, Hashable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import EstimatorError
-from . import RECOMMENDED, Estimator, _load_all, _RESERVED, _REGISTRY, available, get
+from . import Estimator, _load_all, _RESERVED, _REGISTRY, available, get, label_free
 
 #: the default members of ``ensemble``. From benchmarks/ESTIMATORS.md: the three
 #: estimators that ranked best (mean weighted tau 0.78, 0.77, 0.75) and could not be told
@@ -67,7 +67,7 @@ class Combiner:
     @property
     def recommended(self) -> bool:
         """Is this combiner what ``--scorer recommended`` selects (with some members)?"""
-        return parse(RECOMMENDED)[0] == self.name
+        return parse(_recommended())[0] == self.name
 
 
 _COMBINERS: dict[str, Combiner] = {}
@@ -173,7 +173,7 @@ def resolve(name: str) -> Scorer:
     """
     _load_all()
     if str(name).strip() == "recommended":
-        return resolve(RECOMMENDED)
+        return resolve(_recommended())
     base, chosen = parse(name)
     if base in _COMBINERS:
         combiner = _COMBINERS[base]
@@ -229,6 +229,60 @@ def member_estimators(scorers: Iterable[Scorer]) -> list[Estimator]:
         for estimator in scorer.estimators:
             out.setdefault(estimator.name, estimator)
     return list(out.values())
+
+
+def check_label_free(scorers: Iterable[Scorer]) -> None:
+    """Refuse, in one message, the scorers that need labels, for an unlabeled target."""
+    labeled = [s.name for s in scorers if s.needs_labels]
+    if labeled:
+        free = ", ".join(e.name for e in label_free())
+        raise EstimatorError(
+            f"the target has no labels, and {', '.join(labeled)} need them; choose "
+            f"label-free scorers: {free} (or a combination of them, e.g. "
+            "ensemble:rankme,cluster-silhouette). See `zooindex scorers`.",
+            estimator=labeled[0])
+
+
+def listing() -> list[dict]:
+    """One row per name ``--scorer`` accepts, for ``zooindex scorers``: every estimator
+    (experimental ones included), then every combiner.
+
+    Keys: ``name``, ``kind`` (estimator or combiner), ``needs`` (what it reads: labels,
+    features, classifier output), ``options`` (those its score depends on),
+    ``min_per_class``, ``members`` (a combiner's default members), ``recommended``,
+    ``experimental``, ``description``.
+    """
+    def needs(estimators):
+        parts = []
+        if any(e.needs_labels for e in estimators):
+            parts.append("labels")
+        if any(not e.needs_probs for e in estimators):
+            parts.append("features")
+        if any(e.needs_probs for e in estimators):
+            parts.append("classifier output")
+        return ", ".join(parts)
+
+    rows = [{"name": e.name, "kind": "estimator", "needs": needs([e]),
+             "options": ",".join(e.params), "min_per_class": e.min_per_class,
+             "members": "", "recommended": e.recommended, "experimental": e.experimental,
+             "description": e.description}
+            for e in available(experimental=True)]
+    for combiner in combiners():
+        members = resolve(combiner.name).estimators
+        rows.append({"name": combiner.name, "kind": "combiner", "needs": needs(members),
+                     "options": ",".join(sorted({p for e in members for p in e.params})),
+                     "min_per_class": max(e.min_per_class for e in members),
+                     "members": ",".join(combiner.members),
+                     "recommended": combiner.recommended,
+                     "experimental": combiner.experimental,
+                     "description": combiner.description})
+    return rows
+
+
+def _recommended() -> str:
+    from . import RECOMMENDED  # read when asked, so that changing it takes effect
+
+    return RECOMMENDED
 
 
 def _member(member: str, name: str) -> Estimator:
