@@ -33,7 +33,7 @@ def class_gaussians(points: np.ndarray, labels: np.ndarray):
 
 @register("gbc", "GBC: minus the Bhattacharyya overlap of per-class Gaussians on the "
           "PCA-reduced features (Pandy et al., CVPR 2022)",
-          params=("dim", "seed"), float32_ok=True)
+          params=("dim", "seed"), float32_ok=True, min_per_class=2)
 def gbc(features, labels, *, dim=10, seed=0, **_):
     r"""GBC of ``features`` ``(n, d)`` for ``labels`` ``(n,)``; higher is better (<= 0).
 
@@ -45,8 +45,9 @@ def gbc(features, labels, *, dim=10, seed=0, **_):
         BC  = exp(-D_B),        GBC = - sum_i sum_{j != i} BC(c_i, c_j).
 
     0 for perfectly separated classes; each overlapping ordered pair costs up to 1.
-    Cost: the PCA plus ``O(k^2 dim)``; memory ``O(k dim)``. Depends on ``dim`` and
-    ``seed`` (through the PCA).
+    Cost: the PCA plus ``O(k^2 dim)``; memory ``O(k dim)``. Minimum: two samples per
+    class (a single sample has no variance, and its class would overlap no other).
+    Depends on ``dim`` and ``seed`` (through the PCA).
     """
     from ..reduce import pca
 

@@ -38,7 +38,11 @@ def hscore(features, labels, **_):
     eigendecomposition ``cov(f) = V diag(w) V^T``, dropping eigenvalues below ``d * eps``
     times the largest (``scipy.linalg.pinvh``'s default cut-off), so rank-deficient
     features are allowed. Cost ``O(n d^2 + d^3)``, memory ``O(d^2)``.
-    Depends on no option.
+    Minimum: one sample per class, but the score carries no information unless the
+    centred features have rank below ``n - 1``, i.e. more samples than dimensions: when
+    they span all ``n - 1`` directions (``n <= d + 1`` for generic features), the class
+    means lie in that span and ``H = k - 1`` for *any* features. ``hscore-shrinkage``
+    does not have this failure. Depends on no option.
     """
     n, d = features.shape
     offsets, counts = _class_offsets(features, labels)
@@ -65,8 +69,9 @@ def hscore_shrinkage(features, labels, **_):
     factor ``1 - a`` shrinks the between-class covariance alike. Both covariances use the
     ``1/n`` normalisation of the Ledoit-Wolf estimate. ``cov_a`` is well conditioned, so it
     is inverted through a Cholesky factorisation (the pseudo-inverse only if ``a = 0`` and
-    the features are rank-deficient). Cost ``O(n d^2 + d^3)``, memory ``O(d^2)``. Depends
-    on no option.
+    the features are rank-deficient). Cost ``O(n d^2 + d^3)``, memory ``O(d^2)``. Minimum:
+    one sample per class; with fewer samples than dimensions the shrinkage grows and the
+    score moves towards ``k - 1``, but it still ranks. Depends on no option.
     """
     from scipy.linalg import LinAlgError, cho_factor, cho_solve, pinvh
     from sklearn.covariance import LedoitWolf

@@ -14,6 +14,9 @@ from ._order import canonical_order
 
 #: neighbours that vote
 NEIGHBOURS = 5
+#: samples per class below which a class can never win its own members' vote: with 5
+#: voters a sample needs 3 of its own class among its neighbours, so 4 in the class
+MIN_PER_CLASS = NEIGHBOURS // 2 + 2
 # distance rows kept in memory at once: chunk_rows * n float64 values
 _CHUNK_VALUES = 1 << 22
 
@@ -61,7 +64,7 @@ def knn_loo_predictions(points: np.ndarray, labels: np.ndarray, k: int = NEIGHBO
 
 @register("knn", "k-NN: leave-one-out 5-nearest-neighbour accuracy on the PCA-reduced "
           "features",
-          params=("dim", "seed"), float32_ok=True)
+          params=("dim", "seed"), float32_ok=True, min_per_class=MIN_PER_CLASS)
 def knn(features, labels, *, dim=10, seed=0, **_):
     r"""Leave-one-out 5-NN accuracy of ``features`` ``(n, d)``; higher is better (0..1).
 
@@ -74,7 +77,9 @@ def knn(features, labels, *, dim=10, seed=0, **_):
 
     Samples are put in a canonical order first, so that tie-breaking by index does not
     depend on the order in which they arrive. Cost: the PCA plus ``O(n^2 dim)``; memory
-    ``O(n dim)`` plus one chunk of about 4M distances. Depends on ``dim`` and ``seed``
+    ``O(n dim)`` plus one chunk of about 4M distances. Minimum: four samples per class
+    (with fewer, a sample's own class cannot hold the majority of its five neighbours,
+    and even perfectly separated classes score below 1). Depends on ``dim`` and ``seed``
     (through the PCA).
     """
     from ..reduce import pca

@@ -64,6 +64,6 @@ def leep(features, labels, *, probs, **_):
 
     ``features`` are not used. Rows of ``probs`` are renormalised to sum to 1. The score
     is a log-probability, at most 0. Cost ``O(n c k)``, memory ``O(n (c + k))``.
-    Depends on no option.
+    Minimum: one sample per class. Depends on no option.
     """
     return leep_from_posteriors(source_posteriors(probs, "leep"), labels)

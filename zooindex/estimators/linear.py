@@ -22,7 +22,7 @@ MAX_ITER = 200
 
 
 @register("linear", "linear probe: 5-fold cross-validated accuracy of logistic regression "
-          "on the full features (slow)", params=("seed",))
+          "on the full features (slow)", params=("seed",), min_per_class=2)
 def linear(features, labels, *, seed=0, **_):
     r"""Cross-validated linear-probe accuracy of ``features`` ``(n, d)``; higher is better.
 
@@ -37,7 +37,8 @@ def linear(features, labels, *, seed=0, **_):
     Samples are put in a canonical order before splitting, so the folds, and the score,
     do not depend on the order in which samples arrive. Iteration-cap warnings are
     silenced: the cap is part of the definition. Cost ``O(F * iterations * n d k)``;
-    memory ``O(n d)``. Depends on ``seed``.
+    memory ``O(n d)``. Minimum: two samples per class (one in each of two folds).
+    Depends on ``seed``.
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression

@@ -109,7 +109,8 @@ def logme(features, labels, **_):
     bound), ``alpha / beta`` is clamped where the evidence has reached its limit in
     float64 (``1e-10`` times the largest eigenvalue of ``F^T F``). Cost: one economy SVD,
     ``O(n d min(n, d))``, then ``O(k min(n, d))`` per iteration; memory ``O(n min(n, d))``.
-    Depends on no option.
+    Minimum: one sample per class (the evidence is defined for any ``n``; with ``n <= d``
+    it is the noise-free limit above). Depends on no option.
     """
     evidence, _, _ = class_evidences(features, labels)
     return float(np.mean(evidence))

@@ -24,7 +24,7 @@ def nce(features, labels, *, probs, **_):
 
     0 when the predicted source class determines the target label, ``-log k`` at worst
     for ``k`` balanced classes. ``features`` are not used. Cost ``O(n c)``, memory
-    ``O(k c)``. Depends on no option.
+    ``O(k c)``. Minimum: one sample per class. Depends on no option.
     """
     c = probs.shape[1]
     k = int(labels.max()) + 1

@@ -53,7 +53,7 @@ def _fisher_posteriors(features, labels, shrinkage=None):
 
 
 @register("sfda", "SFDA: class posteriors in a self-challenging Fisher space "
-          "(Shao et al., ECCV 2022)")
+          "(Shao et al., ECCV 2022)", min_per_class=2)
 def sfda(features, labels, **_):
     r"""SFDA of ``features`` ``(n, d)`` for ``labels`` ``(n,)``; higher is better (in (0, 1]).
 
@@ -78,7 +78,9 @@ def sfda(features, labels, **_):
            SFDA = 1/n sum_i p(y_i | x_i)   (no logarithm, as in the paper).
 
     Cost ``O(n d^2 + d^3)`` (two scatter matrices, one symmetric eigenvalue problem, two
-    Cholesky factorisations); memory ``O(n d + d^2)``. Depends on no option.
+    Cholesky factorisations); memory ``O(n d + d^2)``. Minimum: two samples per class
+    (a class of one has no within-class scatter). With fewer samples than dimensions the
+    shrinkage keeps the scatter invertible. Depends on no option.
     """
     from scipy.special import softmax
 

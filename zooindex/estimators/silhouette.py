@@ -141,7 +141,8 @@ def silhouette(features, labels, *, dim: int = 10, metric: str = "cosine", seed:
 
     ``a(i)``: mean cosine distance to the own class, ``b(i)``: to the nearest other class.
     Cost: the PCA plus ``O(n K dim)``. ``seed`` matters only for the randomized PCA used
-    on large, wide features.
+    on large, wide features. Minimum: one class with two samples (a sample alone in its
+    class scores 0, as in scikit-learn).
     """
     _check_metric(metric)
     from ..reduce import pca
@@ -160,7 +161,7 @@ def silhouette_classwise(features, labels, *, dim: int = 10, metric: str = "cosi
     As :func:`silhouette` (PCA of ``features`` ``(n, d)`` to ``dim``, cosine silhouette
     against ``labels`` ``(n,)``), but averaged per class first,
     ``1/K sum_k mean_{i in k} s(i)``, so that each class counts equally however many
-    samples it has. Cost: the PCA plus ``O(n K dim)``.
+    samples it has. Cost: the PCA plus ``O(n K dim)``. Minimum: as :func:`silhouette`.
     """
     _check_metric(metric)
     from ..reduce import pca

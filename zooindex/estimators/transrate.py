@@ -46,7 +46,8 @@ def transrate(features, labels, **_):
     rate grows with the scale of ``Z``, the centred features are first divided by their
     root-mean-square row norm (so the average ``|z_i|^2`` is 1): otherwise a model would
     score higher merely for having larger activations. Cost ``O(n d min(n, d))`` for the
-    Gram matrices plus ``O(min(n, d)^3)`` per class; memory ``O(min(n, d)^2)``. Depends on
+    Gram matrices plus ``O(min(n, d)^3)`` per class; memory ``O(min(n, d)^2)``. Minimum:
+    one sample per class (the coding rate is defined for any number of rows). Depends on
     no option.
     """
     z = features - features.mean(axis=0)
