@@ -114,7 +114,7 @@ def test_no_dense_layer_message_says_layer_and_lists_candidates(run, setup):
     assert "--layer" in err and "zooindex layers nodense" in err
 
 
-def test_unknown_layer_and_missing_labels_are_one_line_errors(run, setup):
+def test_unknown_layer_is_a_one_line_error_and_inputs_alone_rank_without_labels(run, setup):
     folder, index = setup
     run("add", "--index", index, folder / "good.onnx")
     code, _, err = run("add", "--index", index, "--name", "g2", "--layer", "fc9",
@@ -122,8 +122,9 @@ def test_unknown_layer_and_missing_labels_are_one_line_errors(run, setup):
     assert code == 1 and "fc9" in err and "candidates" in err
     x, _ = clustered()
     np.savez(folder / "nolabels.npz", x=x)
-    code, _, err = run("search", "--index", index, folder / "nolabels.npz")
-    assert code == 1 and len(err.strip().splitlines()) == 1 and "label" in err.lower()
+    code, out, err = run("search", "--index", index, folder / "nolabels.npz")
+    assert code == 0 and "no labels" in err.splitlines()[0] and "good" in out
+    assert "note: target" in err and "has no labels: ranked by cluster-silhouette" in err
 
 
 def test_debug_variable_shows_the_traceback(run, setup, monkeypatch):

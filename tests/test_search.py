@@ -131,7 +131,6 @@ def test_replaced_content_never_reuses_old_scores(zoo, tmp_path):
 def test_bad_targets_raise_target_errors(zoo, tmp_path):
     x, y = zoo["x"], zoo["y"]
     cases = {
-        "nolabels.npz": dict(x=x),
         "lengths.npz": dict(x=x, y=y[:-3]),
         "nan.npz": dict(x=np.where(np.arange(x.size).reshape(x.shape) == 5, np.nan, x), y=y),
         "oneclass.npz": dict(x=x, y=np.zeros_like(y)),

@@ -94,8 +94,9 @@ scoring_options = _stack(
     click.option("--metric", type=click.Choice(METRICS), default=DEFAULT_METRIC,
                  show_default=True, help="Distance of the silhouette."),
     click.option("--scorer", "scorers", multiple=True, default=[DEFAULT_SCORER],
-                 show_default=True, help="Estimator, repeatable, or 'all'; ranked by the "
-                 "first. See `zooindex scorers`."),
+                 show_default=True, help="Estimator or combiner, repeatable; ranked by the "
+                 "first. 'recommended', 'ensemble:a,b,c' (a rank average of estimators) and "
+                 "'all' work too. See `zooindex scorers`."),
 )
 target_options = _stack(
     click.option("--classes", help="Keep these target classes: '0-4', '3,7,9', 'cat,dog'."),
@@ -303,8 +304,9 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
         ok = [r for r in rows if r["status"] == "ok"]
         headers = ["rank", "model", "score", *ranking.scorers[1:], "layer", "width",
                    "seconds"]
-        click.echo(f"target {ranking.target}: {ranking.n} samples, {len(ranking.classes)} "
-                   f"classes; {ranking.scorers[0]}, D={dim}, {metric}", err=True)
+        labels = f"{len(ranking.classes)} classes" if ranking.classes else "no labels"
+        click.echo(f"target {ranking.target}: {ranking.n} samples, {labels}; "
+                   f"{ranking.scorers[0]}, D={dim}, {metric}", err=True)
         if ok:
             click.echo(_table(ok, headers))
         if ranking.ranked:
@@ -550,18 +552,28 @@ def cache_info(index_path, as_json):
 
 
 @cli.command()
+@click.option("--experimental", is_flag=True, help="Also list estimators still being "
+              "evaluated (usable by name either way).")
 @json_option
-def scorers(as_json):
-    """List the transferability estimators."""
-    from .estimators import available
+def scorers(experimental, as_json):
+    """List the transferability estimators and combiners; * marks the recommended one."""
+    from .estimators.combine import listing
 
-    rows = [{"name": e.name, "needs": "classifier output" if e.needs_probs else "features",
-             "options": ",".join(e.params), "description": e.description}
-            for e in available()]
+    rows = [r for r in listing() if experimental or not r["experimental"]]
     if as_json:
         _dump_json(rows)
         return
-    click.echo(_table(rows, ["name", "needs", "options", "description"]))
+    for r in rows:
+        r["name"] = ("* " if r["recommended"] else "  ") + r["name"]
+        if r["experimental"]:
+            r["description"] = "[experimental] " + r["description"]
+        if r["members"]:
+            r["description"] += f" (default members: {r['members']})"
+    click.echo(_table(rows, ["name", "kind", "needs", "options", "min_per_class",
+                             "description"]))
+    click.echo("\n--scorer NAME for one, repeatable; 'recommended' for the recommended one; "
+               "'ensemble:a,b,c' to combine chosen estimators; 'all' for every estimator.",
+               err=True)
 
 
 @cli.group()

@@ -102,6 +102,9 @@ def _split(target, test_size: float, seed: int, classes, split) -> tuple[Target,
     from sklearn.model_selection import train_test_split
 
     full = load_target(target, classes=classes, split=split)
+    if not full.labeled:
+        raise TargetError(f"target {full.source} has no labels; measuring transfer "
+                          "accuracy needs them")
     idx = np.arange(len(full.y))
     tr, te = train_test_split(idx, test_size=test_size, stratify=full.y, random_state=seed)
     tr.sort(); te.sort()
@@ -156,6 +159,10 @@ def evaluate(*, train=None, test=None, target=None, test_size: float | None = No
                                 "--test-size)")
         train_t = _load_part(train, "train", classes=classes, limit=train_limit, seed=seed)
         test_t = _load_part(test, "test", classes=classes, limit=selection.limit, seed=seed)
+    for part in (train_t, test_t):
+        if not part.labeled:
+            raise TargetError(f"target {part.source} has no labels; measuring transfer "
+                              "accuracy needs them")
     if set(map(str, train_t.classes)) != set(map(str, test_t.classes)):
         raise TargetError(f"train and test have different classes: "
                           f"{list(train_t.classes)} vs {list(test_t.classes)}")

@@ -117,16 +117,11 @@ class _Planned:
 
 
 def resolve_scorers(scorers) -> list:
-    """The registered estimators named by ``scorers`` (``all`` for every one), in order."""
-    names = [scorers] if isinstance(scorers, str) else list(scorers or ["silhouette"])
-    if "all" in names:
-        names = [e.name for e in registry.available()]
-    out = []
-    for name in names:
-        e = registry.get(name)
-        if e not in out:
-            out.append(e)
-    return out
+    """The registered estimators the ``--scorer`` names need per model, in order
+    (a combiner such as ``ensemble`` contributes its members)."""
+    from .estimators.combine import member_estimators, resolve_many
+
+    return member_estimators(resolve_many(scorers))
 
 
 def search(target, options: SearchOptions | None = None, *, index=None,
@@ -157,10 +152,12 @@ def search(target, options: SearchOptions | None = None, *, index=None,
     options, selection = from_settings(options, selection, **settings)
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
         raise ZooIndexError(f"--top must be a positive whole number, not {top!r}")
-    ests = resolve_scorers(options.scorers)
-    _check_device(options.device)
     tgt = selection.load(target)
-    notes: list[str] = []
+    scorers, notes = _scorers_for(tgt, options)
+    from .estimators.combine import member_estimators
+
+    ests = member_estimators(scorers)
+    _check_device(options.device)
     with opened(index, create=False) as idx:
         planned = [_Planned(record=r) for r in _records(idx, models, filter)]
         bar = _progress(len(planned), progress)
@@ -189,7 +186,7 @@ def search(target, options: SearchOptions | None = None, *, index=None,
         notes.extend(n for p in planned if p.outcome for n in p.outcome.notes)
         notes.extend(idx.warnings)  # cache writes that failed: the ranking stands
     notes[:0] = _input_notes(tgt, planned)
-    return _ranking(tgt, planned, ests, options, notes, top, started)
+    return _ranking(tgt, planned, scorers, options, notes, top, started)
 
 
 def _input_notes(tgt: Target, planned) -> list[str]:
@@ -210,6 +207,24 @@ def _input_notes(tgt: Target, planned) -> list[str]:
             ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         notes.append(f"target fitted to {which}: {text}")
     return notes
+
+
+def _scorers_for(tgt: Target, options: SearchOptions):
+    """The search's scorers, and a note when an unlabeled target changes the default."""
+    from .estimators import UNLABELED_DEFAULT
+    from .estimators.combine import check_label_free, resolve_many
+
+    if tgt.labeled:
+        return resolve_many(options.scorers), []
+    notes = []
+    names = options.scorers
+    if tuple(names) == SearchOptions().scorers:
+        names = (UNLABELED_DEFAULT,)
+        notes.append(f"target {tgt.source} has no labels: ranked by {UNLABELED_DEFAULT}, a "
+                     "label-free score (see `zooindex scorers --experimental`)")
+    scorers = resolve_many(names)
+    check_label_free(scorers)
+    return scorers, notes
 
 
 def _check_device(device: str) -> None:
@@ -330,7 +345,7 @@ def _plan(idx: Index, plan: _Planned, tgt: Target, options: SearchOptions, ests,
     if wanted:
         plan.task = _task(idx, record, tgt, plan.prep_key, tuple(wanted), wanted, options)
     else:
-        _settle_scores(plan, ests)
+        _provisional_scores(plan, ests)
 
 
 def _task(idx: Index, record: ModelRecord, tgt: Target, prep_key: str, layers, wanted,
@@ -359,26 +374,45 @@ def _absorb(idx: Index, tgt: Target, plan: _Planned, outcome: Outcome, ests) -> 
             if first in new.scores:
                 res.components = new.components.get(first)
         res.seconds = outcome.seconds / len(plan.results)
-    _settle_scores(plan, ests)
+    _provisional_scores(plan, ests)
 
 
-def _settle_scores(plan: _Planned, ests) -> None:
-    """Each layer's score is its first scorer's; a layer without one is skipped."""
-    first = ests[0]
+def _provisional_scores(plan: _Planned, ests) -> None:
+    """Each layer's score as far as it is known before the whole search is (the first
+    estimator's value; a combined score is set by :func:`_combine` at the end)."""
     for res in plan.results.values():
+        res.score = res.scores.get(ests[0].name)
+
+
+def _combine(planned, scorers) -> None:
+    """The scorers' columns over every scored row, then each row's score: its first
+    scorer's. A row without one is skipped, saying why."""
+    rows = {(i, name): res for i, plan in enumerate(planned)
+            for name, res in plan.results.items()}
+    table = {key: res.scores for key, res in rows.items()}
+    for scorer in scorers:
+        if scorer.combiner is not None:
+            for key, value in scorer.combine(table).items():
+                rows[key].scores[scorer.name] = value
+    first = scorers[0]
+    for res in rows.values():
         if first.name in res.scores:
             res.score = res.scores[first.name]
+            continue
+        res.status, res.score = "skipped", None
+        if first.combiner is not None:
+            res.reason = f"none of {first.name}'s members could be computed"
+        elif first.needs_probs:
+            res.reason = f"{first.name} needs the model's classifier output, which it lacks"
         else:
-            res.status = "skipped"
-            res.reason = (f"{first.name} needs the model's classifier output, which it lacks"
-                          if first.needs_probs else f"{first.name} could not be computed")
+            res.reason = f"{first.name} could not be computed"
 
 
 def _store(idx: Index, tgt: Target, plan: _Planned, outcome: Outcome) -> None:
     entry = Entry(model_sha=plan.record.sha256, target=tgt.key, prep=plan.prep_key,
                   scores=score_rows(plan.task, outcome), staged=list(outcome.staged),
                   damaged=list(outcome.damaged), used=list(outcome.used))
-    idx.cache.absorb(entry, (tgt.key, tgt.source, len(tgt.y), list(tgt.classes)))
+    idx.cache.absorb(entry, (tgt.key, tgt.source, len(tgt), list(tgt.classes)))
 
 
 def _refresh(idx: Index, record: ModelRecord) -> ModelRecord:
@@ -405,8 +439,9 @@ def _refresh(idx: Index, record: ModelRecord) -> ModelRecord:
     return fresh
 
 
-def _ranking(tgt: Target, planned, ests, options: SearchOptions, notes, top,
+def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
              started) -> Ranking:
+    _combine(planned, scorers)
     results = [r for plan in planned for r in plan.rows()]
     ranked = sorted((r for r in results if r.status == "ok"),
                     key=lambda r: (-r.score, r.model, r.layer or ""))
@@ -429,11 +464,11 @@ def _ranking(tgt: Target, planned, ests, options: SearchOptions, notes, top,
         ranked = ranked[:top]
     dim = options.dim
     comps = {r.components for r in ranked if r.components is not None and r.components < dim}
-    if comps and any(e.name.startswith("silhouette") for e in ests):
+    if comps and any(e.name.startswith("silhouette") for s in scorers for e in s.estimators):
         notes.append(f"D={dim} is more than some layers allow; used "
                      f"{', '.join(map(str, sorted(comps)))} components where needed")
-    return Ranking(target=tgt.source, n=len(tgt.y), classes=list(tgt.classes),
-                   scorers=[e.name for e in ests], dim=dim, metric=options.metric,
+    return Ranking(target=tgt.source, n=len(tgt), classes=list(tgt.classes),
+                   scorers=[s.name for s in scorers], dim=dim, metric=options.metric,
                    results=ranked + skipped, notes=notes,
                    seconds=time.perf_counter() - started, stats=stats, options=options)
 

@@ -140,6 +140,10 @@ def report(target, options: SearchOptions | None = None, *, out, index=None,
     from .ranking import activations, search
 
     tgt = selection.load(target)
+    if not tgt.labeled:
+        raise ZooIndexError(f"target {tgt.source} has no labels; a report colours its "
+                            "plots by class and needs them (`zooindex search` ranks "
+                            "unlabeled targets)")
     with opened(index, create=False) as idx:
         ranking = search(tgt, options, index=idx, models=models, filter=filter,
                          progress=progress, executor=executor)

@@ -48,11 +48,12 @@ class Target:
     to divide by 255, ``"0-1"`` when they are used as stored, ``None`` when they are not
     pixel values (used as stored too); pass it to :func:`zooindex.adapt.adapt`.
     ``input_note``: one line saying what was assumed about the range, when anything was
-    (``None`` for uint8 and for values in [0, 1]).
+    (``None`` for uint8 and for values in [0, 1]). An unlabeled target has ``y`` ``None``
+    and no classes: only label-free scores apply to it.
     """
 
     x: np.ndarray
-    y: np.ndarray
+    y: np.ndarray | None
     classes: tuple
     source: str
     key: str
@@ -61,7 +62,11 @@ class Target:
     input_note: str | None = None
 
     def __len__(self) -> int:
-        return len(self.y)
+        return len(self.x)
+
+    @property
+    def labeled(self) -> bool:
+        return self.y is not None
 
 
 def parse_classes(text: str) -> list:
@@ -108,6 +113,8 @@ def load_target(source=None, *, split: str | None = None, classes=None, limit: i
     dataset = _dataset(source, split, x, y)
     name = dataset.source
     inputs = _inputs(dataset.x, name)
+    if dataset.y is None:
+        return _unlabeled(inputs, name, classes, limit, seed, input_range)
     labels = _labels(dataset.y, len(inputs), name)
     keep = np.arange(len(labels))
     kept_classes = None
@@ -138,6 +145,37 @@ def load_target(source=None, *, split: str | None = None, classes=None, limit: i
     return Target(x=inputs, y=codes, classes=class_values, source=name,
                   key=fingerprint(inputs, codes, class_values, options),
                   class_names=_names_for(class_values, dataset.class_names),
+                  input_range=found, input_note=note)
+
+
+def _unlabeled(inputs: np.ndarray, name: str, classes, limit, seed, input_range) -> Target:
+    """A target without labels: inputs only, a plain seeded subsample with ``limit``."""
+    if classes is not None:
+        raise TargetError(f"target '{name}' has no labels, so --classes cannot choose "
+                          "samples; drop --classes", path=name)
+    keep = np.arange(len(inputs))
+    drawn = None
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 2:
+            raise TargetError(f"--limit must be at least 2 samples, not {limit!r}")
+        if limit < len(inputs):
+            drawn = np.sort(np.random.default_rng(int(seed)).choice(len(inputs), int(limit),
+                                                                    replace=False))
+            keep, inputs = keep[drawn], inputs[drawn]
+    if len(inputs) < 3:
+        raise TargetError(f"target '{name}' has {len(inputs)} samples; ranking needs at "
+                          "least 3", path=name)
+    if input_range is None:
+        found, note = detect_input_range(inputs, positions=keep, source=name)
+    else:
+        _check_finite(inputs, keep, name)
+        found, note = input_range, None
+    options = {"unlabeled": True, "limit": None if drawn is None else int(limit),
+               "seed": None if drawn is None else int(seed)}
+    if input_range is not None:
+        options["input_range"] = input_range
+    return Target(x=inputs, y=None, classes=(), source=name,
+                  key=fingerprint(inputs, np.zeros(0, np.int64), (), options),
                   input_range=found, input_note=note)
 
 
@@ -204,8 +242,9 @@ def _dataset(source, split, x, y):
     if x is not None or y is not None:
         if source is not None:
             raise TargetError("give either a target source or arrays x= and y=, not both")
-        if x is None or y is None:
-            raise TargetError("arrays need both x= (inputs) and y= (labels)")
+        if x is None:
+            raise TargetError("arrays need x= (inputs), and y= (labels) unless the target "
+                              "is unlabeled")
         if split is not None:
             raise TargetError("--split applies to data-set files; arrays have no splits")
         return Dataset(x=x, y=y, class_names=None, source=ARRAYS)

@@ -36,13 +36,14 @@ class Dataset:
     """Inputs and raw labels of a data set, as stored.
 
     ``x`` is ``(N, ...)``: uint8 images ``(N, H, W)`` (grey) or ``(N, H, W, C)`` (colour), or
-    numeric vectors. ``y`` holds the raw labels (ints or strings), shape ``(N,)``.
+    numeric vectors. ``y`` holds the raw labels (ints or strings), shape ``(N,)``, or
+    ``None`` for an unlabeled data set.
     ``class_names`` names the label values when the format has names (CIFAR's label names,
     image-folder names); then ``y`` holds indices into it.
     """
 
     x: np.ndarray
-    y: np.ndarray
+    y: np.ndarray | None
     class_names: tuple | None
     source: str
 

@@ -1,5 +1,7 @@
 """NumPy ``.npz`` archives: inputs and labels under the usual array names.
 
+An archive with inputs and no labels is an unlabeled target (ranked by label-free scores).
+
 Accepted names, first match wins: inputs ``x, X, images, data, inputs, features``; labels
 ``y, Y, labels, targets, label, target``. Split archives use ``<name>_<split>`` or
 ``<split>_<name>`` (``x_train``/``y_train``, ``train_images``/``train_labels``, ...).
@@ -66,7 +68,8 @@ def load(path: str, split: str | None) -> Dataset:
                               path=path)
         with archive:
             x_key, y_key = _choose(list(archive.files), split, path)
-            x, y = _array(archive, x_key, path), _array(archive, y_key, path)
+            x = _array(archive, x_key, path)
+            y = None if y_key is None else _array(archive, y_key, path)
     return Dataset(x=x, y=y, class_names=None, source=path)
 
 
@@ -86,6 +89,8 @@ def _choose(keys: list[str], split: str | None, path: str):
         return _pair(keys, split)
     elif splits or None not in plain:
         raise unknown_split(path, split, splits)
+    if split is None and plain[0] is not None and not splits:
+        return plain  # inputs without labels: an unlabeled target
     raise TargetError(
         f"'{path}' has arrays {', '.join(keys) or '(none)'}; expected inputs under one "
         f"of {', '.join(INPUT_NAMES)} and labels under one of {', '.join(LABEL_NAMES)} "

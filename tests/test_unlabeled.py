@@ -1,0 +1,50 @@
+"""Unlabeled targets: inputs alone are ranked by a label-free score, said so."""
+
+import numpy as np
+import pytest
+
+import zooindex
+from support.data import three_model_zoo
+from zooindex.errors import EstimatorError, TargetError, ZooIndexError
+
+
+@pytest.fixture
+def zoo(tmp_path):
+    made = three_model_zoo(tmp_path)
+    zooindex.add(made["folder"], index=made["index"])
+    np.savez(tmp_path / "inputs.npz", x=made["x"])
+    made["unlabeled"] = tmp_path / "inputs.npz"
+    return made
+
+
+def test_an_npz_without_labels_is_an_unlabeled_target(zoo):
+    tgt = zooindex.load_target(zoo["unlabeled"])
+    assert not tgt.labeled and tgt.y is None and tgt.classes == () and len(tgt) == 120
+    labeled = zooindex.load_target(zoo["target"])
+    assert tgt.key != labeled.key
+    assert zooindex.load_target(zoo["unlabeled"], limit=50, seed=1).x.shape[0] == 50
+    with pytest.raises(TargetError, match="no labels"):
+        zooindex.load_target(zoo["unlabeled"], classes=[0, 1])
+
+
+def test_the_default_becomes_a_label_free_score_and_the_search_says_so(zoo):
+    ranking = zooindex.search(zoo["unlabeled"], index=zoo["index"])
+    from zooindex.estimators import UNLABELED_DEFAULT
+
+    assert ranking.scorers == [UNLABELED_DEFAULT] == ["cluster-silhouette"]
+    assert any("has no labels" in n for n in ranking.notes)
+    assert len(ranking.ranked) == 3 and all(r.score is not None for r in ranking.ranked)
+    # the model that sees the clustered dimensions finds clusters best
+    assert ranking.ranked[0].model == "good"
+    # chosen label-free scores work; labelled ones are refused in one line
+    chosen = zooindex.search(zoo["unlabeled"], index=zoo["index"], scorers=["rankme"])
+    assert chosen.scorers == ["rankme"] and len(chosen.ranked) == 3
+    with pytest.raises(EstimatorError, match="no labels, and logme need them"):
+        zooindex.search(zoo["unlabeled"], index=zoo["index"], scorers=["logme"])
+
+
+def test_report_and_evaluate_need_labels(zoo, tmp_path):
+    with pytest.raises(ZooIndexError, match="no labels"):
+        zooindex.report(zoo["unlabeled"], out=tmp_path / "r.png", index=zoo["index"])
+    with pytest.raises(TargetError, match="no labels"):
+        zooindex.evaluate(target=zoo["unlabeled"], test_size=0.3, index=zoo["index"])
