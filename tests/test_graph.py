@@ -384,6 +384,60 @@ def test_load_refuses_escaping_external_data(tmp_path):
         graph.load(path)
 
 
+def _external_in_function(location):
+    """:func:`mlp` whose output is scaled by a local function reading an external constant.
+
+    The reference sits in a Constant node inside ``model.functions``, not in the graph.
+    """
+    model = mlp(hidden=(2,), classes=2)
+    scale = onnx.TensorProto(name="scale", data_type=TensorProto.FLOAT, dims=[1],
+                             data_location=TensorProto.EXTERNAL)
+    scale.external_data.add(key="location", value=location)
+    scale.external_data.add(key="length", value="4")
+    body = [helper.make_node("Constant", [], ["s"], value=scale),
+            helper.make_node("Mul", ["v", "s"], ["out"])]
+    model.functions.append(helper.make_function(
+        "local", "Scale", ["v"], ["out"], body, [helper.make_opsetid("", 17)]))
+    model.opset_import.append(helper.make_opsetid("local", 1))
+    g = model.graph
+    g.node.append(helper.make_node("Scale", [g.output[0].name], ["scaled"], domain="local"))
+    g.output[0].name = "scaled"
+    return model
+
+
+def test_the_tensor_walker_reaches_function_bodies_and_sparse_indices():
+    model = _external_in_function("w.bin")
+    sparse = helper.make_sparse_tensor(
+        numpy_helper.from_array(np.ones(2, np.float32), "sv"),
+        numpy_helper.from_array(np.array([0, 3], np.int64), "si"), [4])
+    model.graph.sparse_initializer.append(sparse)
+    names = [t.name for t in graph.all_tensors(model)]
+    assert names[:4] == ["W0", "b0", "W1", "b1"]
+    assert "sv" in names and "si" in names and names[-1] == "scale"
+    assert graph.external_files(model) == ["w.bin"]
+
+
+@pytest.mark.parametrize("location", ["/etc/passwd", "../secret.bin"])
+def test_external_data_in_a_function_body_is_refused(tmp_path, location):
+    model = _external_in_function(location)
+    with pytest.raises(ModelError, match=r"tensor 'scale'") as caught:
+        graph.check_external_data(model, tmp_path)
+    assert location in str(caught.value)
+    path = _write(tmp_path / "m.onnx", model.SerializeToString())
+    with pytest.raises(ModelError, match=r"tensor 'scale'"):
+        graph.load(path)
+
+
+def test_external_data_in_a_function_body_inside_the_folder_loads(tmp_path):
+    (tmp_path / "inside.bin").write_bytes(np.float32(2).tobytes())
+    path = _write(tmp_path / "m.onnx", _external_in_function("inside.bin").SerializeToString())
+    model = graph.load(path, check_files=True)  # the checker does not open the file itself
+    assert graph.inspect(model).external_data is True
+    (tmp_path / "inside.bin").unlink()
+    with pytest.raises(ModelError, match=r"'inside.bin' of tensor 'scale' does not exist"):
+        graph.load(path, check_files=True)
+
+
 # ---------------------------------------------------------------------------
 # scikit-learn exports
 

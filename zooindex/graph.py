@@ -232,7 +232,16 @@ def load_serialized(path, *, load_weights: bool = False, check_files: bool = Fal
     except (DecodeError, ValueError, TypeError, RuntimeError, OSError, KeyError) as exc:
         raise ModelError(f"'{path}' is not a valid ONNX model: {_short(exc)}", path=path) from exc
     reason = _structure_problem(model)
-    if reason is None and check:
+    if reason is not None:
+        raise ModelError(f"'{path}' is not a valid ONNX model: {reason}", path=path)
+    # Before the checker, which would itself open the files that external data names.
+    base_dir = os.path.dirname(os.path.abspath(path))
+    try:
+        check_external_data(model, base_dir, files=load_weights or check_files)
+    except ModelError as exc:
+        raise ModelError(f"cannot use the external weights of '{path}': {exc}",
+                         path=path) from None
+    if check:
         try:
             # The checker would look for external weight files relative to the working
             # directory; check a copy that declares those weights as typed inputs instead.
@@ -240,15 +249,8 @@ def load_serialized(path, *, load_weights: bool = False, check_files: bool = Fal
                 if _has_external_data(model) else model
             onnx.checker.check_model(checked)
         except (onnx.checker.ValidationError, ValueError, RuntimeError, DecodeError) as exc:
-            reason = _short(exc)
-    if reason is not None:
-        raise ModelError(f"'{path}' is not a valid ONNX model: {reason}", path=path)
-    base_dir = os.path.dirname(os.path.abspath(path))
-    try:
-        check_external_data(model, base_dir, files=load_weights or check_files)
-    except ModelError as exc:
-        raise ModelError(f"cannot use the external weights of '{path}': {exc}",
-                         path=path) from None
+            raise ModelError(f"'{path}' is not a valid ONNX model: {_short(exc)}",
+                             path=path) from exc
     external = _has_external_data(model)
     if load_weights and external:
         try:
@@ -267,7 +269,7 @@ def check_external_data(model: onnx.ModelProto, base_dir, *, files: bool = False
     With ``files``, each weight file must also exist and hold the tensor's byte range.
     """
     base = os.path.realpath(os.fspath(base_dir))
-    for tensor in _all_tensors(model.graph):
+    for tensor in all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         location = {entry.key: entry.value for entry in tensor.external_data}.get("location", "")
@@ -296,9 +298,23 @@ def check_external_data(model: onnx.ModelProto, base_dir, *, files: bool = False
 
 def external_files(model: onnx.ModelProto) -> list[str]:
     """The external weight files ``model`` reads, relative to its folder, sorted, once each."""
-    return sorted({entry.value for tensor in _all_tensors(model.graph)
+    return sorted({entry.value for tensor in all_tensors(model)
                    if tensor.data_location == onnx.TensorProto.EXTERNAL
                    for entry in tensor.external_data if entry.key == "location"})
+
+
+def all_tensors(model: onnx.ModelProto):
+    """Every TensorProto ``model`` holds, wherever weights or constants can hide.
+
+    Initializers and sparse initializers (values and indices), and the tensor attributes
+    of every node (a ``Constant``'s value, for instance): in the main graph, in the
+    subgraphs of control-flow nodes at any depth, and in the body of every local function
+    (``model.functions``). Every check of external-data locations walks this one list, so
+    that a reference cannot slip past one of them by sitting in a function body.
+    """
+    yield from _graph_tensors(model.graph)
+    for function in model.functions:
+        yield from _node_tensors(function.node)
 
 
 def _external_range_problem(tensor: onnx.TensorProto, target: str) -> str | None:
@@ -611,25 +627,34 @@ def _count_params(graph: onnx.GraphProto) -> int:
     return total
 
 
-def _all_tensors(graph: onnx.GraphProto):
-    """Every TensorProto of a graph: initializers and attribute tensors, subgraphs included."""
+def _graph_tensors(graph: onnx.GraphProto):
     yield from graph.initializer
-    yield from (t.values for t in graph.sparse_initializer)
-    for node in graph.node:
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    yield from _node_tensors(graph.node)
+
+
+def _node_tensors(nodes):
+    for node in nodes:
         for attr in node.attribute:
             if attr.HasField("t"):
                 yield attr.t
             yield from attr.tensors
             if attr.HasField("sparse_tensor"):
                 yield attr.sparse_tensor.values
+                yield attr.sparse_tensor.indices
+            for sparse in attr.sparse_tensors:
+                yield sparse.values
+                yield sparse.indices
             if attr.HasField("g"):
-                yield from _all_tensors(attr.g)
+                yield from _graph_tensors(attr.g)
             for subgraph in attr.graphs:
-                yield from _all_tensors(subgraph)
+                yield from _graph_tensors(subgraph)
 
 
 def _has_external_data(model: onnx.ModelProto) -> bool:
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in _all_tensors(model.graph))
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in all_tensors(model))
 
 
 def _weightless_copy(model: onnx.ModelProto, *, keep_small: bool) -> onnx.ModelProto:
@@ -638,7 +663,8 @@ def _weightless_copy(model: onnx.ModelProto, *, keep_small: bool) -> onnx.ModelP
     The checker and shape inference then run without the weights being present (external
     data) or copied (large models). External initializers always move; with
     ``keep_small``, only initializers above a small size move, and the small ones keep
-    their values so that shape-carrying constants still inform shape inference.
+    their values so that shape-carrying constants still inform shape inference. Without
+    it (the checker's copy), external constants in function bodies become empty tensors.
     """
     graph = model.graph
     light = onnx.GraphProto()
@@ -660,6 +686,16 @@ def _weightless_copy(model: onnx.ModelProto, *, keep_small: bool) -> onnx.ModelP
     copy.ir_version = model.ir_version
     copy.opset_import.extend(model.opset_import)
     copy.functions.extend(model.functions)
+    if not keep_small:
+        # The checker would open what a function body's constants name; it needs their
+        # types, not their values, and shape inference (keep_small) reads only their dims.
+        for function in copy.functions:
+            for tensor in _node_tensors(function.node):
+                if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                    tensor.data_location = onnx.TensorProto.DEFAULT
+                    tensor.ClearField("external_data")
+                    tensor.ClearField("dims")
+                    tensor.dims.append(0)
     copy.graph.CopyFrom(light)
     return copy
 
