@@ -264,6 +264,16 @@ def test_forced_output_without_a_classifier_has_no_default():
     assert "output 'h' comes from no classifier" in info.default_reason
 
 
+def test_a_multi_label_sigmoid_classifier_is_a_classifier():
+    model = mlp(softmax=False)
+    model.graph.node.append(helper.make_node("Sigmoid", ["logits"], ["p"]))
+    model.graph.output[0].name = "p"
+    info = graph.inspect(model)
+    assert info.output_name == "p" and info.output_is_probs is False
+    assert info.default_layer == "hidden1"
+    assert info.default_reason.startswith("input of the final classifier Gemm (12 -> 3)")
+
+
 def test_a_classifier_on_the_input_reads_the_input():
     info = graph.inspect(mlp(hidden=()))  # logistic regression: x -> Gemm -> Softmax
     assert info.default_layer == "x" and info.output_name == "probs"

@@ -878,7 +878,7 @@ class _Shapes:
         probed = self._probed(tensor)
         if probed is not None and isinstance(probed[0], int):
             if probed[0] != _PROBE_BATCH:
-                return probed[1:], False
+                return _merged(None, probed[1:]), False
             known = rest if rest is not None and len(rest) == len(probed) - 1 else None
             return _merged(known, probed[1:]), True
         return rest, None
@@ -1125,7 +1125,11 @@ def _default_layer(graph: onnx.GraphProto, topology: _Topology, unit_of: dict[st
             what = f"1x1 Conv ({_size(layer.shape[0] if layer.shape else None)} -> " \
                    f"{_size(width)} per position)"
         else:
-            what = f"{head.unit.op} ({_size(layer.dim)} -> " \
+            op = classifier.op_type  # not the unit's op, which may be a sigmoid after it
+            if op == "MatMul" and len(head.unit.chain) > 1 and \
+                    topology.node_of(head.unit.chain[1]).op_type == "Add":
+                op = "MatMul+Add"
+            what = f"{op} ({_size(layer.dim)} -> " \
                    f"{_size(_count(shapes.sample(head.unit.chain[0])[0]))})"
         final = "final classifier" if head.summed == 1 else \
             f"first of {head.summed} final classifiers whose scores are added,"
