@@ -319,6 +319,25 @@ def test_averaged_classifiers_trace_to_the_first():
                                    "are added, Gemm (4 -> 5): one token of the sequence (Gather)")
 
 
+def test_a_sliced_class_token_is_a_token():
+    # x[:, 0:1, :] then squeeze, as some exporters write x[:, 0]
+    c = lambda name, values: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4])
+    nodes = [helper.make_node("LayerNormalization", ["x", "g", "b"], ["normed"], axis=-1),
+             helper.make_node("Slice", ["normed", "start", "stop", "axis"], ["first"]),
+             helper.make_node("Squeeze", ["first", "axis"], ["cls"]),
+             helper.make_node("Gemm", ["cls", "W", "bias"], ["logits"])]
+    inits = [c("start", [0]), c("stop", [1]), c("axis", [1]), _w("g", (4,)), _w("b", (4,)),
+             _w("W", (4, 5)), _w("bias", (5,))]
+    model = _net(nodes, [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])],
+                 inits, inputs=[x])
+    info = graph.inspect(model)
+    layer = graph.resolve_layer(info, None)
+    assert (layer.name, layer.op, layer.kind, layer.shape) == ("first", "Slice", "token", (1, 4))
+    assert info.default_reason == ("input of the final classifier Gemm (4 -> 5): one token of "
+                                   "the sequence (Slice), through Squeeze")
+
+
 def squeezenet_like(pool="GlobalAveragePool"):
     """conv 3x3 + ReLU (the features), then the classifier: Dropout, 1x1 conv (4 -> 3),
     ReLU, global average pooling, Flatten, as torchvision's SqueezeNet."""

@@ -147,7 +147,7 @@ def architectures(torch):
     return architectures
 
 
-def _export(torch, model, path, exporter):
+def _export(torch, model, path, exporter, opset=17):
     example = torch.zeros((2, 3, 32, 32))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -156,7 +156,7 @@ def _export(torch, model, path, exporter):
             torch.onnx.export(model, (example,), str(path), dynamo=True, external_data=False,
                               dynamic_shapes=({0: torch.export.Dim("batch")},))
         else:
-            torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=17,
+            torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=opset,
                               input_names=["input"], dynamic_axes={"input": {0: "batch"}})
     return graph.load(path, load_weights=True)
 
@@ -196,3 +196,14 @@ def test_heads_default_layer_holds_what_the_classifier_reads(torch, architecture
         scores = out[1] if name == "detector" else out  # the detector's second output
         np.testing.assert_allclose(got[info.output_name], scores.numpy(), atol=1e-5)
         assert info.output_is_probs is (name == "detector")
+
+
+@pytest.mark.torch
+def test_a_layer_norm_written_op_by_op_is_a_norm(torch, architectures, tmp_path):
+    # before opset 17, TorchScript writes layer_norm as ReduceMean, Sub, Pow, ..., Div,
+    # Mul, Add: ConvNeXt's head then reads the final Add
+    net, classifier = architectures.build("convnext")
+    model = _export(torch, net, tmp_path / "m.onnx", "torchscript", opset=16)
+    assert "LayerNormalization" not in {n.op_type for n in model.graph.node}
+    layer = graph.resolve_layer(graph.inspect(model), None)
+    assert (layer.kind, layer.op, layer.dim) == ("norm", "Add", 8)

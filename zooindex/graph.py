@@ -1033,7 +1033,8 @@ def _trace_head(topology: _Topology, unit_of: dict[str, _Unit], tensor: str,
                      found.scores or op in _SCORE_OPS, found.pooled, found.summed)
     if op in _GLOBAL_POOLS:
         return _pooled(_trace_head(topology, unit_of, node.input[0], depth + 1))
-    if op in ("Mul", "Div") and len(variable) == 1 and (op == "Mul" or variable[0] == node.input[0]):
+    scaled = op == "Mul" or (op == "Div" and variable[:1] == [node.input[0]])
+    if scaled and len(variable) == 1:  # by a constant: a temperature
         return _trace_head(topology, unit_of, variable[0], depth + 1)
     if op in ("Add", "Sum", "Mean") and len(variable) > 1:
         traced = [_trace_head(topology, unit_of, n, depth + 1) for n in variable]

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import sys
 import tempfile
 import warnings
