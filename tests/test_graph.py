@@ -338,6 +338,23 @@ def test_a_sliced_class_token_is_a_token():
                                    "the sequence (Slice), through Squeeze")
 
 
+def test_a_residual_sum_of_dense_layers_is_not_an_average_of_classifiers():
+    # a feature extractor ending in h + W2 relu(W1 h), h a dense embedding: its output
+    # is the embedding, not class scores
+    nodes = [helper.make_node("Gemm", ["x", "W0", "b0"], ["h"]),
+             helper.make_node("Gemm", ["h", "W1", "b1"], ["u_pre"]),
+             helper.make_node("Relu", ["u_pre"], ["u"]),
+             helper.make_node("Gemm", ["u", "W2", "b2"], ["v"]),
+             helper.make_node("Add", ["h", "v"], ["embedding"])]
+    inits = [_w("W0", (6, 4)), _w("b0", (4,)), _w("W1", (4, 8)), _w("b1", (8,)),
+             _w("W2", (8, 4)), _w("b2", (4,))]
+    model = _net(nodes, [helper.make_tensor_value_info("embedding", TensorProto.FLOAT,
+                                                       ["N", 4])], inits)
+    info = graph.inspect(model)
+    assert info.output_name is None and info.default_layer == "embedding"
+    assert graph.resolve_layer(info, None).kind == "feature"
+
+
 def squeezenet_like(pool="GlobalAveragePool"):
     """conv 3x3 + ReLU (the features), then the classifier: Dropout, 1x1 conv (4 -> 3),
     ReLU, global average pooling, Flatten, as torchvision's SqueezeNet."""

@@ -1002,9 +1002,9 @@ def _trace_head(topology: _Topology, unit_of: dict[str, _Unit], tensor: str,
     convolution (bare, or with a ReLU or sigmoid) whose scores are pooled over all
     positions or cover one position. A dense layer with another activation (a pooler's
     tanh, a ReLU) makes features, not scores. Besides plain chains of head ops, scaling
-    by a constant (a temperature) keeps the scores; scores of several classifiers added
-    up (averaged, as distilled DeiTs average their class and distillation heads) trace
-    to the first of them in graph order; and the two-column probability scikit-learn
+    by a constant (a temperature) keeps the scores; scores of several classifiers
+    averaged (as distilled DeiTs average their class and distillation heads) trace to
+    the first of them in graph order; and the two-column probability scikit-learn
     writes for binary classifiers, ``Concat(1 - sigmoid(z), sigmoid(z))``, traces to
     ``z``'s layer and counts as probabilities.
     """
@@ -1034,15 +1034,13 @@ def _trace_head(topology: _Topology, unit_of: dict[str, _Unit], tensor: str,
     if op in _GLOBAL_POOLS:
         return _pooled(_trace_head(topology, unit_of, node.input[0], depth + 1))
     scaled = op == "Mul" or (op == "Div" and variable[:1] == [node.input[0]])
-    if scaled and len(variable) == 1:  # by a constant: a temperature
+    if scaled and len(variable) == 1:  # by a constant: a temperature, or an average
+        summed = topology.node_of(variable[0])
+        if summed is not None and summed.op_type in ("Add", "Sum"):
+            return _averaged(topology, unit_of, summed, depth + 1)
         return _trace_head(topology, unit_of, variable[0], depth + 1)
-    if op in ("Add", "Sum", "Mean") and len(variable) > 1:
-        traced = [_trace_head(topology, unit_of, n, depth + 1) for n in variable]
-        if all(traced):
-            first = min(traced, key=lambda found: found.unit.position)
-            return _Head(first.unit, all(t.probs for t in traced),
-                         all(t.scores for t in traced), first.pooled,
-                         sum(t.summed for t in traced))
+    if op == "Mean":
+        return _averaged(topology, unit_of, node, depth)
     if op in ("Concat", "Sub"):
         traced = {_trace_head(topology, unit_of, n, depth + 1) for n in variable}
         if len(traced) == 1:
@@ -1052,6 +1050,22 @@ def _trace_head(topology: _Topology, unit_of: dict[str, _Unit], tensor: str,
                 return _Head(found.unit, found.probs or pair, found.scores or pair,
                              found.pooled, found.summed)
     return None
+
+
+def _averaged(topology: _Topology, unit_of: dict[str, _Unit], node: onnx.NodeProto,
+              depth: int) -> _Head | None:
+    """The first of the classifiers whose scores ``node`` adds up, when all inputs are.
+
+    Only reached from a Mean, or a sum scaled by a constant: a plain residual ``Add``
+    (``h + mlp(h)``) of a feature extractor is not an average of classifiers.
+    """
+    variable = [n for n in node.input if n and n not in topology.constant]
+    traced = [_trace_head(topology, unit_of, n, depth + 1) for n in variable]
+    if len(traced) < 2 or not all(traced):
+        return None
+    first = min(traced, key=lambda found: found.unit.position)
+    return _Head(first.unit, all(t.probs for t in traced), all(t.scores for t in traced),
+                 first.pooled, sum(t.summed for t in traced))
 
 
 def _pooled(found: _Head | None) -> _Head | None:
