@@ -207,3 +207,22 @@ def test_a_layer_norm_written_op_by_op_is_a_norm(torch, architectures, tmp_path)
     assert "LayerNormalization" not in {n.op_type for n in model.graph.node}
     layer = graph.resolve_layer(graph.inspect(model), None)
     assert (layer.kind, layer.op, layer.dim) == ("norm", "Add", 8)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["resnet", "vit"])
+def test_a_free_image_size_leaves_the_pooled_width_known(torch, architectures, tmp_path, name):
+    # exported with height and width free: the convolution maps' widths depend on the
+    # image size (unknown until a target comes), the representation's do not
+    net, _ = architectures.build(name)
+    path = tmp_path / "m.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.zeros((2, 3, 32, 32)),), str(path), dynamo=False,
+                          opset_version=17, input_names=["input"],
+                          dynamic_axes={"input": {0: "batch", 2: "height", 3: "width"}})
+    info = graph.inspect(graph.load(path))
+    assert info.input_shape == ("batch", 3, "height", "width")
+    layer = graph.resolve_layer(info, None)
+    assert (layer.kind, layer.dim) == architectures.MODELS[name][2:4]
+    assert {l.kind for l in info.layers if l.dim is None} == {"input", "conv"}
