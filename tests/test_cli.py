@@ -13,7 +13,7 @@ import pytest
 import zooindex
 
 from support.data import clustered
-from support.onnx_factory import cnn_no_dense, linear_features, save
+from support.onnx_factory import cnn_no_dense, labels_only, linear_features, save
 from zooindex.cli import cli, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def test_truncated_model_is_refused(run, setup):
 
 def test_no_dense_layer_message_says_layer_and_lists_candidates(run, setup):
     folder, index = setup
-    save(cnn_no_dense(), folder / "nodense.onnx")
+    save(labels_only(cnn_no_dense()), folder / "nodense.onnx")
     run("add", "--index", index, folder / "nodense.onnx")
     code, out, err = run("search", "--index", index, folder / "t.npz", "--model", "nodense")
     assert "--layer" in err and "zooindex layers nodense" in err

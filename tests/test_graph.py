@@ -7,8 +7,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from support.onnx_factory import (cnn, cnn_no_dense, fitted_sklearn_mlp, linear_features, mlp, relu,
-                          run, save, weights)
+from support.onnx_factory import (cnn, cnn_no_dense, fitted_sklearn_mlp, fix_batch, labels_only,
+                          linear_features, mlp, relu, run, save, weights)
 from zooindex import graph
 from zooindex.errors import LayerError, ModelError
 
@@ -105,11 +105,23 @@ def test_cnn_layers_and_default_through_dropout():
     assert info.params == 40 + 1040 + 51
 
 
-def test_cnn_without_hidden_dense_has_no_default():
+def test_cnn_without_hidden_dense_defaults_to_the_pooled_features():
     info = graph.inspect(cnn_no_dense())
-    assert info.default_layer is None
+    # the classifier reads Flatten(pool1): the representation is pool1, values unchanged
+    assert info.default_layer == "pool1"
+    assert info.default_reason == ("input of the final classifier Gemm (64 -> 3): pooled "
+                                   "features (MaxPool), through Flatten")
     assert [l.name for l in info.layers] == ["x", "conv1", "pool1", "logits"]
     assert info.output_name == "probs" and info.output_is_probs
+
+
+def test_paper_cnn_reason_names_the_hidden_dense_layer():
+    info = graph.inspect(cnn(input_shape=(1, 8, 8), filters=4, hidden=16, classes=3))
+    assert info.default_reason == ("input of the final classifier Gemm (16 -> 3): hidden "
+                                   "dense layer (Relu), through Dropout")
+    info = graph.inspect(mlp(gemm=False))
+    assert info.default_reason == ("input of the final classifier MatMul+Add (12 -> 3): "
+                                   "hidden dense layer (Relu)")
 
 
 def test_conv_feeding_two_nodes_is_taken_before_the_activation():
@@ -135,7 +147,12 @@ def test_matmul_of_two_activations_is_not_dense():
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [2, 2])], [w]),
         opset_imports=[helper.make_opsetid("", 17)])
     info = graph.inspect(model)
-    assert [(l.name, l.op) for l in info.layers] == [("x", "input"), ("h", "MatMul")]
+    assert [(l.name, l.op, l.kind) for l in info.layers] == [
+        ("x", "input", "input"), ("h", "MatMul", "dense"), ("scores", "MatMul", "feature")]
+    # no classifier: the output itself is the default, and there are no class scores
+    assert info.output_name is None and info.output_is_probs is False
+    assert info.default_layer == "scores"
+    assert info.default_reason == "no classifier: the model's output, features (MatMul)"
 
 
 def test_batchnorm_between_dense_and_activation_is_absorbed():
@@ -170,6 +187,269 @@ def test_metadata_and_opsets():
 
 
 # ---------------------------------------------------------------------------
+# the class-score output and the classifier behind it
+
+
+def _net(nodes, outputs, inits, inputs=None):
+    model = helper.make_model(helper.make_graph(
+        nodes, "net", inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6])],
+        outputs, inits), opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+def _w(name, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+
+
+def detector(softmax=True):
+    """A face-detector-like net: a shared trunk, then box regression (4 values, a dense
+    layer) as the first output and class scores (a dense layer + softmax) as the second."""
+    nodes = [helper.make_node("Gemm", ["x", "Wt", "bt"], ["trunk_pre"]),
+             helper.make_node("Relu", ["trunk_pre"], ["trunk"]),
+             helper.make_node("Gemm", ["trunk", "Wb", "bb"], ["boxes"]),
+             helper.make_node("Gemm", ["trunk", "Wc", "bc"], ["logits"])]
+    scores = "logits"
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["scores"], axis=-1))
+        scores = "scores"
+    inits = [_w("Wt", (6, 5)), _w("bt", (5,)), _w("Wb", (5, 4)), _w("bb", (4,)),
+             _w("Wc", (5, 2)), _w("bc", (2,))]
+    outputs = [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["N", 4]),
+               helper.make_tensor_value_info(scores, TensorProto.FLOAT, ["N", 2])]
+    return _net(nodes, outputs, inits)
+
+
+def test_class_scores_are_the_softmax_output_not_the_first_dense_one():
+    info = graph.inspect(detector())
+    assert info.output_name == "scores" and info.output_is_probs is True
+    assert info.default_layer == "trunk"
+    assert info.default_reason == ("input of the final classifier Gemm (5 -> 2): hidden "
+                                   "dense layer (Relu)")
+    model, mapping = renamed(detector())
+    info = graph.inspect(model)
+    assert info.output_name == mapping["scores"] and info.default_layer == mapping["trunk"]
+
+
+def test_without_softmax_the_first_classifier_output_is_taken():
+    info = graph.inspect(detector(softmax=False))
+    assert info.output_name == "boxes" and info.output_is_probs is False
+
+
+def test_output_name_forces_the_class_score_output():
+    info = graph.inspect(detector(softmax=False), output_name="logits")
+    assert info.output_name == "logits" and info.output_is_probs is False
+    assert info.default_layer == "trunk"
+    forced = graph.inspect(detector(), output_name="boxes")
+    assert forced.output_name == "boxes" and forced.output_is_probs is False
+    assert forced.default_reason.startswith("input of the final classifier Gemm (5 -> 4)")
+
+
+def test_unknown_output_name_lists_the_outputs():
+    with pytest.raises(LayerError) as caught:
+        graph.inspect(detector(), output_name="probs")
+    assert str(caught.value) == ("output 'probs' not in the model; its outputs: 'boxes', "
+                                 "'scores'; pass --output with the one that holds class scores")
+    assert caught.value.candidates == ["boxes", "scores"]
+
+
+def test_forced_output_without_a_classifier_has_no_default():
+    model = _net([helper.make_node("Gemm", ["x", "W", "b"], ["h_pre"]),
+                  helper.make_node("Tanh", ["h_pre"], ["h"])],
+                 [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["N", 3])],
+                 [_w("W", (6, 3)), _w("b", (3,))])
+    info = graph.inspect(model, output_name="h")
+    assert info.output_name == "h" and info.default_layer is None
+    assert "output 'h' comes from no classifier" in info.default_reason
+
+
+def test_a_multi_label_sigmoid_classifier_is_a_classifier():
+    model = mlp(softmax=False)
+    model.graph.node.append(helper.make_node("Sigmoid", ["logits"], ["p"]))
+    model.graph.output[0].name = "p"
+    info = graph.inspect(model)
+    assert info.output_name == "p" and info.output_is_probs is False
+    assert info.default_layer == "hidden1"
+    assert info.default_reason.startswith("input of the final classifier Gemm (12 -> 3)")
+
+
+def test_a_classifier_on_the_input_reads_the_input():
+    info = graph.inspect(mlp(hidden=()))  # logistic regression: x -> Gemm -> Softmax
+    assert info.default_layer == "x" and info.output_name == "probs"
+    assert info.default_reason == "input of the final classifier Gemm (8 -> 3): the model input"
+
+
+def test_feature_extractor_output_is_the_default_and_has_no_class_scores():
+    # a dense layer with a tanh (a pooler) makes features, not class scores
+    model = _net([helper.make_node("Gemm", ["x", "W0", "b0"], ["h_pre"]),
+                  helper.make_node("Relu", ["h_pre"], ["h"]),
+                  helper.make_node("Gemm", ["h", "W1", "b1"], ["e_pre"]),
+                  helper.make_node("Tanh", ["e_pre"], ["e"]),
+                  helper.make_node("Flatten", ["e"], ["embedding"])],
+                 [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 3])],
+                 [_w("W0", (6, 4)), _w("b0", (4,)), _w("W1", (4, 3)), _w("b1", (3,))])
+    info = graph.inspect(model)
+    assert info.output_name is None and info.output_is_probs is False
+    assert info.default_layer == "e"  # the output's values, before the no-op Flatten
+    assert info.default_reason == ("no classifier: the model's output, hidden dense layer "
+                                   "(Tanh), through Flatten")
+
+
+def test_averaged_classifiers_trace_to_the_first():
+    # distilled DeiT: (head(token 0) + head_dist(token 1)) / 2
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4])
+    i0 = numpy_helper.from_array(np.array(0, np.int64), "i0")
+    i1 = numpy_helper.from_array(np.array(1, np.int64), "i1")
+    two = numpy_helper.from_array(np.array(2, np.float32), "two")
+    nodes = [helper.make_node("Gather", ["x", "i0"], ["cls"], axis=1),
+             helper.make_node("Gather", ["x", "i1"], ["dist"], axis=1),
+             helper.make_node("Gemm", ["cls", "W0", "b0"], ["s0"]),
+             helper.make_node("Gemm", ["dist", "W1", "b1"], ["s1"]),
+             helper.make_node("Add", ["s0", "s1"], ["sum"]),
+             helper.make_node("Div", ["sum", "two"], ["logits"])]
+    model = _net(nodes, [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])],
+                 [i0, i1, two, _w("W0", (4, 5)), _w("b0", (5,)), _w("W1", (4, 5)),
+                  _w("b1", (5,))], inputs=[x])
+    info = graph.inspect(model)
+    assert info.output_name == "logits" and info.default_layer == "cls"
+    layer = graph.resolve_layer(info, None)
+    assert (layer.op, layer.kind, layer.width) == ("Gather", "token", 4)
+    assert info.default_reason == ("input of the first of 2 final classifiers whose scores "
+                                   "are added, Gemm (4 -> 5): one token of the sequence (Gather)")
+
+
+def test_a_sliced_class_token_is_a_token():
+    # x[:, 0:1, :] then squeeze, as some exporters write x[:, 0]
+    c = lambda name, values: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4])
+    nodes = [helper.make_node("LayerNormalization", ["x", "g", "b"], ["normed"], axis=-1),
+             helper.make_node("Slice", ["normed", "start", "stop", "axis"], ["first"]),
+             helper.make_node("Squeeze", ["first", "axis"], ["cls"]),
+             helper.make_node("Gemm", ["cls", "W", "bias"], ["logits"])]
+    inits = [c("start", [0]), c("stop", [1]), c("axis", [1]), _w("g", (4,)), _w("b", (4,)),
+             _w("W", (4, 5)), _w("bias", (5,))]
+    model = _net(nodes, [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 5])],
+                 inits, inputs=[x])
+    info = graph.inspect(model)
+    layer = graph.resolve_layer(info, None)
+    assert (layer.name, layer.op, layer.kind, layer.shape) == ("first", "Slice", "token", (1, 4))
+    assert info.default_reason == ("input of the final classifier Gemm (4 -> 5): one token of "
+                                   "the sequence (Slice), through Squeeze")
+
+
+def test_a_residual_sum_of_dense_layers_is_not_an_average_of_classifiers():
+    # a feature extractor ending in h + W2 relu(W1 h), h a dense embedding: its output
+    # is the embedding, not class scores
+    nodes = [helper.make_node("Gemm", ["x", "W0", "b0"], ["h"]),
+             helper.make_node("Gemm", ["h", "W1", "b1"], ["u_pre"]),
+             helper.make_node("Relu", ["u_pre"], ["u"]),
+             helper.make_node("Gemm", ["u", "W2", "b2"], ["v"]),
+             helper.make_node("Add", ["h", "v"], ["embedding"])]
+    inits = [_w("W0", (6, 4)), _w("b0", (4,)), _w("W1", (4, 8)), _w("b1", (8,)),
+             _w("W2", (8, 4)), _w("b2", (4,))]
+    model = _net(nodes, [helper.make_tensor_value_info("embedding", TensorProto.FLOAT,
+                                                       ["N", 4])], inits)
+    info = graph.inspect(model)
+    assert info.output_name is None and info.default_layer == "embedding"
+    assert graph.resolve_layer(info, None).kind == "feature"
+
+
+def squeezenet_like(pool="GlobalAveragePool"):
+    """conv 3x3 + ReLU (the features), then the classifier: Dropout, 1x1 conv (4 -> 3),
+    ReLU, global average pooling, Flatten, as torchvision's SqueezeNet."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 5, 5])
+    nodes = [helper.make_node("Conv", ["x", "Wf", "bf"], ["f_pre"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["f_pre"], ["features"]),
+             helper.make_node("Dropout", ["features"], ["dropped"]),
+             helper.make_node("Conv", ["dropped", "Wc", "bc"], ["c_pre"]),
+             helper.make_node("Relu", ["c_pre"], ["c"])]
+    inits = [_w("Wf", (4, 2, 3, 3)), _w("bf", (4,)), _w("Wc", (3, 4, 1, 1)), _w("bc", (3,))]
+    if pool == "GlobalAveragePool":
+        nodes.append(helper.make_node("GlobalAveragePool", ["c"], ["pooled"]))
+    else:  # the dynamo exporter's mean over the spatial axes
+        inits.append(numpy_helper.from_array(np.array([2, 3], np.int64), "axes"))
+        nodes.append(helper.make_node("ReduceMean", ["c", "axes"], ["pooled"], keepdims=1))
+    nodes.append(helper.make_node("Flatten", ["pooled"], ["logits"]))
+    model = helper.make_model(helper.make_graph(
+        nodes, "squeeze", [x], [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                                              ["N", 3])], inits),
+        opset_imports=[helper.make_opsetid("", 18)])
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize("pool", ["GlobalAveragePool", "ReduceMean"])
+def test_a_1x1_convolution_classifier_reads_the_feature_map(pool):
+    info = graph.inspect(squeezenet_like(pool))
+    assert info.output_name == "logits"
+    assert info.default_layer == "features"
+    layer = graph.resolve_layer(info, None)
+    assert (layer.kind, layer.op, layer.width) == ("conv", "Relu", 4 * 5 * 5)
+    assert info.default_reason == ("input of the final classifier 1x1 Conv (4 -> 3 per "
+                                   "position): convolution output (Relu), through Dropout")
+
+
+def test_a_convolution_output_map_is_not_class_scores():
+    model = squeezenet_like()
+    g = model.graph
+    del g.node[-2:]  # no pooling: a score map per position (segmentation-like)
+    g.output[0].CopyFrom(helper.make_tensor_value_info("c", TensorProto.FLOAT, ["N", 3, 5, 5]))
+    info = graph.inspect(model)
+    assert info.output_name is None and info.default_layer == "c"
+
+
+# ---------------------------------------------------------------------------
+# widths where shape inference needs the batch size
+
+
+def tokens_folded_into_rows():
+    """x (N, 4, 6) -> Reshape to (N*4, 6) -> Gemm per token (6 -> 8) -> Reshape to (N, 32)
+    -> Gemm classifier; both reshape targets are computed from ``Shape(x)``, as TorchScript
+    exports of attention write them."""
+    c = lambda name, values: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+             helper.make_node("Unsqueeze", ["n", "zero1"], ["n1"]),
+             helper.make_node("Mul", ["n1", "four"], ["n4"]),
+             helper.make_node("Concat", ["n4", "six"], ["rows_shape"], axis=0),
+             helper.make_node("Reshape", ["x", "rows_shape"], ["rows"]),
+             helper.make_node("Gemm", ["rows", "W", "b"], ["per_token"]),
+             helper.make_node("Slice", ["s", "zero1", "one1"], ["n_"]),
+             helper.make_node("Concat", ["n_", "minus1"], ["flat_shape"], axis=0),
+             helper.make_node("Reshape", ["per_token", "flat_shape"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "W2", "b2"], ["logits"])]
+    inits = [c("zero", 0), c("zero1", [0]), c("one1", [1]), c("four", [4]), c("six", [6]),
+             c("minus1", [-1]), _w("W", (6, 8)), _w("b", (8,)), _w("W2", (32, 3)),
+             _w("b2", (3,))]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6])
+    return _net(nodes, [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 3])],
+                inits, inputs=[x])
+
+
+def test_widths_and_rows_come_from_a_pass_with_the_batch_fixed():
+    model = tokens_folded_into_rows()
+    # with a symbolic batch, inference leaves both reshapes open
+    types = graph._value_types(model)
+    assert graph._dims(types["per_token"])[1:] == (8,)
+    assert not isinstance(graph._dims(types["flat"])[1], int)
+    info = graph.inspect(model)
+    # per_token's rows are tokens, not samples: not a candidate; flat's width is derived
+    assert [(l.name, l.kind, l.width) for l in info.layers] == [
+        ("x", "input", 24), ("flat", "feature", 32), ("logits", "dense", 3)]
+    assert info.default_layer == "flat"
+    x = np.random.default_rng(0).standard_normal((2, 4, 6)).astype(np.float32)
+    got = run(graph.expose(model, ["flat"]), {"x": x})["flat"]
+    assert got.shape == (2, 32)
+
+
+def test_fixed_batch_sizes_are_read_as_declared():
+    model = fix_batch(tokens_folded_into_rows(), 1)
+    info = graph.inspect(model)
+    assert [(l.name, l.width) for l in info.layers] == [("x", 24), ("flat", 32), ("logits", 3)]
+
+
+# ---------------------------------------------------------------------------
 # resolve_layer
 
 
@@ -182,11 +462,12 @@ def test_resolve_layer_default_and_by_name():
 
 
 def test_resolve_layer_without_default_lists_candidates():
-    info = graph.inspect(cnn_no_dense())
+    info = graph.inspect(labels_only(cnn_no_dense()))
+    assert info.default_layer is None and info.output_name is None
     with pytest.raises(LayerError) as caught:
         graph.resolve_layer(info, None, "tiny")
     message = str(caught.value)
-    assert "model 'tiny' has no default layer" in message
+    assert "model 'tiny' has no default layer (no classifier and no float output" in message
     assert "--layer" in message and "`zooindex layers tiny`" in message
     assert "x (64), conv1 (256), pool1 (64), logits (3)" in message
     assert caught.value.candidates == ["x", "conv1", "pool1", "logits"]
@@ -382,6 +663,60 @@ def test_load_refuses_escaping_external_data(tmp_path):
     path = _write(tmp_path / "m.onnx", _external("../secret.bin").SerializeToString())
     with pytest.raises(ModelError, match=r"'\.\./secret\.bin' of tensor 'W0'"):
         graph.load(path)
+
+
+def _external_in_function(location):
+    """:func:`mlp` whose output is scaled by a local function reading an external constant.
+
+    The reference sits in a Constant node inside ``model.functions``, not in the graph.
+    """
+    model = mlp(hidden=(2,), classes=2)
+    scale = onnx.TensorProto(name="scale", data_type=TensorProto.FLOAT, dims=[1],
+                             data_location=TensorProto.EXTERNAL)
+    scale.external_data.add(key="location", value=location)
+    scale.external_data.add(key="length", value="4")
+    body = [helper.make_node("Constant", [], ["s"], value=scale),
+            helper.make_node("Mul", ["v", "s"], ["out"])]
+    model.functions.append(helper.make_function(
+        "local", "Scale", ["v"], ["out"], body, [helper.make_opsetid("", 17)]))
+    model.opset_import.append(helper.make_opsetid("local", 1))
+    g = model.graph
+    g.node.append(helper.make_node("Scale", [g.output[0].name], ["scaled"], domain="local"))
+    g.output[0].name = "scaled"
+    return model
+
+
+def test_the_tensor_walker_reaches_function_bodies_and_sparse_indices():
+    model = _external_in_function("w.bin")
+    sparse = helper.make_sparse_tensor(
+        numpy_helper.from_array(np.ones(2, np.float32), "sv"),
+        numpy_helper.from_array(np.array([0, 3], np.int64), "si"), [4])
+    model.graph.sparse_initializer.append(sparse)
+    names = [t.name for t in graph.all_tensors(model)]
+    assert names[:4] == ["W0", "b0", "W1", "b1"]
+    assert "sv" in names and "si" in names and names[-1] == "scale"
+    assert graph.external_files(model) == ["w.bin"]
+
+
+@pytest.mark.parametrize("location", ["/etc/passwd", "../secret.bin"])
+def test_external_data_in_a_function_body_is_refused(tmp_path, location):
+    model = _external_in_function(location)
+    with pytest.raises(ModelError, match=r"tensor 'scale'") as caught:
+        graph.check_external_data(model, tmp_path)
+    assert location in str(caught.value)
+    path = _write(tmp_path / "m.onnx", model.SerializeToString())
+    with pytest.raises(ModelError, match=r"tensor 'scale'"):
+        graph.load(path)
+
+
+def test_external_data_in_a_function_body_inside_the_folder_loads(tmp_path):
+    (tmp_path / "inside.bin").write_bytes(np.float32(2).tobytes())
+    path = _write(tmp_path / "m.onnx", _external_in_function("inside.bin").SerializeToString())
+    model = graph.load(path, check_files=True)  # the checker does not open the file itself
+    assert graph.inspect(model).external_data is True
+    (tmp_path / "inside.bin").unlink()
+    with pytest.raises(ModelError, match=r"'inside.bin' of tensor 'scale' does not exist"):
+        graph.load(path, check_files=True)
 
 
 # ---------------------------------------------------------------------------

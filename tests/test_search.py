@@ -9,7 +9,7 @@ from sklearn.metrics import silhouette_score
 
 import zooindex
 from support.data import clustered, selector, three_model_zoo
-from support.onnx_factory import cnn_no_dense, linear_features, mlp, save
+from support.onnx_factory import cnn_no_dense, labels_only, linear_features, mlp, save
 from zooindex import runner
 from zooindex.errors import TargetError, ZooIndexError
 from zooindex.executor import Sequential
@@ -83,7 +83,7 @@ def test_layer_all_scores_every_candidate_including_input(zoo):
 
 def test_unfit_and_layerless_models_are_skipped_with_reasons(zoo, tmp_path):
     save(mlp(input_dim=5, hidden=(4,), classes=2), tmp_path / "five.onnx")
-    save(cnn_no_dense(), tmp_path / "nodense.onnx")
+    save(labels_only(cnn_no_dense()), tmp_path / "nodense.onnx")
     zooindex.add([tmp_path / "five.onnx", tmp_path / "nodense.onnx"], index=zoo["index"])
     ranking = zooindex.search(zoo["target"], index=zoo["index"])
     assert {r.model for r in ranking.ranked} == {"good", "mixed", "noise"}

@@ -362,6 +362,8 @@ def _external_data(ref: HubRef, name: str, path: Path) -> list[str]:
     """
     import onnx
 
+    from .graph import all_tensors
+
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
@@ -369,7 +371,7 @@ def _external_data(ref: HubRef, name: str, path: Path) -> list[str]:
                          f"({type(exc).__name__}); pick another file", path=str(path)) from exc
     folder = posixpath.dirname(name)
     found: list[str] = []
-    for tensor in _all_tensors(model):
+    for tensor in all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
@@ -382,32 +384,6 @@ def _external_data(ref: HubRef, name: str, path: Path) -> list[str]:
         if repo_path not in found:
             found.append(repo_path)
     return found
-
-
-def _all_tensors(model):
-    """Every tensor of a model that may hold weights: initializers and attribute tensors,
-    in the main graph, its subgraphs and its local functions."""
-    def in_nodes(nodes):
-        for node in nodes:
-            for attr in node.attribute:
-                if attr.HasField("t"):
-                    yield attr.t
-                yield from attr.tensors
-                if attr.HasField("g"):
-                    yield from in_graph(attr.g)
-                for sub in attr.graphs:
-                    yield from in_graph(sub)
-
-    def in_graph(graph):
-        yield from graph.initializer
-        for sparse in graph.sparse_initializer:
-            yield sparse.values
-            yield sparse.indices
-        yield from in_nodes(graph.node)
-
-    yield from in_graph(model.graph)
-    for function in model.functions:
-        yield from in_nodes(function.node)
 
 
 def _default_names(repo_name: str, onnx_files: list[str]) -> dict[str, str]:

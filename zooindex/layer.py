@@ -55,12 +55,13 @@ def listing(layers, limit: int = _LISTED_CANDIDATES) -> str:
     return f"{text} (and {hidden} earlier layers)" if hidden else text
 
 
-def choose(layers, default: str | None, layer: str | None, model: str = "model") -> list[Layer]:
+def choose(layers, default: str | None, layer: str | None, model: str = "model",
+           reason: str | None = None) -> list[Layer]:
     """The layers ``--layer`` names: the default for ``None``/``"default"``, every
     candidate for ``"all"``, else the one with that tensor name.
 
     Raises :class:`~zooindex.errors.LayerError` naming the model, what is valid, and
-    where to look.
+    where to look; ``reason`` says why a model has no default layer, when it has none.
     """
     from .errors import LayerError
 
@@ -70,8 +71,9 @@ def choose(layers, default: str | None, layer: str | None, model: str = "model")
         return layers
     if layer is None or layer == DEFAULT:
         if default is None:
+            why = f" ({reason})" if reason else ""
             raise LayerError(
-                f"model '{model}' has no default layer; pass --layer with one of: "
+                f"model '{model}' has no default layer{why}; pass --layer with one of: "
                 f"{listing(layers)}. See `zooindex layers {model}`.",
                 layer=layer, model=model, candidates=names)
         layer = default

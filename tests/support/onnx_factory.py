@@ -164,6 +164,22 @@ def save(model, path, external_data=False):
     return path
 
 
+def labels_only(model):
+    """A copy of ``model`` whose only output is the argmax label of its first output (int64).
+
+    Such a model has neither class scores nor a float output to take features from by
+    default: zooindex gives it no default layer.
+    """
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    g = copy.graph
+    g.node.append(helper.make_node("ArgMax", [g.output[0].name], ["label"], axis=1))
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("label", TensorProto.INT64, ["N", 1]))
+    onnx.checker.check_model(copy)
+    return copy
+
+
 def keras_like_cnn(image=(8, 8), channels=3, filters=4, hidden=16, classes=3, seed=0,
                    dynamic_flatten=False, opset=DEFAULT_OPSET):
     """An image classifier laid out the way Keras models reach ONNX (through tf2onnx).
