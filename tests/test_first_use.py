@@ -166,3 +166,24 @@ def test_search_json_carries_its_context(run, zoo):
     assert doc["samples"] == 80 and doc["classes"] == [0, 2] and doc["dim"] == 3
     assert doc["scorers"] == ["silhouette"] and doc["layer"] is None
     assert [r["rank"] for r in doc["results"]] == [1, 2, 3]
+
+
+def test_add_output_chooses_the_class_scores_and_layers_explains_the_default(run,
+                                                                           tmp_path):
+    from test_graph import detector  # box regression first, then class logits
+
+    save(detector(softmax=False), tmp_path / "det.onnx")
+    index = tmp_path / "i.db"
+    assert zooindex.add(tmp_path / "det.onnx", index=index)[0].status == "added"
+    assert zooindex.show("det", index=index)["output_name"] == "boxes"  # no softmax
+    code, out, err = run("add", "--index", index, tmp_path / "det.onnx", "--replace",
+                         "--output", "logits")
+    assert code == 0
+    shown = zooindex.show("det", index=index)
+    assert shown["output_name"] == "logits"
+    assert shown["default_reason"] == ("input of the final classifier Gemm (5 -> 2): "
+                                       "hidden dense layer (Relu)")
+    code, out, err = run("layers", "--index", index, "det")
+    assert out.strip().splitlines()[-1] == ("default (*) trunk: input of the final "
+                                            "classifier Gemm (5 -> 2): hidden dense layer "
+                                            "(Relu)")

@@ -68,6 +68,7 @@ class ModelRecord:
     layers: list[Layer] = field(default_factory=list)
     ctime: float | None = None
     weights: list[dict] | None = None
+    default_reason: str | None = None
 
     def status(self) -> str:
         """``ok``, ``missing`` or ``changed``: is the file still what was indexed?"""
@@ -124,7 +125,8 @@ class ModelRecord:
 
     def choose_layers(self, layer: str | None) -> list[Layer]:
         """The layers ``--layer`` names for this model (see :func:`zooindex.layer.choose`)."""
-        return choose(self.layers, self.default_layer, layer, self.name)
+        return choose(self.layers, self.default_layer, layer, self.name,
+                      reason=self.default_reason)
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -138,10 +140,12 @@ _JSON_FIELDS = ("input_shape", "preprocessing", "tags", "source")
 
 def inspect_file(path, *, name: str | None = None, layer: str | None = None,
                  tags: dict | None = None, preprocessing=None, source: dict | None = None,
-                 input_name: str | None = None, base=None) -> ModelRecord:
+                 input_name: str | None = None, output_name: str | None = None,
+                 base=None) -> ModelRecord:
     """Read and check one model file into a record (nothing written).
 
-    ``layer`` makes that tensor the default layer. The preprocessing is ``base`` (what
+    ``layer`` makes that tensor the default layer; ``output_name`` the graph output that
+    carries class scores (otherwise found by structure). The preprocessing is ``base`` (what
     a hub repository's config says), overridden by the file's ``zooindex.*`` metadata,
     overridden by ``preprocessing`` (each a :class:`~zooindex.adapt.Preprocessing`).
     """
@@ -153,11 +157,13 @@ def inspect_file(path, *, name: str | None = None, layer: str | None = None,
 
     path = Path(path).resolve()
     proto = graph.load(path, check_files=True)
-    info = graph.inspect(proto, input_name=input_name) if input_name else graph.inspect(proto)
+    info = graph.inspect(proto, input_name=input_name, output_name=output_name)
     name = name or path.stem
-    default = info.default_layer
+    default, reason = info.default_layer, info.default_reason
     if layer is not None:
         default = choose(info.layers, default, layer, name)[0].name
+        if default != info.default_layer:
+            reason = "chosen when the model was added"
     prep = (base or Preprocessing()).merged(Preprocessing.from_metadata(info.metadata))
     if preprocessing is not None:
         prep = prep.merged(preprocessing)
@@ -170,7 +176,7 @@ def inspect_file(path, *, name: str | None = None, layer: str | None = None,
         path=str(path), size=st.st_size, ctime=st.st_ctime, weights=weights,
         mtime=st.st_mtime, input_name=info.input_name, input_shape=list(info.input_shape),
         input_dtype=info.input_dtype, opset=info.opset, params=info.params,
-        default_layer=default, output_name=info.output_name,
+        default_layer=default, default_reason=reason, output_name=info.output_name,
         output_is_probs=info.output_is_probs, preprocessing=prep.to_dict(),
         tags=dict(tags or {}), source=dict(source or {}), external_data=info.external_data,
         added_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), layers=list(info.layers))
@@ -185,6 +191,7 @@ def _record(row: dict, layers: list[Layer]) -> ModelRecord:
     # a schema-1 database opened read-only has neither column
     row["weights"] = json.loads(row["weights"]) if row.get("weights") else None
     row["ctime"] = row.get("ctime")
+    row["default_reason"] = row.get("default_reason")
     return ModelRecord(**row, layers=layers)
 
 

@@ -199,6 +199,8 @@ def cli():
               help="Size to feed a model whose input size is not fixed, e.g. 224,224.")
 @click.option("--input", "input_name", help="For models with several inputs: the one that "
               "takes the data (the others get default values).")
+@click.option("--output", "output_name", help="The graph output that carries class scores "
+              "(LEEP and NCE read it), when the structure does not tell.")
 @click.option("--manifest", help="Also add every model of an ONNX Model Zoo manifest "
               "(ONNX_HUB_MANIFEST.json: a file, folder or URL).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
@@ -208,8 +210,8 @@ def cli():
 @index_option
 @json_option
 def add(paths, name, layer, tags, replace, scale, mean, std, layout, preset, interpolation,
-        antialias, crop, crop_pct, resize_size, input_size, input_name, manifest, cache_dir,
-        keep_going, index_path, as_json):
+        antialias, crop, crop_pct, resize_size, input_size, input_name, output_name, manifest,
+        cache_dir, keep_going, index_path, as_json):
     """Index ONNX models: files, folders (recursive), hf://OWNER/REPO[@REV][/FILE.onnx]."""
     from . import zoo
     from .store import default_path
@@ -219,7 +221,8 @@ def add(paths, name, layer, tags, replace, scale, mean, std, layout, preset, int
     where = default_path() if index_path is None else click.format_filename(index_path)
     existed = os.path.exists(where)
     results = zoo.add(list(paths), index=index_path, name=name, layer=layer, tags=tags,
-                      replace=replace, input=input_name, manifest=manifest,
+                      replace=replace, input=input_name, output=output_name,
+                      manifest=manifest,
                       cache_dir=cache_dir, keep_going=keep_going, scale=scale, mean=mean,
                       std=std, layout=layout, preset=preset, interpolation=interpolation,
                       antialias=antialias, crop=crop, crop_pct=crop_pct,
@@ -257,6 +260,12 @@ def layers(model, index_path, as_json):
         r["default"] = "*" if r["is_default"] else ""
         r["shape"] = "x".join("?" if s is None else str(s) for s in r["shape"])
     click.echo(_table(rows, ["default", "name", "op", "kind", "width", "shape"]))
+    if record["default_layer"]:
+        why = f": {record['default_reason']}" if record.get("default_reason") else ""
+        click.echo(f"\ndefault (*) {record['default_layer']}{why}")
+    else:
+        click.echo(f"\nno default layer{': ' + record['default_reason'] if record.get('default_reason') else ''}"
+                   "; pass --layer to search")
 
 
 @cli.command()

@@ -427,7 +427,8 @@ def _refresh(idx: Index, record: ModelRecord) -> ModelRecord:
 
     prep = Preprocessing.from_dict(record.preprocessing)
     common = dict(name=record.name, tags=record.tags, preprocessing=prep,
-                  source=record.source, input_name=record.input_name)
+                  source=record.source, input_name=record.input_name,
+                  output_name=record.output_name)
     try:
         fresh = inspect_file(record.path, layer=record.default_layer, **common)
     except LayerError:  # the chosen layer is gone: fall back to the new default

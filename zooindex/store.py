@@ -41,7 +41,7 @@ import sqlite_utils
 
 from .errors import StoreError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_S = 10.0  # SQLite's own wait for a lock, per attempt
 BUSY_RETRIES = 4       # further attempts, after 0.1, 0.2, 0.4, 0.8 s (jittered)
 _BACKOFF_S = 0.1
@@ -54,13 +54,15 @@ _BACKOFF_S = 0.1
 # its CRC-32); version-2 rows keep their blob in ``data`` and stay readable. Its PCA is
 # exact where version 2's was randomized for wide layers (scores differ in the fourth
 # decimal), so cached scores go: a ranking never mixes the two, and they are recomputed
-# from the cached activations, which stay.
+# from the cached activations, which stay. Version 4 records why a model's default layer
+# is what it is (models indexed before say nothing: NULL).
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE models ADD COLUMN ctime REAL",
         "ALTER TABLE models ADD COLUMN weights TEXT"),
     2: ("ALTER TABLE activations ADD COLUMN file TEXT",
         "ALTER TABLE activations ADD COLUMN crc INTEGER",
         "DELETE FROM scores"),
+    3: ("ALTER TABLE models ADD COLUMN default_reason TEXT",),
 }
 
 
@@ -335,6 +337,7 @@ class Store:
                 "params": int, "default_layer": str, "output_name": str,
                 "output_is_probs": int, "preprocessing": str, "tags": str, "source": str,
                 "external_data": int, "added_at": str, "ctime": float, "weights": str,
+                "default_reason": str,
             }, pk="name", not_null={"sha256", "path"}, if_not_exists=True)
             db["layers"].create({
                 "model": str, "name": str, "op": str, "kind": str, "dim": int,

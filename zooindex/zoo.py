@@ -53,7 +53,7 @@ def model_files(paths) -> list[Path]:
 
 def add(paths=(), *, index=None, name: str | None = None, layer: str | None = None,
         tags: dict | None = None, replace: bool = False, input: str | None = None,
-        manifest: str | None = None, cache_dir=None, source: dict | None = None,
+        output: str | None = None, manifest: str | None = None, cache_dir=None, source: dict | None = None,
         keep_going: bool = False, preprocessing=None, **preprocessing_fields) -> list[Added]:
     """Index ONNX models: files, folders (recursive), ``hf://`` references, a manifest.
 
@@ -61,7 +61,9 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     is refused unless ``replace``. Every file is fetched and checked before anything is
     written; then all of them go into the index in one transaction, or, when one fails,
     none of them. With ``keep_going``, the files that fail are reported as ``failed``
-    with their reason and the others are added.
+    with their reason and the others are added. ``input``: for models with several
+    inputs, the one that takes the data; ``output``: the graph output that carries class
+    scores, when the structure does not tell (see ``zooindex show``).
 
     How each model wants its inputs comes, weakest first, from the hub repository's
     config file (``preprocessor_config.json``, timm's ``config.json``), the ``zooindex.*``
@@ -88,7 +90,7 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
         try:
             records.append(inspect_file(f, name=name or default_name, layer=layer, tags=tags,
                                         preprocessing=user, base=hub_prep, source=src,
-                                        input_name=input))
+                                        input_name=input, output_name=output))
         except ZooIndexError as exc:
             if not keep_going:
                 raise
@@ -107,6 +109,7 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
             if catalogue.has_model(rec.name):
                 old = catalogue.get_model(rec.name)
                 same = (old.sha256 == rec.sha256 and old.default_layer == rec.default_layer
+                        and old.output_name == rec.output_name
                         and old.preprocessing == rec.preprocessing
                         and (not tags or old.tags == rec.tags))
                 if same:

@@ -313,7 +313,7 @@ def _v1_index(tmp_path):
     con.executescript(V1_SCHEMA)
     con.execute("PRAGMA journal_mode = WAL")
     row = {k: v for k, v in record.to_dict().items()
-           if k not in ("layers", "ctime", "weights")}
+           if k not in ("layers", "ctime", "weights", "default_reason")}
     for key in ("input_shape", "preprocessing", "tags", "source"):
         row[key] = json.dumps(row[key], sort_keys=True)
     con.execute(f"INSERT INTO models ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
@@ -346,12 +346,14 @@ def test_older_schema_is_backed_up_then_migrated_in_place(tmp_path):
     path, record = _v1_index(tmp_path)
     before = _dump(path)
     with Index(path) as idx:
-        assert idx.store.schema_version == SCHEMA_VERSION == 3
+        assert idx.store.schema_version == SCHEMA_VERSION == 4
         # the version-1 row keeps its blob in the database and is still read
         assert np.array_equal(idx.cache.get_activations(record.sha256, "hidden1", "t", "p"),
                               np.eye(2, dtype=np.float32))
         migrated = idx.catalogue.get_model("a")
-        assert migrated.ctime is None and migrated.weights is None  # not known in v1
+        # not known in v1
+        assert migrated.ctime is None and migrated.weights is None
+        assert migrated.default_reason is None
         assert migrated.sha256 == record.sha256 and len(migrated.layers) == len(record.layers)
         # scores computed before the exact PCA are dropped, to be recomputed
         assert idx.cache.get_scores(record.sha256, "hidden1", "t", "p") == {}
@@ -360,7 +362,7 @@ def test_older_schema_is_backed_up_then_migrated_in_place(tmp_path):
     backup = tmp_path / "v1.db.schema1.bak"
     assert _dump(backup) == before  # the copy is exactly the version-1 index
     columns = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(models)")]
-    assert columns[-2:] == ["ctime", "weights"]
+    assert columns[-3:] == ["ctime", "weights", "default_reason"]
     columns = [r[1] for r in sqlite3.connect(path).execute("PRAGMA table_info(activations)")]
     assert columns[-2:] == ["file", "crc"]
     assert check(index=path).ok
