@@ -33,6 +33,7 @@ QUEUED, RUNNING, FIGURES, DONE, FAILED = "queued", "running", "figures", "done",
 SETTLED = (FIGURES, DONE, FAILED)
 KEPT_JOBS = 50
 FIGURE_TOP = 5
+KEPT_FIGURES = 16  # sets of figures remembered, for searches repeated with the same ranking
 
 
 class ReadOnlyRefusal(ZooIndexError):
@@ -140,6 +141,7 @@ class SearchQueue:
         self._worker: threading.Thread | None = None
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._numbers = itertools.count(1)
+        self._drawn: OrderedDict[tuple, dict] = OrderedDict()  # only the worker uses it
 
     # -- what pages read ---------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
@@ -247,13 +249,27 @@ class SearchQueue:
         job.state = DONE
 
     def _figures(self, job: Job, target, idx, executor) -> None:
+        """Draw the report's figures, or take them from a search that had the same
+        target, options and ranking (drawing takes seconds even when every number is
+        cached)."""
         from ..reporting import figures
 
+        options = job.options
+        key = (target.key, options.layer, options.dim, options.metric, options.seed,
+               tuple((r.model, r.layer, r.score) for r in job.ranking.ranked))
+        if key in self._drawn:
+            self._drawn.move_to_end(key)
+            job.figures = self._drawn[key]
+            return
         try:
             job.figures = figures(job.ranking, target, index=idx, top=FIGURE_TOP,
                                   executor=executor)
         except ZooIndexError as exc:
             job.figures_error = str(exc)
+            return
+        self._drawn[key] = job.figures
+        while len(self._drawn) > KEPT_FIGURES:
+            self._drawn.popitem(last=False)
 
 
 __all__ = ["Job", "SearchQueue", "CachedOnly", "ReadOnlyRefusal", "progress_line", "QUEUED",
