@@ -213,6 +213,10 @@ def test_a_search_served_from_the_cache_answers_at_once(searched):
     doc = client.get(f"/api/search/{job_id}").json()
     assert all(p["cached"] for p in doc["progress"])
     assert doc["ranking"]["stats"]["from_scores"] == 3
+    # the same ranking again: its figures are not drawn twice
+    assert settled(client, job_id)["state"] == "done"
+    queue = client.app.state.server.queue
+    assert queue.get(job_id).figures is queue.get(done["id"]).figures is not None
 
 
 def test_search_errors_come_back_on_the_form(small):
@@ -462,3 +466,75 @@ def test_read_only_server_answers_from_the_cache_and_refuses_the_rest(searched, 
              if p.is_file()}
     assert after == before
 
+
+# -- the command ----------------------------------------------------------------------
+
+
+def test_serve_imports_nothing_of_the_web_until_it_runs():
+    import subprocess
+    import sys
+
+    code = ("import sys, zooindex.cli; "
+            "print([m for m in ('starlette', 'uvicorn', 'jinja2', 'zooindex.web') "
+            "if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_serve_without_an_index_is_a_one_line_error(tmp_path, capsys):
+    from zooindex.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["serve", "--index", str(tmp_path / "none.db")])
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("Error:") and "\n" not in err
+
+
+def test_serve_without_the_extra_says_what_to_install(small, monkeypatch, capsys):
+    import sys
+
+    from zooindex.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # makes `import uvicorn` fail
+    with pytest.raises(SystemExit):
+        main(["serve", "--index", str(small["index"])])
+    assert "pip install 'zooindex[web]'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_serve_listens_on_loopback_and_answers(small):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "zooindex.cli", "serve", "--index", str(small["index"]),
+         "--port", str(port), "--data", str(small["root"]), "--read-only"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                reply = httpx.get(f"http://127.0.0.1:{port}/api", timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise AssertionError(server.stderr.read() if server.poll() is not None
+                                         else "the server did not answer")
+                time.sleep(0.2)
+        assert reply.status_code == 200 and reply.json()["read_only"] is True
+        # the Host header is checked: a rebound DNS name gets nothing
+        rebound = httpx.get(f"http://127.0.0.1:{port}/", headers={"host": "evil.example"})
+        assert rebound.status_code == 400
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in err
