@@ -318,7 +318,9 @@ def test_uploads_of_other_kinds_or_too_large_are_refused(tmp_path, small):
     big = tiny.post("/api/search", files={"file": ("t.npz", b"0" * 5_000)})
     assert big.status_code == 413 and "larger than this server accepts" in big.json()["error"]
     huge = tiny.post("/search", files={"file": ("t.npz", b"0" * 2_000_000)})
-    assert huge.status_code == 413
+    assert huge.status_code == 413 and "Back to the search form" in huge.text
+    huge = tiny.post("/api/search", files={"file": ("t.npz", b"0" * 2_000_000)})
+    assert huge.status_code == 413 and "larger than" in huge.json()["error"]
 
 
 # -- history --------------------------------------------------------------------------

@@ -580,7 +580,7 @@ def hub_search(query, library, task, limit, add_them, index_path, as_json):
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; anything but loopback shows the zoo to the "
               "network, with no login.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--data", "data", multiple=True,
               type=click.Path(exists=True, file_okay=False),
               help="Folder whose data sets the search page may read; repeatable. "
@@ -614,7 +614,9 @@ def serve(index_path, host, port, data, read_only, max_upload):
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"serving {path} ({models} models{', read-only' if read_only else ''}) at "
                f"http://{shown}:{port}/ ; Ctrl-C stops", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # a page still streaming a search's progress must not hold up Ctrl-C for long
+    uvicorn.run(app, host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=3)
 
 
 def main(argv=None) -> None:

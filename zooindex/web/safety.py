@@ -66,7 +66,7 @@ class BodyLimit:
         except ValueError:
             announced = None
         if announced is not None and announced > self.limit:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         seen = 0
         started = False
@@ -91,16 +91,29 @@ class BodyLimit:
         except TooLarge:
             if started:
                 raise
-            await self._refuse(send)
+            await self._refuse(scope, send)
 
     def _message(self) -> str:
         return (f"the upload is larger than this server accepts ({_limit_text(self.limit)}); "
                 "put the data set under a folder given to `zooindex serve --data` instead")
 
-    async def _refuse(self, send) -> None:
-        body = self._message().encode()
+    async def _refuse(self, scope, send) -> None:
+        """413, as JSON for the API and as a short page with a way back for a browser."""
+        import html
+        import json
+
+        message = self._message()
+        if scope.get("path", "").startswith("/api"):
+            body, kind = json.dumps({"error": message}).encode(), b"application/json"
+        else:
+            body = ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+                    '<title>Upload too large</title><link rel="stylesheet" '
+                    'href="/static/style.css"></head><body><main><h1>Upload too large</h1>'
+                    f'<p class="error">{html.escape(message)}</p><p><a href="/search">'
+                    "Back to the search form</a></p></main></body></html>").encode()
+            kind = b"text/html; charset=utf-8"
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                    "headers": [(b"content-type", kind),
                                 (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
