@@ -242,6 +242,16 @@ def test_a_target_that_cannot_be_read_fails_the_search_with_its_reason(small):
     assert 'id="error"' in page.text
 
 
+def test_a_search_that_ranks_nothing_fails_with_the_shared_reason(small):
+    client = small["client"]
+    job = client.post("/api/search", json={"path": "target.npz", "layer": "fc9"}).json()
+    doc = settled(client, job["id"])
+    assert doc["state"] == "failed"
+    assert doc["error"] == ("no model could be ranked for this target: no layer 'fc9' "
+                            "(see `zooindex layers MODEL`) (all 3 models)")
+    assert [p["status"] for p in doc["progress"]] == ["skipped"] * 3
+
+
 def test_unknown_search_is_gone(small):
     page = small["client"].get("/search/nope")
     assert page.status_code == 404 and "kept in memory" in page.text

@@ -113,6 +113,20 @@ class Job:
             "status": result.status, "reason": result.reason})
 
 
+def why_none(skipped) -> str:
+    """Why no model was ranked, in one line: the shared reason when all share it."""
+    import re
+
+    def general(r):
+        return re.sub(rf"\b{re.escape(r.model)}\b", "MODEL", r.reason or "")
+
+    reasons = {general(r) for r in skipped}
+    if len(skipped) > 1 and len(reasons) == 1:
+        return f"{reasons.pop()} (all {len(skipped)} models)"
+    shown = "; ".join(f"{r.model}: {r.reason}" for r in skipped[:3])
+    return shown + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+
+
 def progress_line(row: dict) -> str:
     """A progress row as the page shows it, one line."""
     if row["status"] != "ok":
@@ -233,9 +247,8 @@ class SearchQueue:
                 job.ranking = search(target, job.options, index=idx, filter=job.filter,
                                      on_result=job.record, executor=executor)
                 if not job.ranking.ranked:
-                    reasons = "; ".join(f"{r.model}: {r.reason}"
-                                        for r in job.ranking.skipped[:5])
-                    job.error = f"no model could be ranked for this target: {reasons}"
+                    job.error = ("no model could be ranked for this target: "
+                                 f"{why_none(job.ranking.skipped)}")
                     job.state = FAILED
                     return
                 job.state = FIGURES
