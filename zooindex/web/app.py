@@ -3,19 +3,14 @@
 Pages (server-rendered Jinja2 templates; the one script, ``static/search.js``, only
 streams a running search's progress, and every page works without it):
 
-==============================  =====================================================
-``/``                           the zoo: every model, filter by name, tag, source and
-                                size, sort by any column
-``/models/{name}``              one model: details, layers, preprocessing, metadata,
-                                every cached score per target
-``/search``                     the search form (GET) and a new search (POST)
-``/search/{id}``                one search: its place in the queue, its progress, the
-                                ranking, then the report's figures
-``/search/{id}/events``         the progress as server-sent events
-``/search/{id}/figures/{f}.png``  a figure: ``curves``, ``scatter`` or ``ranking``
-``/history``                    past targets in the index
-``/history/{key}``              one past target with its rankings
-==============================  =====================================================
+* ``/``: the zoo, every model; filter by name, tag, source and size, sort by any column;
+* ``/models/{name}``: one model's details, layers, preprocessing, metadata, and every
+  cached score per target;
+* ``/search``: the search form (GET) and a new search (POST);
+* ``/search/{id}``: one search, its place in the queue, its progress, the ranking, then
+  the report's figures; ``/search/{id}/events`` streams the progress as server-sent
+  events, ``/search/{id}/figures/{curves|scatter|ranking}.png`` are the figures;
+* ``/history``: past targets in the index; ``/history/{key}``: one with its rankings.
 
 JSON, mirroring the Python API: ``/api/models`` (``zooindex.ls``),
 ``/api/models/{name}`` (``zooindex.show``), ``/api/layers/{name}``
@@ -45,15 +40,13 @@ from starlette.datastructures import UploadFile
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import (HTMLResponse, RedirectResponse, Response,
-                                 StreamingResponse)
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .. import __version__
-from ..errors import (EstimatorError, NotIndexedError, StoreError, TargetError,
-                      ZooIndexError)
+from ..errors import NotIndexedError, StoreError, TargetError, ZooIndexError
 from . import jobs, safety
 
 HERE = Path(__file__).parent
