@@ -136,3 +136,15 @@ def test_sample_rows_is_stratified_and_seeded():
     assert np.array_equal(sample_rows(labels, 500), np.arange(120))
     # fewer points than classes: still that many distinct rows
     assert len(set(sample_rows(labels, 2).tolist())) == 2
+
+
+def test_figures_of_a_ranking_already_made_are_the_report_s_three_pngs(zoo):
+    from zooindex.reporting import figures
+
+    ranking = zooindex.search(zoo["target"], index=zoo["index"])
+    figs = figures(ranking, zoo["target"], index=zoo["index"], top=2, dims=DIMS)
+    assert sorted(figs) == ["curves", "ranking", "scatter"]
+    for data in figs.values():
+        assert data[:8] == PNG_MAGIC
+        with Image.open(io.BytesIO(data)) as image:
+            assert min(image.size) >= 200

@@ -620,6 +620,50 @@ def hub_search(query, library, task, limit, add_them, index_path, as_json):
                 click.echo(f"{a.status:9} {a.name}", err=True)
 
 
+@cli.command()
+@index_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback shows the zoo to the "
+              "network, with no login.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--data", "data", multiple=True,
+              type=click.Path(exists=True, file_okay=False),
+              help="Folder whose data sets the search page may read; repeatable. "
+              "Nothing outside these folders is read.")
+@click.option("--read-only", is_flag=True,
+              help="Never write the index: searches the cache cannot answer are refused.")
+@click.option("--max-upload", type=click.IntRange(min=1), default=200, show_default=True,
+              metavar="MB", help="Largest upload (and zip once unpacked), in MB.")
+def serve(index_path, host, port, data, read_only, max_upload):
+    """Serve the zoo as web pages and JSON: browse, search, history (needs zooindex[web])."""
+    from .errors import DependencyError
+    from .index import Index
+
+    try:
+        import uvicorn
+
+        from .web.app import create_app
+    except ImportError as exc:
+        raise DependencyError("the web page needs its extra: pip install 'zooindex[web]' "
+                              f"({exc.name} is missing)", package=exc.name) from None
+    with Index(index_path, create=False, read_only=True if read_only else None) as idx:
+        path, models = idx.path, len(idx.catalogue.models())
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    if not loopback:
+        click.echo(f"warning: listening on {host}: anyone who can reach this machine can "
+                   "browse the zoo and start searches; there is no login", err=True)
+    app = create_app(path, data=data, read_only=read_only,
+                     max_upload=max_upload * 1000 * 1000,
+                     allowed_hosts=["127.0.0.1", "localhost"] if host != "::1" and loopback
+                     else None)
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"serving {path} ({models} models{', read-only' if read_only else ''}) at "
+               f"http://{shown}:{port}/ ; Ctrl-C stops", err=True)
+    # a page still streaming a search's progress must not hold up Ctrl-C for long
+    uvicorn.run(app, host=host, port=port, log_level="warning",
+                timeout_graceful_shutdown=3)
+
+
 def main(argv=None) -> None:
     """Entry point: run the CLI, turning zooindex errors into one-line messages.
 

@@ -137,7 +137,7 @@ def report(target, options: SearchOptions | None = None, *, out, index=None,
     matplotlib = _matplotlib()  # before the search, which may take a while
 
     from .index import opened
-    from .ranking import activations, search
+    from .ranking import search
 
     tgt = selection.load(target)
     if not tgt.labeled:
@@ -147,28 +147,8 @@ def report(target, options: SearchOptions | None = None, *, out, index=None,
     with opened(index, create=False) as idx:
         ranking = search(tgt, options, index=idx, models=models, filter=filter,
                          progress=progress, executor=executor)
-        if not ranking.ranked:
-            reasons = "; ".join(f"{r.model}: {r.reason}" for r in ranking.skipped)
-            raise ZooIndexError(f"no model could be ranked for {tgt.source}, so there is "
-                                f"nothing to report; {reasons}")
-        chosen = ranking.ranked[:top]
-        labels = _labels(ranking.ranked)[:top]  # as the ranking chart names them
-        panels = []
-        bar = _bar(len(chosen), progress)
-        for r, label in zip(chosen, labels):
-            # one layer's features in memory at a time
-            feats = activations(tgt, [r.model], index=idx, layer=r.layer, options=options,
-                                executor=executor)[r.model]
-            curve = score_curves({label: feats}, tgt.y, wanted, options.metric,
-                                 seed=options.seed)[label]
-            points, codes = _scatter_points(feats, tgt.y, max_points, options.seed)
-            panels.append(_Panel(label=label, rank=r.rank, score=r.score, layer=r.layer,
-                                 curve=curve, points=points, labels=codes))
-            del feats
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+        panels = _panels(idx, tgt, ranking, options, top, wanted, max_points, executor,
+                         progress)
 
     names = [str(c) for c in (tgt.class_names or tgt.classes)]
     if suffix == ".png":
@@ -177,6 +157,61 @@ def report(target, options: SearchOptions | None = None, *, out, index=None,
         data = _page(matplotlib, ranking, panels, names, top, tgt).encode("utf-8")
     _write_atomic(out, data)
     return out
+
+
+def figures(ranking, target, options: SearchOptions | None = None, *, index=None,
+            top: int = 5, dims=DIMS, max_points: int = 2000, executor=None) -> dict:
+    """The report's figures for a ranking already made, as PNG bytes.
+
+    ``ranking`` is what :func:`~zooindex.ranking.search` returned for ``target`` (the
+    :class:`~zooindex.target.Target` it searched, or a path with the same selection);
+    ``options`` default to the ranking's. Returns ``{"ranking": ..., "curves": ...,
+    "scatter": ...}``: the bar chart, the score against D of the ``top`` models, and
+    their 3-D PCA scatters, drawn as :func:`report` draws them. The activations come
+    from the cache (or the models run, as for ``report``).
+    """
+    options = options or ranking.options or SearchOptions()
+    _check_count("--top", top)
+    _check_count("--max-points", max_points)
+    wanted = _dims(dims)
+    matplotlib = _matplotlib()
+    from .index import opened
+
+    tgt = TargetSelection().load(target)
+    with opened(index, create=False) as idx:
+        panels = _panels(idx, tgt, ranking, options, top, wanted, max_points, executor,
+                         False)
+    names = [str(c) for c in (tgt.class_names or tgt.classes)]
+    return {name: _png(fig) for name, fig in
+            _figures(matplotlib, ranking, panels, names, top).items()}
+
+
+def _panels(idx, tgt, ranking, options, top, wanted, max_points, executor, progress):
+    """Each top model's curve and scatter, one layer's features in memory at a time."""
+    from .ranking import activations
+
+    if not ranking.ranked:
+        reasons = "; ".join(f"{r.model}: {r.reason}" for r in ranking.skipped)
+        raise ZooIndexError(f"no model could be ranked for {tgt.source}, so there is "
+                            f"nothing to report; {reasons}")
+    chosen = ranking.ranked[:top]
+    labels = _labels(ranking.ranked)[:top]  # as the ranking chart names them
+    panels = []
+    bar = _bar(len(chosen), progress)
+    for r, label in zip(chosen, labels):
+        feats = activations(tgt, [r.model], index=idx, layer=r.layer, options=options,
+                            executor=executor)[r.model]
+        curve = score_curves({label: feats}, tgt.y, wanted, options.metric,
+                             seed=options.seed)[label]
+        points, codes = _scatter_points(feats, tgt.y, max_points, options.seed)
+        panels.append(_Panel(label=label, rank=r.rank, score=r.score, layer=r.layer,
+                             curve=curve, points=points, labels=codes))
+        del feats
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return panels
 
 
 def _bar(total: int, progress):
@@ -425,8 +460,8 @@ img { max-width: 100%; height: auto; display: block; margin: 1em 0; }
 """
 
 
-def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
-    esc = html.escape
+def _figures(matplotlib, ranking, panels, names, top) -> dict:
+    """The page's three figures: ranking bars, score against D, PCA scatters."""
     ranking_fig = _figure(8.0, _ranking_height(ranking))
     _draw_ranking(ranking_fig.add_subplot(), ranking, top)
     curves_fig = _figure(8.0, 4.5)
@@ -434,6 +469,13 @@ def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
     columns = min(len(panels), _SCATTER_COLUMNS)
     scatter_fig = _figure(*_scatter_size(panels, columns))
     _draw_scatters(matplotlib, scatter_fig, panels, names, columns)
+    return {"ranking": ranking_fig, "curves": curves_fig, "scatter": scatter_fig}
+
+
+def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
+    esc = html.escape
+    figs = _figures(matplotlib, ranking, panels, names, top)
+    ranking_fig, curves_fig, scatter_fig = figs["ranking"], figs["curves"], figs["scatter"]
 
     def image(fig, alt):
         data = base64.b64encode(_png(fig)).decode("ascii")
@@ -514,4 +556,4 @@ def _write_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-__all__ = ["report", "score_curves", "sample_rows", "FORMATS", "DIMS"]
+__all__ = ["report", "figures", "score_curves", "sample_rows", "FORMATS", "DIMS"]
