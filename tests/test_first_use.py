@@ -187,3 +187,22 @@ def test_add_output_chooses_the_class_scores_and_layers_explains_the_default(run
     assert out.strip().splitlines()[-1] == ("default (*) trunk: input of the final "
                                             "classifier Gemm (5 -> 2): hidden dense layer "
                                             "(Relu)")
+
+
+def test_a_layer_sweep_caches_narrow_layers_and_says_what_the_cache_holds(run, zoo,
+                                                                           monkeypatch):
+    monkeypatch.setenv("ZOOINDEX_CACHE_SWEEP_BYTES", "1000")  # (120 x 8) x 4 bytes: over
+    ranking = zooindex.search(zoo["target"], index=zoo["index"], layer="all")
+    assert len(ranking.ranked) > 3  # every layer was scored
+    with zooindex.Index(zoo["index"]) as idx:
+        rows = list(idx.db.execute("SELECT layer FROM activations"))
+        layers = {r[0] for r in rows}
+    defaults = {zooindex.show(m, index=zoo["index"])["default_layer"]
+                for m in ("good", "noise", "mixed")}
+    narrow = {r.layer for r in ranking.ranked if r.width * 120 * 4 <= 1000}
+    assert layers == defaults | narrow  # the default always, others up to the limit
+    code, out, err = run("cache", "info", "--index", zoo["index"])
+    lines = out.strip().splitlines()
+    assert lines[0].startswith(f"{len(rows)} cached activations")
+    assert len(lines) == 2 and "entries of 3 models" in lines[1]
+    assert str(zoo["target"]) in lines[1]

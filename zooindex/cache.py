@@ -475,12 +475,20 @@ class Cache:
             total -= key[4]
 
     def stats(self) -> dict:
+        """Counts and sizes; ``by_target``: the activation files of each target, largest
+        first (``source``, ``entries``, ``bytes``, ``models``, ``layers``)."""
         act = self.db.execute(
             "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM activations").fetchone()
         scores = self.db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
         targets = self.db.execute("SELECT COUNT(*) FROM targets").fetchone()[0]
+        by_target = [dict(zip(("key", "source", "entries", "bytes", "models", "layers"), r))
+                     for r in self.db.execute(
+            "SELECT a.target, t.source, COUNT(*), SUM(a.bytes), COUNT(DISTINCT a.model_sha), "
+            "COUNT(DISTINCT a.layer) FROM activations a LEFT JOIN targets t "
+            "ON t.key = a.target GROUP BY a.target ORDER BY SUM(a.bytes) DESC")]
         return {"activations": act[0], "activation_bytes": act[1], "scores": scores,
-                "targets": targets, "limit_bytes": self.limit, "folder": str(self.folder)}
+                "targets": targets, "limit_bytes": self.limit, "folder": str(self.folder),
+                "by_target": by_target}
 
     def clear(self) -> dict:
         """Drop every cached activation, score and target; the models stay."""

@@ -558,6 +558,10 @@ def cache_info(index_path, as_json):
     click.echo(f"{stats['activations']} cached activations, "
                f"{stats['activation_bytes'] / 1e6:.1f} MB of {stats['limit_bytes'] / 1e6:.0f} MB "
                f"in {stats['folder']}; {stats['scores']} scores; {stats['targets']} targets")
+    for t in stats["by_target"][:5]:
+        sweep = f" ({t['layers']} layers: a layer sweep)" if t["layers"] > 2 else ""
+        click.echo(f"  {t['bytes'] / 1e6:8.1f} MB  {t['entries']} entries of {t['models']} "
+                   f"models{sweep}  {t['source'] or t['key'][:12]}")
 
 
 @cli.command()

@@ -265,10 +265,20 @@ def _execute(idx: Index, tgt: Target, plans, executor, *, keep: bool, absorb,
             handed.append(plan)
             yield plan.task
 
+    sweep_limit = sweep_entry_bytes()
+
     def stage(task: ModelTask, outcome: Outcome) -> None:
-        """Write the outcome's cache files; no database (it runs in a worker thread)."""
+        """Write the outcome's cache files; no database (it runs in a worker thread).
+
+        The default layer and the class scores are always cached; other layers (a
+        sweep's) only up to :func:`sweep_entry_bytes` each: their scores are cached
+        anyway, and wide conv maps would fill the cache for little.
+        """
         prep = Preprocessing.from_dict(task.record.preprocessing).key()
         for layer, array in outcome.activations.items():
+            if layer not in (task.record.default_layer, OUTPUT) and \
+                    array.nbytes > sweep_limit:
+                continue
             staged = idx.cache.stage_activations(task.record.sha256, layer, tgt.key, prep,
                                                  array)
             if staged is not None:
@@ -282,6 +292,18 @@ def _execute(idx: Index, tgt: Target, plans, executor, *, keep: bool, absorb,
         absorb(plan, outcome)
         if settle is not None:
             settle(plan)
+
+
+DEFAULT_SWEEP_ENTRY_BYTES = 4 * 1024**2
+
+
+def sweep_entry_bytes() -> int:
+    """The largest activations of a layer other than the default that are cached
+    (``$ZOOINDEX_CACHE_SWEEP_BYTES``, default 4 MiB)."""
+    import os
+
+    env = os.environ.get("ZOOINDEX_CACHE_SWEEP_BYTES")
+    return int(float(env)) if env else DEFAULT_SWEEP_ENTRY_BYTES
 
 
 def _short_layer_reason(exc: LayerError, record: ModelRecord) -> str:
