@@ -11,8 +11,9 @@ from zooindex import runtime
 from zooindex.errors import DependencyError, ModelError, ZooIndexError
 
 
-def fake_ort(available, used=None):
-    """An onnxruntime stand-in: the providers it was built with, the one sessions end on."""
+def fake_ort(available, used=None, preloads=None):
+    """An onnxruntime stand-in: the providers it was built with, the one sessions end on;
+    ``preloads`` (a list) records calls of ``preload_dlls``."""
 
     class Session:
         def __init__(self, model, sess_options=None, providers=()):
@@ -20,14 +21,18 @@ def fake_ort(available, used=None):
             self.options = sess_options
 
         def get_providers(self):
-            return [used or self.asked[0]]
+            first = self.asked[0]
+            return [used or (first[0] if isinstance(first, tuple) else first)]
 
         def get_inputs(self):
             return [types.SimpleNamespace(name="x", shape=["N", 8])]
 
-    return types.SimpleNamespace(get_available_providers=lambda: list(available),
-                                 SessionOptions=lambda: types.SimpleNamespace(),
-                                 InferenceSession=Session)
+    ort = types.SimpleNamespace(get_available_providers=lambda: list(available),
+                                SessionOptions=lambda: types.SimpleNamespace(),
+                                InferenceSession=Session)
+    if preloads is not None:
+        ort.preload_dlls = lambda: preloads.append(True)
+    return ort
 
 
 @pytest.fixture
@@ -122,3 +127,21 @@ def test_sessions_get_those_threads(machine, monkeypatch):
     monkeypatch.setattr(runtime, "default_threads", lambda: None)  # onnxruntime decides
     assert not hasattr(runtime.create_session(b"model", model="m").session.options,
                        "intra_op_num_threads")
+
+
+def test_cuda_sessions_preload_pip_libraries_once_and_skip_the_exhaustive_search(monkeypatch):
+    preloads = []
+    ort = fake_ort([runtime.CUDA, runtime.CPU], preloads=preloads)
+    monkeypatch.setattr(runtime, "onnxruntime", lambda: ort)
+    monkeypatch.setattr(runtime, "gpu_present", lambda: True)
+    monkeypatch.setattr(runtime, "_PRELOADED", [])
+    first = runtime.create_session(b"model", device="cuda", model="m")
+    runtime.create_session(b"model", device="cuda", model="m")
+    assert preloads == [True]  # once per process
+    assert first.provider == runtime.CUDA
+    assert first.session.asked == [(runtime.CUDA, {"cudnn_conv_algo_search": "HEURISTIC"}),
+                                   runtime.CPU]
+    # a CPU session loads no CUDA library
+    monkeypatch.setattr(runtime, "_PRELOADED", [])
+    runtime.create_session(b"model", device="cpu", model="m")
+    assert preloads == [True]

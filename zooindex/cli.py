@@ -112,7 +112,8 @@ target_options = _stack(
 )
 run_options = _stack(
     click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE,
-                 show_default=True, help="Samples per onnxruntime batch."),
+                 help="Samples per onnxruntime batch [default: chosen per model by memory, "
+                 "256 at most on the CPU]."),
     click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
                  help="Where onnxruntime runs the models (auto: CUDA when a GPU is really "
                  "there)."),

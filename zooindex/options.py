@@ -26,7 +26,7 @@ PRESETS = ("imagenet", "clip", "inception", "none")
 DEFAULT_DIM = 10
 DEFAULT_METRIC = "cosine"
 DEFAULT_SCORER = "silhouette"
-DEFAULT_BATCH_SIZE = 256
+DEFAULT_BATCH_SIZE = None  # chosen per model by memory (zooindex.runner.auto_batch_size)
 DEFAULT_SEED = 0
 
 
@@ -89,7 +89,9 @@ class SearchOptions:
     components before the distance-based scores. ``metric``: the silhouette's distance.
     ``scorers``: estimator names, ranked by the first (``"all"`` for every one).
     ``seed``: for PCA's and the estimators' randomness. ``batch_size`` and ``device``:
-    how onnxruntime runs the models.
+    how onnxruntime runs the models (``batch_size`` ``None``: chosen per model so that
+    its intermediate tensors fit a memory budget, see
+    :func:`zooindex.runner.auto_batch_size`).
     """
 
     layer: str | None = None
@@ -97,7 +99,7 @@ class SearchOptions:
     metric: str = DEFAULT_METRIC
     scorers: tuple = (DEFAULT_SCORER,)
     seed: int = DEFAULT_SEED
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int | None = DEFAULT_BATCH_SIZE
     device: str = "auto"
 
     def __post_init__(self):
@@ -113,7 +115,8 @@ class SearchOptions:
             raise ZooIndexError(f"unknown device '{self.device}'; choose from: "
                                 f"{', '.join(DEVICES)}")
         object.__setattr__(self, "dim", _positive(self.dim, "--dim"))
-        object.__setattr__(self, "batch_size", _positive(self.batch_size, "--batch-size"))
+        if self.batch_size is not None:
+            object.__setattr__(self, "batch_size", _positive(self.batch_size, "--batch-size"))
 
     @property
     def estimator_options(self) -> dict:

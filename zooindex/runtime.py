@@ -89,6 +89,32 @@ def providers(device: str = "auto") -> list[str]:
     return [CUDA, CPU] if cuda_built and gpu_present() else [CPU]
 
 
+# cuDNN's exhaustive search benchmarks every convolution algorithm for each new input
+# shape, and the last batch of a target has a shape of its own: its heuristic choice
+# costs nothing per shape.
+CUDA_OPTIONS = {"cudnn_conv_algo_search": "HEURISTIC"}
+_PRELOADED = []
+
+
+def provider_options(wanted: list[str]) -> list:
+    """``providers=`` for onnxruntime: each provider with the options zooindex sets."""
+    return [(CUDA, dict(CUDA_OPTIONS)) if p == CUDA else p for p in wanted]
+
+
+def preload_cuda() -> None:
+    """Load the CUDA and cuDNN libraries that pip installed (``onnxruntime-gpu[cuda,
+    cudnn]``) before the first CUDA session, where this onnxruntime can
+    (``onnxruntime.preload_dlls``, from 1.21); once per process, best effort: libraries
+    installed system-wide are found without it."""
+    if _PRELOADED:
+        return
+    _PRELOADED.append(True)
+    preload = getattr(onnxruntime(), "preload_dlls", None)
+    if preload is not None:
+        with _quiet_stderr(), contextlib.suppress(Exception):
+            preload()
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
     """Swallow what native code writes to fd 2 (CUDA loader noise), keep it for errors."""
@@ -206,7 +232,10 @@ def create_session(model_bytes: bytes, *, device: str = "auto", model: str = "mo
         opts.intra_op_num_threads = threads
     with _quiet_stderr() as noise:
         try:
-            sess = ort.InferenceSession(model_bytes, sess_options=opts, providers=wanted)
+            if CUDA in wanted:
+                preload_cuda()
+            sess = ort.InferenceSession(model_bytes, sess_options=opts,
+                                        providers=provider_options(wanted))
         except Exception as exc:  # onnxruntime raises its own untyped errors
             reason = error_text(exc)
             raise ModelError(f"onnxruntime cannot load model '{model}': {reason}",
