@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 DEMO_INDEX ?= $(VENV)/demo-index.db
 
-.PHONY: install dev demo test test-fast bench zoo reproduce clean
+.PHONY: install dev demo test test-fast wheel-check bench zoo reproduce clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,22 @@ test: dev  ## the whole test suite
 test-fast: dev  ## the suite without crash, concurrency and subprocess tests (marked slow)
 	$(PY) -m pytest -q -m "not slow"
 
+wheel-check:  ## the built wheel, installed in a fresh environment (not editable), ranks the demo zoo
+	rm -rf build dist .venv-wheel
+	$(PYTHON) -m venv .venv-wheel
+	.venv-wheel/bin/python -m pip install -q --upgrade pip
+	.venv-wheel/bin/python -m pip wheel -q --no-deps -w dist .
+	.venv-wheel/bin/python -m pip install -q "$$(ls dist/zooindex-*.whl)[cpu]"
+	cd /tmp && $(CURDIR)/.venv-wheel/bin/zooindex --version
+	cd /tmp && $(CURDIR)/.venv-wheel/bin/zooindex add --index $(CURDIR)/.venv-wheel/demo.db $(CURDIR)/models/demo/
+	cd /tmp && $(CURDIR)/.venv-wheel/bin/zooindex search --index $(CURDIR)/.venv-wheel/demo.db $(CURDIR)/models/demo/fashion-0-4-target.npz --top 2
+
 bench: dev  ## benchmarks; numbers go to benchmarks/RESULTS.md
 	$(PY) benchmarks/bench_silhouette.py
 	$(PY) benchmarks/bench_search.py
 	$(PY) benchmarks/bench_big_target.py
+	$(PY) benchmarks/bench_adapt.py
+	$(PY) benchmarks/bench_realistic.py  # needs torch and torchvision; says so otherwise
 
 zoo: dev  ## train and export the paper's model zoo into models/zoo/ (resumable)
 	$(PY) -m models.build_zoo --set paper
@@ -40,4 +52,4 @@ reproduce: zoo  ## the paper's tables and figures into models/RESULTS.md
 	$(PY) -m models.reproduce
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-wheel build dist *.egg-info .pytest_cache
