@@ -14,8 +14,8 @@ $(PY):
 install: $(PY)  ## zooindex with onnxruntime (onnxruntime-gpu when nvidia-smi sees a GPU)
 	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub]"
 
-dev: install  ## + test tools and torch (CPU) for the zoo recipes
-	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub,test]" torch==2.13.0
+dev: install  ## + test tools, Ray, and torch (CPU) for the zoo recipes
+	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub,ray,test]" torch==2.13.0
 
 demo: install  ## the main job on a real example: rank the demo zoo for a Fashion-MNIST target
 	rm -rf $(DEMO_INDEX) $(DEMO_INDEX)-wal $(DEMO_INDEX)-shm $(DEMO_INDEX)-activations
