@@ -201,3 +201,9 @@ def test_a_node_without_the_model_file_skips_it_and_says_why(zoo):
     assert "is not on Ray node 127.0.0.1" in skipped.reason
     assert "same path on every node" in skipped.reason
 
+
+def test_cuda_asks_the_cluster_for_gpus(zoo):
+    # the cluster, not this machine, must have them: the driver's onnxruntime is not asked
+    with pytest.raises(ZooIndexError, match="the Ray cluster has 0 GPUs"):
+        zooindex.search(zoo["target"], index=zoo["index"], device="cuda", executor=Ray())
+
