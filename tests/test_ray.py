@@ -207,3 +207,37 @@ def test_cuda_asks_the_cluster_for_gpus(zoo):
     with pytest.raises(ZooIndexError, match="the Ray cluster has 0 GPUs"):
         zooindex.search(zoo["target"], index=zoo["index"], device="cuda", executor=Ray())
 
+
+def test_add_fetches_and_inspects_hub_references_on_ray(cluster, tmp_path, monkeypatch):
+    pytest.importorskip("huggingface_hub")
+    from support.hf_server import FakeHub, FakeRepo, point_client_at
+
+    def model(dims, seed=0):
+        return linear_features(selector(dims), classes=3, seed=seed).SerializeToString()
+
+    refs = ["hf://acme/one", "hf://acme/missing", "hf://acme/two"]
+    with FakeHub() as server:
+        # the workers get HF_ENDPOINT from the driver; the downloads folder is shared
+        point_client_at(monkeypatch, server.endpoint, tmp_path / "hf_home")
+        server.add(FakeRepo("acme/one", {"model.onnx": model([0, 1])}, commit="a" * 40))
+        server.add(FakeRepo("acme/two", {"onnx/a.onnx": model([2, 3]),
+                                         "onnx/b.onnx": model([4, 5], seed=1)},
+                            commit="b" * 40, tags=("onnx", "vision")))
+        monkeypatch.setenv("ZOOINDEX_CACHE", str(tmp_path / "ray-cache"))
+        executor = Ray(max_in_flight=2)
+        got = zooindex.add(refs, index=tmp_path / "ray.db", keep_going=True,
+                           executor=executor)
+        assert executor.stats == {"submitted": 3, "peak_in_flight": 2}
+        monkeypatch.setenv("ZOOINDEX_CACHE", str(tmp_path / "local-cache"))
+        expected = zooindex.add(refs, index=tmp_path / "local.db", keep_going=True)
+
+    def key(added):
+        return [(a.name, a.status, a.sha256, a.reason and a.reason.split(";")[0])
+                for a in added]
+
+    assert key(got) == key(expected)
+    assert [a.name for a in got] == ["one", "two-a", "two-b", None]
+    assert "acme/missing" in got[-1].reason
+    shown = zooindex.show("two-a", index=tmp_path / "ray.db")
+    assert shown["path"].startswith(str(tmp_path / "ray-cache"))
+    assert shown["source"]["commit"] == "b" * 40 and "vision" in shown["source"]["tags"]
