@@ -8,8 +8,10 @@ import os
 import time
 
 # Ray takes this machine's loopback address as the node's, so that every Ray address
-# stays on 127.0.0.1 (its default elsewhere than macOS and Windows is the outward one)
+# stays on 127.0.0.1 (its default elsewhere than macOS and Windows is the outward one),
+# and reports no usage statistics
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -20,7 +22,7 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed: "
 import zooindex  # noqa: E402
 from support.data import selector, three_model_zoo  # noqa: E402
 from support.onnx_factory import linear_features, save  # noqa: E402
-from zooindex.distributed import Ray  # noqa: E402
+from zooindex.distributed import Ray, check_reachable  # noqa: E402
 from zooindex.errors import ZooIndexError  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -200,6 +202,18 @@ def test_a_node_without_the_model_file_skips_it_and_says_why(zoo):
     [skipped] = got.skipped
     assert "is not on Ray node 127.0.0.1" in skipped.reason
     assert "same path on every node" in skipped.reason
+
+
+def test_an_address_nothing_listens_on_fails_at_once():
+    import socket
+
+    with socket.socket() as free:  # a port nobody listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(ZooIndexError, match=f"cannot reach the Ray cluster at {address}"):
+            check_reachable(address)
+    check_reachable("auto")  # Ray's own search for a cluster
 
 
 def test_cuda_asks_the_cluster_for_gpus(zoo):

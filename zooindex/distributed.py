@@ -53,6 +53,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections import deque
 from dataclasses import replace
 from typing import Callable, Iterable, Iterator
@@ -63,9 +64,6 @@ from .errors import DependencyError, ZooIndexError
 from .unit import ModelTask, Outcome
 
 ADDRESS_ENV = "ZOOINDEX_RAY_ADDRESS"
-# what a hub download on a worker must see as the driver does (never a token: each node
-# uses its own login)
-HUB_ENV = ("HF_ENDPOINT", "HF_HUB_OFFLINE")
 
 
 def _ray():
@@ -135,16 +133,22 @@ class Ray:
         ray = _ray()
         if not ray.is_initialized():
             address = self.address or os.environ.get(ADDRESS_ENV) or None
+            check_reachable(address)
             try:
                 # worker output stays on the workers: stdout may be --json
                 ray.init(address=address, log_to_driver=False,
                          logging_level=logging.WARNING)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f"the Ray cluster at {address}" if address else "a local Ray"
+                reason = _first_line(exc)
+                root = _root_cause(exc)
+                if root is not exc:  # e.g. an authentication error behind "failed to connect"
+                    reason += f" ({_last_error(root)})"
                 raise ZooIndexError(
-                    f"cannot start or join {where}: {_first_line(exc)}; start one with "
-                    f"`ray start --head` and pass its address (--ray-address or "
-                    f"{ADDRESS_ENV})") from None
+                    f"cannot start or join {where}: {reason}; start one with `ray start "
+                    f"--head` and pass its address (--ray-address or {ADDRESS_ENV}); a "
+                    "cluster with token authentication needs RAY_AUTH_MODE=token and its "
+                    "token here too") from None
         return ray
 
     def _slots(self, ray, gpus: float | None) -> int:
@@ -297,9 +301,39 @@ class Ray:
                         f"{_first_line(exc)}")
 
 
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail at once when ``HOST:PORT`` (or ``ray://HOST:PORT``) takes no connection: Ray
+    itself waits minutes before it gives up on an address nothing listens on."""
+    match = re.fullmatch(r"(?:ray://)?\[?([^\[\]]+?)\]?:(\d+)", address or "")
+    if match is None:  # "auto", or none: Ray looks for a cluster itself
+        return
+    import socket
+
+    try:
+        socket.create_connection((match[1], int(match[2])), timeout=timeout).close()
+    except OSError as exc:
+        raise ZooIndexError(
+            f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}; is "
+            f"`ray start --head` running there, and is the port open to this machine? "
+            f"(--ray-address or {ADDRESS_ENV})") from None
+
+
 def _chain(first, rest: Iterator) -> Iterator:
     yield first
     yield from rest
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def _last_error(exc: BaseException, limit: int = 200) -> str:
+    """The innermost ``SomeError: message`` line of an error whose text holds a
+    traceback (Ray's connection errors carry the real reason that way)."""
+    found = re.findall(r"^\s*([\w.]*(?:Error|Exception): .+)$", str(exc), re.MULTILINE)
+    return found[-1].strip()[:limit] if found else f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:
@@ -353,4 +387,4 @@ def _call(fn: Callable, item):
     return fn(item)
 
 
-__all__ = ["Ray", "Lost", "ADDRESS_ENV", "HUB_ENV"]
+__all__ = ["Ray", "Lost", "ADDRESS_ENV", "check_reachable"]
