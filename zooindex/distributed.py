@@ -110,8 +110,9 @@ class Ray:
             raise ZooIndexError(f"GPUs per task must be a positive number, not {gpus_per_task!r}")
         for label, value, low in (("max_in_flight", max_in_flight, 1),
                                   ("max_retries", max_retries, 0)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < low):
+            if value is None and label == "max_in_flight":  # the default: from the cluster
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ZooIndexError(f"{label} must be a whole number of at least {low}, "
                                     f"not {value!r}")
         self.address = address
