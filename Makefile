@@ -32,6 +32,7 @@ bench: dev  ## benchmarks; numbers go to benchmarks/RESULTS.md
 	$(PY) benchmarks/bench_silhouette.py
 	$(PY) benchmarks/bench_search.py
 	$(PY) benchmarks/bench_big_target.py
+	$(PY) benchmarks/bench_ray.py
 
 zoo: dev  ## train and export the paper's model zoo into models/zoo/ (resumable)
 	$(PY) -m models.build_zoo --set paper
