@@ -19,7 +19,7 @@ where the work runs and what travels:
   thousands of models they would all pass through the driver's network link. A node
   that lacks the file skips the model and says so.
 * **cached activations** are files beside the driver's index: the driver reads those a
-  task needs and sends the arrays with it (reading 20 MB costs about 10 ms; running the
+  task needs and sends the arrays with it (reading 20 MB costs about 5 ms; running the
   model again would cost a second or more).
 * **what comes back**: the scores and their timings and, by default, the activations
   worth caching, which the driver writes to its cache exactly as a local search does.
