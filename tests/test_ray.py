@@ -32,7 +32,8 @@ SCORERS = ["silhouette", "logme", "leep"]
 
 @pytest.fixture(scope="session")
 def cluster():
-    ray.init(num_cpus=2, log_to_driver=False)
+    # one logical GPU: there is no device, but Ray schedules tasks that ask for one on it
+    ray.init(num_cpus=2, num_gpus=1, log_to_driver=False)
     yield ray
     ray.shutdown()
 
@@ -216,10 +217,41 @@ def test_an_address_nothing_listens_on_fails_at_once():
     check_reachable("auto")  # Ray's own search for a cluster
 
 
-def test_cuda_asks_the_cluster_for_gpus(zoo):
-    # the cluster, not this machine, must have them: the driver's onnxruntime is not asked
-    with pytest.raises(ZooIndexError, match="the Ray cluster has 0 GPUs"):
-        zooindex.search(zoo["target"], index=zoo["index"], device="cuda", executor=Ray())
+@pytest.mark.parametrize("settings, device, seen", [
+    ({}, "auto", "device cpu, CPU 1.0, GPU None, threads 1"),
+    ({"cpus_per_task": 2}, "cpu", "device cpu, CPU 2.0, GPU None, threads 2"),
+    ({}, "cuda", "device cuda, CPU 1.0, GPU 1.0, threads 1"),
+])
+def test_each_task_gets_its_cpus_as_threads_and_a_gpu_with_cuda(zoo, settings, device, seen):
+    def resources_seen(task, target):
+        """Run on the CPU; note what Ray gave the task and onnxruntime's threads. (A
+        closure, so that Ray sends it by value: the workers cannot import this module.)"""
+        import dataclasses
+
+        import ray as worker_ray
+
+        from zooindex import runtime, unit
+
+        given = worker_ray.get_runtime_context().get_assigned_resources()
+        device = task.options.device
+        task = dataclasses.replace(task,
+                                   options=dataclasses.replace(task.options, device="cpu"))
+        outcome = unit.run(task, target)
+        outcome.notes.append(f"device {device}, CPU {given.get('CPU')}, "
+                             f"GPU {given.get('GPU')}, threads {runtime.default_threads()}")
+        return outcome
+
+    # the driver needs no GPU of its own: the cluster's are asked for
+    got = zooindex.search(zoo["target"], index=zoo["index"], models=["good"], device=device,
+                          executor=Ray(unit=resources_seen, **settings))
+    assert got.notes[0] == seen
+
+
+def test_cuda_on_a_cluster_without_enough_gpus_says_so(zoo):
+    with pytest.raises(ZooIndexError, match="the Ray cluster has 1 GPUs and each task asks "
+                                            "for 2"):
+        zooindex.search(zoo["target"], index=zoo["index"], device="cuda",
+                        executor=Ray(gpus_per_task=2))
 
 
 def test_add_fetches_and_inspects_hub_references_on_ray(cluster, tmp_path, monkeypatch):
