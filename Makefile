@@ -14,8 +14,8 @@ $(PY):
 install: $(PY)  ## zooindex with onnxruntime (onnxruntime-gpu when nvidia-smi sees a GPU) and the web page
 	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub,web]"
 
-dev: install  ## + test tools and torch (CPU) for the zoo recipes
-	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub,web,test]" torch==2.13.0
+dev: install  ## + test tools, Ray, and torch (CPU) for the zoo recipes
+	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub,web,ray,test]" torch==2.13.0
 
 demo: install  ## the main job on a real example: rank the demo zoo for a Fashion-MNIST target
 	rm -rf $(DEMO_INDEX) $(DEMO_INDEX)-wal $(DEMO_INDEX)-shm $(DEMO_INDEX)-activations
@@ -44,6 +44,7 @@ bench: dev  ## benchmarks; numbers go to benchmarks/RESULTS.md
 	$(PY) benchmarks/bench_big_target.py
 	$(PY) benchmarks/bench_adapt.py
 	$(PY) benchmarks/bench_realistic.py  # needs torch and torchvision; says so otherwise
+	$(PY) benchmarks/bench_ray.py
 
 zoo: dev  ## train and export the paper's model zoo into models/zoo/ (resumable)
 	$(PY) -m models.build_zoo --set paper

@@ -119,6 +119,17 @@ def test_onnxruntime_leaves_a_core_to_the_pipeline_on_big_machines(monkeypatch, 
     assert runtime.default_threads() == expected
 
 
+def test_zooindex_threads_overrides_the_core_count(monkeypatch):
+    # a Ray worker sets it to the CPUs its task was given
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(16)),
+                        raising=False)
+    monkeypatch.setenv("ZOOINDEX_THREADS", "3")
+    assert runtime.default_threads() == 3
+    monkeypatch.setenv("ZOOINDEX_THREADS", "0")
+    with pytest.raises(ZooIndexError, match="ZOOINDEX_THREADS must be a positive"):
+        runtime.default_threads()
+
+
 def test_sessions_get_those_threads(machine, monkeypatch):
     machine([runtime.CPU], gpu=False)
     monkeypatch.setattr(runtime, "default_threads", lambda: 15)

@@ -67,8 +67,8 @@ def _table(rows: list[dict], headers: list[str]) -> str:
 # Options shared by several commands, each defined once from zooindex.options' constants
 # (a light module: no numpy, onnx or onnxruntime is imported for --help).
 from .options import (CROPS, DEFAULT_BATCH_SIZE, DEFAULT_DIM,  # noqa: E402
-                      DEFAULT_METRIC, DEFAULT_SCORER, DEFAULT_SEED, DEVICES, INPUT_RANGES,
-                      INTERPOLATIONS, METRICS, PRESETS, SPLITS)
+                      DEFAULT_METRIC, DEFAULT_SCORER, DEFAULT_SEED, DEVICES, EXECUTORS,
+                      INPUT_RANGES, INTERPOLATIONS, METRICS, PRESETS, SPLITS)
 
 index_option = click.option(
     "--index", "index_path", type=click.Path(dir_okay=False), envvar="ZOOINDEX_INDEX",
@@ -118,6 +118,33 @@ run_options = _stack(
                  help="Where onnxruntime runs the models (auto: CUDA when a GPU is really "
                  "there)."),
 )
+
+
+executor_options = _stack(
+    click.option("--executor", type=click.Choice(EXECUTORS), default="pipeline",
+                 show_default=True, help="How the models are run: the local pipeline, one "
+                 "after the other, or as tasks on a Ray cluster."),
+    click.option("--ray-address", envvar="ZOOINDEX_RAY_ADDRESS", metavar="ADDR",
+                 help="With --executor ray: the cluster (e.g. 10.0.0.5:6379) [env "
+                 "ZOOINDEX_RAY_ADDRESS; default: start or join a local Ray]."),
+    click.option("--ray-cpus", type=click.FloatRange(min=0, min_open=True), default=1.0,
+                 show_default=True, help="With --executor ray: CPUs per model task (and "
+                 "onnxruntime's threads)."),
+    click.option("--ray-scores-only", is_flag=True, help="With --executor ray: bring back "
+                 "scores only, not activations for the cache (for big zoos)."),
+)
+
+
+def _executor(executor, ray_address=None, ray_cpus=1.0, ray_scores_only=False):
+    """The executor the flags ask for, made only when it is not the default."""
+    if executor == "ray":
+        from . import executor as executors
+
+        return executors.get("ray", address=ray_address, cpus_per_task=ray_cpus,
+                             return_activations=not ray_scores_only)
+    if ray_address or ray_scores_only:
+        raise click.UsageError("--ray-address and --ray-scores-only need --executor ray")
+    return executor
 
 
 def _options(layer, dim, metric, scorers, seed, batch_size, device):
@@ -208,11 +235,16 @@ def cli():
               help="Where downloaded models go [env ZOOINDEX_CACHE].")
 @click.option("--keep-going", is_flag=True, help="Add the models that can be added and "
               "report the others (exit code 1 if any failed), instead of adding none.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Where hf:// references are downloaded and inspected: "
+              "here, or one Ray task each, in parallel.")
+@click.option("--ray-address", envvar="ZOOINDEX_RAY_ADDRESS", metavar="ADDR",
+              help="With --executor ray: the cluster [env ZOOINDEX_RAY_ADDRESS].")
 @index_option
 @json_option
 def add(paths, name, layer, tags, replace, scale, mean, std, layout, preset, interpolation,
         antialias, crop, crop_pct, resize_size, input_size, input_name, output_name, manifest,
-        cache_dir, keep_going, index_path, as_json):
+        cache_dir, keep_going, executor, ray_address, index_path, as_json):
     """Index ONNX models: files, folders (recursive), hf://OWNER/REPO[@REV][/FILE.onnx]."""
     from . import zoo
     from .store import default_path
@@ -224,7 +256,9 @@ def add(paths, name, layer, tags, replace, scale, mean, std, layout, preset, int
     results = zoo.add(list(paths), index=index_path, name=name, layer=layer, tags=tags,
                       replace=replace, input=input_name, output=output_name,
                       manifest=manifest,
-                      cache_dir=cache_dir, keep_going=keep_going, scale=scale, mean=mean,
+                      cache_dir=cache_dir, keep_going=keep_going,
+                      executor=_executor(executor, ray_address) if executor == "ray" else None,
+                      scale=scale, mean=mean,
                       std=std, layout=layout, preset=preset, interpolation=interpolation,
                       antialias=antialias, crop=crop, crop_pct=crop_pct,
                       resize_size=resize_size, input_size=input_size)
@@ -275,6 +309,7 @@ def layers(model, index_path, as_json):
 @target_options
 @click.option("--top", type=click.IntRange(min=1), help="Show only the K best rows.")
 @run_options
+@executor_options
 @click.option("--model", "models", multiple=True, help="Rank only these models.")
 @filter_options
 @index_option
@@ -283,8 +318,9 @@ def layers(model, index_path, as_json):
 @click.option("--refresh", is_flag=True, help="Re-index models whose file changed since "
               "they were added, instead of skipping them.")
 def search(target, layer, dim, metric, scorers, classes, limit, seed, split, input_range,
-           top, batch_size, device, models, filter_tags, filter_source, max_params,
-           filter_name, index_path, as_json, as_csv, refresh):
+           top, batch_size, device, executor, ray_address, ray_cpus, ray_scores_only, models,
+           filter_tags, filter_source, max_params, filter_name, index_path, as_json, as_csv,
+           refresh):
     """Rank every indexed model for a labeled TARGET (neuralRank).
 
     \b
@@ -300,7 +336,8 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
         target, _options(layer, dim, metric, scorers, seed, batch_size, device),
         index=index_path, selection=_selection(classes, limit, seed, split, input_range),
         top=top, filter=_filter(filter_tags, filter_source, max_params, filter_name, models),
-        progress=None, refresh=refresh)
+        progress=None, refresh=refresh,
+        executor=_executor(executor, ray_address, ray_cpus, ray_scores_only))
     rows = [_search_row(ranking, r) for r in ranking.results]
     if as_json:
         _dump_json(_search_json(ranking, rows))
@@ -393,12 +430,13 @@ def _why_none(skipped) -> str:
 @click.option("--train-limit", type=click.IntRange(min=1),
               help="Stratified subsample of the training split.")
 @run_options
+@executor_options
 @click.option("--model", "models", multiple=True, help="Evaluate only these models.")
 @index_option
 @json_option
 def evaluate(train, test, target, test_size, layer, dim, metric, scorers, classes, limit,
-             seed, split, input_range, train_limit, batch_size, device, models, index_path,
-             as_json):
+             seed, split, input_range, train_limit, batch_size, device, executor, ray_address,
+             ray_cpus, ray_scores_only, models, index_path, as_json):
     """Measure real transfer accuracy and how well the ranking predicts it."""
     from . import evaluation
 
@@ -409,7 +447,8 @@ def evaluate(train, test, target, test_size, layer, dim, metric, scorers, classe
         train=train, test=test, target=target, test_size=test_size,
         options=_options(layer, dim, metric, scorers, seed, batch_size, device),
         selection=_selection(classes, limit, seed, input_range=input_range), index=index_path,
-        train_limit=train_limit, models=list(models) or None, progress=None)
+        train_limit=train_limit, models=list(models) or None, progress=None,
+        executor=_executor(executor, ray_address, ray_cpus, ray_scores_only))
     if as_json:
         _dump_json(ev.to_dict())
         return
@@ -445,11 +484,12 @@ def evaluate(train, test, target, test_size, layer, dim, metric, scorers, classe
 @click.option("--max-points", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Points per 3D scatter.")
 @run_options
+@executor_options
 @filter_options
 @index_option
 def report(target, out, top, layer, dim, metric, scorers, dims, classes, limit, seed, split,
-           input_range, max_points, batch_size, device, filter_tags, filter_source,
-           max_params, filter_name, index_path):
+           input_range, max_points, batch_size, device, executor, ray_address, ray_cpus,
+           ray_scores_only, filter_tags, filter_source, max_params, filter_name, index_path):
     """Write a report: ranking, score-vs-D curves, 3D PCA scatter of the top models."""
     from .reporting import report as write_report
 
@@ -457,6 +497,7 @@ def report(target, out, top, layer, dim, metric, scorers, dims, classes, limit, 
         target, _options(layer, dim, metric, scorers, seed, batch_size, device), out=out,
         index=index_path, selection=_selection(classes, limit, seed, split, input_range),
         top=top, dims=dims, max_points=max_points, progress=None,
+        executor=_executor(executor, ray_address, ray_cpus, ray_scores_only),
         filter=_filter(filter_tags, filter_source, max_params, filter_name))
     click.echo(f"wrote {path}")
 

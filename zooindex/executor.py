@@ -20,6 +20,9 @@ cache files; ``discard(outcome)`` runs for outcomes that were finished but never
 yielded because the caller stopped early, so that it can undo what ``after`` did.
 Tasks are read from their iterable lazily, in the calling thread, one ahead of the
 model that runs.
+
+:class:`zooindex.distributed.Ray` (``"ray"``, the ``ray`` extra) runs each task as a Ray
+task on a cluster, with the same interface and hooks.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
 
 from . import unit
+from .options import EXECUTORS as NAMES
 from .unit import ModelTask, Outcome
 
 
@@ -109,23 +113,39 @@ class Pipeline:
                         discard(future.result())
 
 
-EXECUTORS = {"pipeline": Pipeline, "sequential": Sequential}
+def _ray(**settings):
+    """:class:`zooindex.distributed.Ray` (the ``ray`` extra), imported when asked for."""
+    from .distributed import Ray
+
+    return Ray(**settings)
 
 
-def get(executor) -> "Pipeline | Sequential":
-    """An executor instance from a name (``pipeline``, ``sequential``), an instance, or
-    ``None`` (the pipeline)."""
+EXECUTORS = {"pipeline": Pipeline, "sequential": Sequential, "ray": _ray}
+assert tuple(EXECUTORS) == NAMES  # the CLI's choices, defined in zooindex.options
+
+
+def get(executor, **settings):
+    """An executor instance from a name (``pipeline``, ``sequential``, ``ray``), an
+    instance, or ``None`` (the pipeline). ``settings`` go to the named executor's
+    constructor, e.g. ``get("ray", address="auto")``."""
     if executor is None:
-        return Pipeline()
+        executor = "pipeline"
     if isinstance(executor, str):
         from .errors import ZooIndexError
 
         try:
-            return EXECUTORS[executor]()
+            make = EXECUTORS[executor]
         except KeyError:
             raise ZooIndexError(f"unknown executor '{executor}'; choose from: "
                                 f"{', '.join(EXECUTORS)}") from None
+        return make(**settings)
     return executor
 
 
-__all__ = ["Sequential", "Pipeline", "get", "EXECUTORS"]
+def is_remote(executor) -> bool:
+    """Does ``executor`` run the units on other machines (so that this machine's devices
+    do not matter)?"""
+    return bool(getattr(get(executor), "remote", False))
+
+
+__all__ = ["Sequential", "Pipeline", "get", "is_remote", "EXECUTORS"]

@@ -17,6 +17,7 @@ from .errors import ZooIndexError
 
 METRICS = ("cosine", "euclidean", "sqeuclidean")
 DEVICES = ("auto", "cpu", "cuda")
+EXECUTORS = ("pipeline", "sequential", "ray")  # zooindex.executor registers each
 SPLITS = ("train", "test")
 INPUT_RANGES = ("0-1", "0-255")
 # how targets are fitted to a model's input (zooindex.adapt, zooindex.resample)
@@ -148,4 +149,4 @@ def from_settings(options: SearchOptions | None = None,
 
 
 __all__ = ["SearchOptions", "TargetSelection", "from_settings", "METRICS", "DEVICES",
-           "SPLITS", "INPUT_RANGES", "INTERPOLATIONS", "CROPS", "PRESETS", "DEFAULT_DIM", "DEFAULT_METRIC", "DEFAULT_SCORER"]
+           "EXECUTORS", "SPLITS", "INPUT_RANGES", "INTERPOLATIONS", "CROPS", "PRESETS", "DEFAULT_DIM", "DEFAULT_METRIC", "DEFAULT_SCORER"]

@@ -144,9 +144,10 @@ def search(target, options: SearchOptions | None = None, *, index=None,
     keyed by the old content and never used for the new).
 
     ``executor``: ``"pipeline"`` (default: one model runs while the next loads and the
-    previous is scored), ``"sequential"``, or an executor object (see
-    :mod:`zooindex.executor`). ``on_result(result)`` is called with each model's results
-    as soon as they are known, e.g. for live progress.
+    previous is scored), ``"sequential"``, ``"ray"`` (a Ray cluster, see
+    :mod:`zooindex.distributed`), or an executor object (see :mod:`zooindex.executor`).
+    ``on_result(result)`` is called with each model's results as soon as they are known,
+    e.g. for live progress.
     """
     started = time.perf_counter()
     options, selection = from_settings(options, selection, **settings)
@@ -157,7 +158,7 @@ def search(target, options: SearchOptions | None = None, *, index=None,
     from .estimators.combine import member_estimators
 
     ests = member_estimators(scorers)
-    _check_device(options.device)
+    _check_device(options.device, executor)
     with opened(index, create=False) as idx:
         planned = [_Planned(record=r) for r in _records(idx, models, filter)]
         bar = _progress(len(planned), progress)
@@ -227,9 +228,12 @@ def _scorers_for(tgt: Target, options: SearchOptions):
     return scorers, notes
 
 
-def _check_device(device: str) -> None:
-    """A device that cannot work is an error even if everything is cached."""
-    if device != "auto":
+def _check_device(device: str, executor=None) -> None:
+    """A device that cannot work is an error even if everything is cached. (An executor
+    that runs the models on other machines checks theirs when it has a model to run.)"""
+    from . import executor as executors
+
+    if device != "auto" and not executors.is_remote(executor):
         from . import runtime
 
         runtime.providers(device)
@@ -538,7 +542,7 @@ def features(target, model: str, options: SearchOptions | None = None, *, index=
     selection (``classes=``, ``limit=``, ``seed=``, ``split=``) are options as for
     :func:`search`."""
     options, selection = from_settings(options, selection, **settings)
-    _check_device(options.device)
+    _check_device(options.device, executor)
     tgt = selection.load(target)
     return activations(tgt, [model], index=index, layer=options.layer, options=options,
                        executor=executor)[model]

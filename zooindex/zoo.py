@@ -7,6 +7,7 @@ all of them go into the index in one transaction.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -53,48 +54,83 @@ def model_files(paths) -> list[Path]:
 
 def add(paths=(), *, index=None, name: str | None = None, layer: str | None = None,
         tags: dict | None = None, replace: bool = False, input: str | None = None,
-        output: str | None = None, manifest: str | None = None, cache_dir=None, source: dict | None = None,
-        keep_going: bool = False, preprocessing=None, **preprocessing_fields) -> list[Added]:
+        output: str | None = None, manifest: str | None = None, cache_dir=None,
+        source: dict | None = None, keep_going: bool = False, executor=None,
+        preprocessing=None, **preprocessing_fields) -> list[Added]:
     """Index ONNX models: files, folders (recursive), ``hf://`` references, a manifest.
 
     The same content under the same name is a no-op; the same name with other content
     is refused unless ``replace``. Every file is fetched and checked before anything is
     written; then all of them go into the index in one transaction, or, when one fails,
-    none of them. With ``keep_going``, the files that fail are reported as ``failed``
-    with their reason and the others are added. ``input``: for models with several
-    inputs, the one that takes the data; ``output``: the graph output that carries class
-    scores, when the structure does not tell (see ``zooindex show``).
+    none of them. With ``keep_going``, the files (and ``hf://`` references) that fail are
+    reported as ``failed`` with their reason and the others are added. ``input``: for
+    models with several inputs, the one that takes the data; ``output``: the graph output
+    that carries class scores, when the structure does not tell (see ``zooindex show``).
 
     How each model wants its inputs comes, weakest first, from the hub repository's
     config file (``preprocessor_config.json``, timm's ``config.json``), the ``zooindex.*``
     metadata in the ONNX file, and what is given here: a
     :class:`~zooindex.adapt.Preprocessing` as ``preprocessing`` and/or its fields as
     keywords (``preset="imagenet"``, ``mean=...``, ``interpolation="bicubic"``, ...).
+
+    ``executor``: where each ``hf://`` reference is downloaded and its files inspected:
+    here, one after the other (default), or ``"ray"`` (or a
+    :class:`zooindex.distributed.Ray`): one Ray task per reference, in parallel. The
+    files then land in the downloads folder (``cache_dir``, ``$ZOOINDEX_CACHE``) as seen
+    from the node that fetched them, so on a cluster it must be a folder every node sees
+    at the same path.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    items = _gather(list(paths), manifest, cache_dir, source)
-    if not items:
+    paths = list(paths)
+    refs = [p for p in paths if _is_hub_ref(p)]
+    items = _gather([p for p in paths if not _is_hub_ref(p)], manifest, cache_dir, source)
+    if not items and not refs:
         raise ZooIndexError("nothing to add: give model files, folders, hf:// references "
                             "or --manifest")
-    if name is not None and len(items) > 1:
-        raise ZooIndexError(f"--name gives one name but {len(items)} model files were "
-                            "found; add them one at a time or drop --name")
     user = _user_preprocessing(preprocessing, preprocessing_fields)
+    inspect = functools.partial(inspect_file, layer=layer, tags=tags, preprocessing=user,
+                                input_name=input, output_name=output)
     from tqdm.auto import tqdm
 
     # a bar on stderr when it is a terminal and there is more than one file to read
+    total = len(refs) + len(items)
+    bar = tqdm(total=total, unit="model", leave=False, disable=None if total > 1 else True)
     records, failed = [], []
-    for f, default_name, src, hub_prep in tqdm(items, unit="model", leave=False,
-                                               disable=None if len(items) > 1 else True):
-        try:
-            records.append(inspect_file(f, name=name or default_name, layer=layer, tags=tags,
-                                        preprocessing=user, base=hub_prep, source=src,
-                                        input_name=input, output_name=output))
-        except ZooIndexError as exc:
-            if not keep_going:
-                raise
-            failed.append(Added(None, "failed", str(f), None, None, reason=str(exc)))
+
+    def fail(path, exc: ZooIndexError) -> None:
+        if not keep_going:
+            raise exc
+        failed.append(Added(None, "failed", str(path), None, None, reason=str(exc)))
+
+    with bar:
+        fetch = functools.partial(_hub_records, cache_dir=_downloads(cache_dir), name=name,
+                                  inspect=inspect)
+        for ref, got in _each_ref(fetch, refs, executor):
+            bar.update(1)
+            if isinstance(got, ZooIndexError):
+                fail(ref, got)
+                continue
+            for path, record in got:
+                if isinstance(record, ZooIndexError):
+                    fail(path, record)
+                elif not os.path.exists(record.path):
+                    fail(path, ModelError(
+                        f"{ref} was fetched to {record.path} on another machine, which this "
+                        "one does not see; use a downloads folder every node shares "
+                        "(--cache-dir or $ZOOINDEX_CACHE)", path=record.path))
+                else:
+                    records.append(record)
+        if name is not None and len(records) + len(failed) + len(items) > 1:
+            raise ZooIndexError(f"--name gives one name but "
+                                f"{len(records) + len(failed) + len(items)} model files were "
+                                "found; add them one at a time or drop --name")
+        for f, default_name, src in items:
+            bar.update(1)
+            try:
+                records.append(inspect(f, name=name or default_name, source=src))
+            except ZooIndexError as exc:
+                fail(f, exc)
     names = [r.name for r in records]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -137,6 +173,61 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     return results + failed
 
 
+# what a hub download on another machine must see as this one does (never a token: each
+# machine uses its own login)
+_HUB_ENV = ("HF_ENDPOINT", "HF_HUB_OFFLINE")
+
+
+def _is_hub_ref(path) -> bool:
+    return isinstance(path, str) and path.startswith("hf://")
+
+
+def _downloads(cache_dir) -> Path:
+    """The downloads folder as an absolute path, the same for every machine it is sent to."""
+    from .download import default_cache_dir
+
+    return Path(cache_dir if cache_dir is not None else default_cache_dir()).expanduser().resolve()
+
+
+def _hub_records(ref: str, *, cache_dir, name: str | None, inspect) -> list:
+    """Fetch one ``hf://`` reference and inspect its files: ``(path, ModelRecord or the
+    ZooIndexError that file raised)`` for each, with the preprocessing the repository's
+    config file describes. It touches no index, so it can run on any machine."""
+    from . import hub
+
+    out = []
+    for f in hub.fetch(ref, cache_dir=cache_dir):
+        src = dict(f.source)
+        if f.preprocessing_from:
+            src["preprocessing_from"] = f.preprocessing_from
+        if f.preprocessing_note:
+            src["preprocessing_note"] = f.preprocessing_note
+        try:
+            out.append((str(f.path), inspect(f.path, name=name or f.name, source=src,
+                                             base=f.preprocessing)))
+        except ZooIndexError as exc:
+            out.append((str(f.path), exc))
+    return out
+
+
+def _each_ref(fetch, refs: list, executor):
+    """``(ref, fetch(ref) or the ZooIndexError it raised)`` for each reference, in order:
+    here, or through an executor that maps work out (:meth:`zooindex.distributed.Ray.map`)."""
+    if refs and executor is not None:
+        from . import executor as executors
+
+        mapper = executors.get(executor)
+        if hasattr(mapper, "map"):
+            env = {k: os.environ[k] for k in _HUB_ENV if k in os.environ}
+            yield from mapper.map(fetch, refs, env=env)
+            return
+    for ref in refs:
+        try:
+            yield ref, fetch(ref)
+        except ZooIndexError as exc:
+            yield ref, exc
+
+
 def _user_preprocessing(preprocessing, fields: dict) -> Preprocessing | None:
     """What the caller said about the inputs: a Preprocessing, a dict, and/or fields."""
     if isinstance(preprocessing, dict):
@@ -151,31 +242,16 @@ def _user_preprocessing(preprocessing, fields: dict) -> Preprocessing | None:
     return extra if preprocessing is None else preprocessing.merged(extra)
 
 
-def _gather(paths: list, manifest, cache_dir, source) -> list[tuple]:
-    """(file, default name, source metadata, the repo's preprocessing or None) for every
-    model to add, fetched if remote."""
-    items: list[tuple] = []
-    local = []
-    for p in paths:
-        if isinstance(p, str) and p.startswith("hf://"):
-            from . import hub
-
-            for f in hub.fetch(p, cache_dir=cache_dir):
-                src = dict(f.source)
-                if f.preprocessing_from:
-                    src["preprocessing_from"] = f.preprocessing_from
-                if f.preprocessing_note:
-                    src["preprocessing_note"] = f.preprocessing_note
-                items.append((f.path, f.name, src, f.preprocessing))
-        else:
-            local.append(p)
-    items.extend((f, None, dict(source or {"hub": "local"}), None)
-                 for f in model_files(local))
+def _gather(paths: list, manifest, cache_dir, source) -> list[tuple[Path, str | None, dict]]:
+    """(file, default name, source metadata) for every local file and manifest entry
+    to add, the manifest's fetched."""
+    items: list[tuple[Path, str | None, dict]] = []
+    items.extend((f, None, dict(source or {"hub": "local"})) for f in model_files(paths))
     if manifest is not None:
         from .manifest import fetch_entry, read_manifest
 
         entries, base = read_manifest(str(manifest))
-        items.extend((f.path, f.name, f.source, None) for f in
+        items.extend((f.path, f.name, f.source) for f in
                      (fetch_entry(e, base, cache_dir=cache_dir) for e in entries))
     return items
 
