@@ -9,7 +9,10 @@ A run can be interrupted and resumed exactly: every so often it writes a checkpo
 holding the weights, the optimizer's state, both random generators' states, the epoch's
 sample order and the position in it, and a resumed run continues with the very next batch
 (on the CPU, with the same thread count, the weights come out bit for bit as without the
-interruption). Training uses the GPU when torch sees one.
+interruption). The last checkpoint holds the finished state: since no learning-rate
+schedule depends on the length of the run, a longer run of the same recipe continues
+from it exactly as if it had been asked for from the start. Training uses the GPU when
+torch sees one.
 """
 
 from __future__ import annotations
@@ -80,8 +83,9 @@ def train(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int | None
     Give either ``training`` (optimizer, learning rate, batch size, epochs) or the older
     ``epochs``/``batch_size``/``lr`` (Adam). With ``checkpoint``, the run resumes from
     that file when it belongs to the same run (same training, seed and data size) and
-    writes it every ``checkpoint_seconds`` (or every ``checkpoint_steps`` steps) and when
-    it stops; the caller deletes it once the model is saved. ``stop_after`` ends the call
+    writes it every ``checkpoint_seconds`` (or every ``checkpoint_steps`` steps), when it
+    stops and when it ends (so that a longer run can start from there; a checkpoint past
+    this run's length is ignored). ``stop_after`` ends the call
     after that many steps of this call (an interruption, for tests and time-boxed runs).
     The network ends in eval mode on the CPU.
     """
@@ -100,9 +104,16 @@ def train(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int | None
     labels = torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
     per_epoch = math.ceil(len(x) / training.batch_size)
     total = training.epochs * per_epoch
-    identity = {"version": CHECKPOINT_VERSION, "training": asdict(training), "seed": seed,
+    # the run's trajectory does not depend on how many epochs it will last (no schedule),
+    # so a checkpoint of a shorter or longer run of the same recipe is a valid start
+    identity = {"version": CHECKPOINT_VERSION, "optimizer": training.optimizer,
+                "lr": training.lr, "batch_size": training.batch_size, "seed": seed,
                 "samples": len(x), "classes": int(np.max(y)) + 1}
     state = _load(checkpoint, identity, dev)
+    if state is not None and state["steps"] > total:
+        tqdm.write(f"ignoring checkpoint {checkpoint}: it is {state['steps']} steps in, "
+                   f"past this run's {total}", file=sys.stderr)
+        state = None
     done, order, seconds_before = 0, None, 0.0
     if state is not None:
         net.load_state_dict(state["net"])
@@ -121,7 +132,7 @@ def train(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int | None
     def save():
         if checkpoint is not None:
             _save(checkpoint, {
-                **identity, "net": net.state_dict(), "optimizer": opt.state_dict(),
+                "identity": identity, "net": net.state_dict(), "optimizer": opt.state_dict(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
                 "order_rng": order_rng.bit_generator.state,
@@ -152,6 +163,8 @@ def train(net: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int | None
                     checkpoint_steps and done % checkpoint_steps == 0)):
                 save()
                 last_save = now
+        if ran:
+            save()  # the final state: a longer run of the same recipe can start from it
     net.eval()
     net.to("cpu")
     return Run(seconds_before + time.perf_counter() - start, done, total, resumed_at)
@@ -166,7 +179,7 @@ def _load(path, identity: dict, dev: torch.device) -> dict | None:
     except Exception as exc:  # a torn or foreign file: start afresh rather than fail
         tqdm.write(f"ignoring unreadable checkpoint {path}: {exc}", file=sys.stderr)
         return None
-    if {k: state.get(k) for k in identity} != identity:
+    if not isinstance(state, dict) or state.get("identity") != identity:
         tqdm.write(f"ignoring checkpoint {path}: it belongs to another run", file=sys.stderr)
         return None
     return state

@@ -199,9 +199,9 @@ def test_an_interrupted_run_resumes_exactly(tmp_path, optimizer):
     assert last.finished and last.resumed_at == 16
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
-    # a checkpoint of another run (other epochs) is not used
+    # a checkpoint of another recipe (another learning rate) is not used
     other = train(fresh(), split.x, split.y, seed=3, checkpoint=checkpoint,
-                  training=Training(optimizer, 0.01, 25, epochs=4), stop_after=2)
+                  training=Training(optimizer, 0.02, 25, epochs=3), stop_after=2)
     assert other.resumed_at == 0
 
 
@@ -241,7 +241,10 @@ def test_build_writes_models_manifest_and_target_then_resumes(tmp_path, monkeypa
                                threads=1)
 
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "fashion-0-4-target.npz", "fashion-0-4.onnx", "fashion-all.onnx", "manifest.json"]
+        ".checkpoints", "fashion-0-4-target.npz", "fashion-0-4.onnx", "fashion-all.onnx",
+        "manifest.json"]
+    assert sorted(p.name for p in (tmp_path / ".checkpoints").iterdir()) == [
+        "fashion-0-4.pt", "fashion-all.pt"]
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
     entry = manifest["models"]["fashion-0-4"]
     assert entry["sha256"] == build_zoo.sha256(tmp_path / "fashion-0-4.onnx")
@@ -330,7 +333,6 @@ def test_a_model_built_with_another_recipe_is_trained_again(tmp_path):
     assert entry["training"] == {"optimizer": "adam", "lr": 0.001, "batch_size": 100,
                                  "epochs": 1}
     assert entry["steps"] == 2 and entry["device"] == "cpu"  # 150 images, batch 100
-    assert not (tmp_path / ".checkpoints" / "mnist-5-9.pt").exists()
     again = build_zoo.build([recipe], tmp_path, Training("sgd", epochs=1), load=fake_loader,
                             threads=1)
     assert again["models"]["mnist-5-9"]["optimizer"] == "sgd"
@@ -358,7 +360,22 @@ def test_build_resumes_a_model_from_its_checkpoint(tmp_path, monkeypatch):
     resumed = build_zoo.build([recipe], tmp_path / "b", training, load=fake_loader,
                               threads=1)["models"]["mnist-all"]
     assert resumed["sha256"] == straight["sha256"]  # the very same model file
-    assert not (tmp_path / "b" / ".checkpoints" / "mnist-all.pt").exists()
+
+
+def test_more_epochs_continue_from_the_last_checkpoint(tmp_path):
+    # one epoch, then the recipe asks for two: the second build trains one more epoch
+    # from the first's final state, and the model equals one trained two epochs straight
+    recipe = Recipe("mnist", (0, 9), "demo")
+    straight = build_zoo.build([recipe], tmp_path / "a", Training(epochs=2), load=fake_loader,
+                               threads=1)["models"]["mnist-all"]
+    build_zoo.build([recipe], tmp_path / "b", Training(epochs=1), load=fake_loader, threads=1)
+    longer = build_zoo.build([recipe], tmp_path / "b", Training(epochs=2), load=fake_loader,
+                             threads=1)["models"]["mnist-all"]
+    assert longer["sha256"] == straight["sha256"] and longer["epochs"] == 2
+    # a checkpoint past the asked-for length is not used
+    shorter = build_zoo.build([recipe], tmp_path / "b", Training(epochs=1),
+                              load=fake_loader, threads=1)["models"]["mnist-all"]
+    assert shorter["steps"] == 3 and shorter["sha256"] != straight["sha256"]
 
 
 def test_readme_table_is_generated_between_its_markers(tmp_path):
