@@ -165,11 +165,13 @@ def _key(*parts) -> str:
 
 @dataclass(frozen=True)
 class Variant:
-    """One way of measuring transfer accuracy: a protocol and its parameter overrides."""
+    """One way of measuring transfer accuracy: a protocol, its parameter overrides, and
+    optionally a stratified, seeded subsample of ``train_limit`` training images."""
 
     label: str
     protocol: str
     params: dict = field(default_factory=dict)
+    train_limit: int | None = None
 
     def resolved(self) -> dict:
         from zooindex.transfer import PROTOCOLS
@@ -177,7 +179,26 @@ class Variant:
         return PROTOCOLS[self.protocol].resolve(**self.params)
 
     def key(self) -> str:
-        return f"{self.protocol}:{json.dumps(self.resolved(), sort_keys=True)}"
+        limit = "" if self.train_limit is None else f"|train_limit={self.train_limit}"
+        return f"{self.protocol}:{json.dumps(self.resolved(), sort_keys=True)}{limit}"
+
+
+def stratified_rows(labels: np.ndarray, limit: int | None, seed: int = 0) -> np.ndarray:
+    """Sorted row indices of a stratified, seeded subsample of about ``limit`` rows.
+
+    Each class keeps its share of the rows (rounded); ``None`` or a limit at or above the
+    size keeps every row.
+    """
+    labels = np.asarray(labels)
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = []
+    for value in np.unique(labels):
+        members = np.flatnonzero(labels == value)
+        share = max(1, round(limit * len(members) / len(labels)))
+        keep.append(rng.choice(members, size=min(share, len(members)), replace=False))
+    return np.sort(np.concatenate(keep))
 
 
 @dataclass
@@ -242,7 +263,12 @@ def measure_transfer(names, *, train, test, index, store: Measurements, variants
             test_x = zooindex.features(test, name, index=index)
             for v, key in todo:
                 t = time.perf_counter()
-                preds = _protocol(v).predictions(train_x, train.y, test_x, **v.params)
+                if v.train_limit is None:
+                    preds = _protocol(v).predictions(train_x, train.y, test_x, **v.params)
+                else:
+                    rows = stratified_rows(train.y, v.train_limit, seed)
+                    preds = _protocol(v).predictions(train_x[rows], train.y[rows], test_x,
+                                                     **v.params)
                 seconds = time.perf_counter() - t
                 store.put(key, {"model": name, "variant": v.key(), "seconds": seconds,
                                 "feature_seconds": feature_seconds,
