@@ -186,3 +186,21 @@ def test_estimator_benchmark_summary_against_baselines():
     assert rows["baseline: source-task accuracy"]["mean"] == pytest.approx(1.0)
     text = be.document(measured)
     assert "**good** ranks best" in text and "**Missing**" in text
+
+
+def test_stratified_rows_keep_class_shares_and_are_seeded():
+    labels = np.repeat([0, 1, 2], [600, 300, 100])
+    rows = rp.measure.stratified_rows(labels, 100, seed=0)
+    assert np.bincount(labels[rows]).tolist() == [60, 30, 10]
+    assert np.array_equal(rows, np.sort(rows))
+    assert np.array_equal(rows, rp.measure.stratified_rows(labels, 100, seed=0))
+    assert len(rp.measure.stratified_rows(labels, None)) == 1000
+    assert len(rp.measure.stratified_rows(labels, 5000)) == 1000
+
+
+def test_variant_keys_name_every_parameter_so_defaults_can_change():
+    plain = rp.Variant("logits", "logits")
+    explicit = rp.Variant("logits", "logits", dict(plain.resolved()))
+    assert plain.key() == explicit.key() and '"epochs": 67' in plain.key()
+    assert rp.Variant("probe", "probe", train_limit=5000).key().endswith("|train_limit=5000")
+    assert plain.key() != rp.Variant("x", "logits", {"seed": 1}).key()
