@@ -192,7 +192,12 @@ def fit_logits(train_features, train_labels, *, epochs: int = LOGITS_DEFAULTS["e
     ``seed`` fixes the initial weights, the order of the rows and the dropout masks.
     Labels may be any values; the layer predicts them back.
     """
-    x, codes, classes, _ = _check(train_features, train_labels)
+    return _fit_logits(*_check(train_features, train_labels)[:3], epochs=epochs, lr=lr,
+                       dropout=dropout, batch_size=batch_size, optimizer=optimizer, seed=seed)
+
+
+def _fit_logits(x, codes, classes, *, epochs, lr, dropout, batch_size, optimizer,
+                seed) -> LinearLayer:
     rng = np.random.default_rng(seed)
     weights = glorot_uniform(x.shape[1], len(classes), rng)
     w, c = train_logits(x, codes, weights, np.zeros(len(classes)), epochs=epochs, lr=lr,
@@ -200,10 +205,18 @@ def fit_logits(train_features, train_labels, *, epochs: int = LOGITS_DEFAULTS["e
     return LinearLayer(w, c, classes)
 
 
-def logits_predict(train_features, train_labels, test_features, **params) -> np.ndarray:
-    """Predicted test labels of :func:`fit_logits` (``params`` as there)."""
-    _check(train_features, train_labels, test_features)
-    return fit_logits(train_features, train_labels, **params).predict(test_features)
+def logits_predict(train_features, train_labels, test_features, *,
+                   epochs: int = LOGITS_DEFAULTS["epochs"], lr: float = LOGITS_DEFAULTS["lr"],
+                   dropout: float = LOGITS_DEFAULTS["dropout"],
+                   batch_size: int = LOGITS_DEFAULTS["batch_size"],
+                   optimizer: str = LOGITS_DEFAULTS["optimizer"],
+                   seed: int = LOGITS_DEFAULTS["seed"]) -> np.ndarray:
+    """Predicted test labels of a logits layer retrained on frozen features (see
+    :func:`fit_logits`)."""
+    x, codes, classes, test_x = _check(train_features, train_labels, test_features)
+    layer = _fit_logits(x, codes, classes, epochs=epochs, lr=lr, dropout=dropout,
+                        batch_size=batch_size, optimizer=optimizer, seed=seed)
+    return layer.predict(test_x)
 
 
 def logits_accuracy(train_features, train_labels, test_features, test_labels, *,
