@@ -46,8 +46,8 @@ bench: dev  ## benchmarks; numbers go to benchmarks/RESULTS.md
 	$(PY) benchmarks/bench_realistic.py  # needs torch and torchvision; says so otherwise
 	$(PY) benchmarks/bench_ray.py
 
-zoo: dev  ## train and export the paper's model zoo into models/zoo/ (resumable)
-	$(PY) -m models.build_zoo --set paper
+zoo: dev  ## train the paper's 23 models and Table 1's nine from two more seeds into models/zoo/ (resumable; GPU when torch sees one)
+	$(PY) -m models.build_zoo --set paper seeds --readme models/README.md
 
 reproduce: zoo  ## the paper's tables and figures into models/RESULTS.md
 	$(PY) -m models.reproduce

@@ -17,7 +17,17 @@ from pathlib import Path
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+
+
+def _find_data_dir() -> Path:
+    """``shared/data`` beside the checkout, or beside a folder above it (a git worktree)."""
+    for folder in (REPO_ROOT, *REPO_ROOT.parents):
+        if (folder / "shared" / "data").is_dir():
+            return folder / "shared" / "data"
+    return REPO_ROOT.parent / "shared" / "data"
+
+
+DEFAULT_DATA_DIR = _find_data_dir()
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 
 # where each data set lives under the data folder (a folder of IDX files, or a tarball)

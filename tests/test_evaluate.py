@@ -99,3 +99,41 @@ def test_evaluate_cli_json(setup, capsys):
     out = json.loads(capsys.readouterr().out)
     assert [m["model"] for m in out["models"]] == ["good", "half", "noise"]
     assert set(out["agreement"]["silhouette"]) >= {"tau_w", "tau", "spearman", "top1"}
+
+
+def test_protocols_are_cached_with_their_parameters_and_give_intervals(setup, monkeypatch):
+    folder, index = setup
+    paths = dict(train=folder / "train.npz", test=folder / "test.npz", index=index)
+    logits = zooindex.evaluate(**paths, protocol="logits", protocol_params={"epochs": 5})
+    probe = zooindex.evaluate(**paths, protocol="probe")
+    assert logits.protocol == "logits" and logits.protocol_params["epochs"] == 5
+    assert probe.protocol == "probe" and probe.protocol_params["max_iter"] == 300
+    assert not any(m.cached for m in logits.models + probe.models)
+    # what a protocol gives differs from the other's, not from the same one again
+    acc = {m.model: m.accuracy for m in logits.models}
+    assert acc != {m.model: m.accuracy for m in probe.models}
+    from zooindex import transfer
+
+    def no_retraining(*a, **k):
+        raise AssertionError("retrained although the accuracy was cached")
+
+    monkeypatch.setattr(transfer.Protocol, "correct", no_retraining)
+    again = zooindex.evaluate(**paths, protocol="logits", protocol_params={"epochs": 5})
+    assert all(m.cached for m in again.models)
+    assert {m.model: m.accuracy for m in again.models} == acc
+    ag = again.agreement["silhouette"]
+    low, high = ag["tau_interval"]
+    assert low <= ag["tau"] <= high
+    # other parameters are another result: computed, not served
+    with pytest.raises(AssertionError, match="retrained"):
+        zooindex.evaluate(**paths, protocol="logits", protocol_params={"epochs": 6})
+    with pytest.raises(ZooIndexError, match="unknown protocol 'paper'"):
+        zooindex.evaluate(**paths, protocol="paper")
+
+
+def test_evaluate_cli_protocol_and_intervals(setup, capsys):
+    folder, index = setup
+    main(["evaluate", "--index", str(index), "--train", str(folder / "train.npz"),
+          "--test", str(folder / "test.npz"), "--protocol", "probe"])
+    out, err = capsys.readouterr()
+    assert "tau_w 95%" in out and "the probe protocol" in err

@@ -24,7 +24,7 @@ if str(REPO) not in sys.path:  # models/ is a folder of the repository, not an i
 from models import build_zoo, data  # noqa: E402
 from models.export import INPUT_NAME, OPSET, to_onnx  # noqa: E402
 from models.nets import Probabilities, Widths, build_net, features, parameter_count  # noqa: E402
-from models.recipes import DEMO, PAPER, SETS, Recipe  # noqa: E402
+from models.recipes import DEMO, PAPER, SEEDS, SETS, TRAINING, Recipe, Training  # noqa: E402
 from models.train import accuracy, as_input, train  # noqa: E402
 
 TINY = Widths(conv=(4, 8), dense=16)
@@ -73,6 +73,24 @@ def test_paper_set_is_the_23_models_of_section_4():
     # Table 6 has no 512-unit MNIST models, nor F5-9
     assert not any(r.architecture == "paper-512" and r.dataset == "mnist" for r in PAPER)
     assert "fashion-5-9-512" not in names
+
+
+def test_seed_set_is_table_1_from_two_more_seeds():
+    names = [r.name for r in SEEDS]
+    assert len(names) == len(set(names)) == 18
+    assert {"mnist-all-seed1", "cifar10-5-9-seed2"} <= set(names)
+    assert all(r.architecture == "paper" and r.seed in (1, 2) for r in SEEDS)
+    assert not set(names) & {r.name for r in PAPER}
+
+
+def test_every_set_has_a_training_recipe():
+    assert set(TRAINING) == set(SETS)
+    for training in TRAINING.values():
+        assert training.lr == 0.001 and training.batch_size == 100 and training.epochs >= 1
+    # the seeds are trained exactly as the models they repeat
+    assert TRAINING["seeds"] == TRAINING["paper"]
+    # 300 images in batches of 100 is 3 steps an epoch; 301 images is 4
+    assert Training(epochs=2).steps(300) == 6 and Training(epochs=2).steps(301) == 8
 
 
 def test_demo_set_names_and_class_labels():
@@ -154,6 +172,39 @@ def test_training_is_seeded_and_learns_an_easy_task():
     assert accuracy(net, test.x, test.y) == 1.0
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "momentum"])
+def test_an_interrupted_run_resumes_exactly(tmp_path, optimizer):
+    # 3 epochs of 8 batches; interrupted after 5 steps (inside the first epoch) and again
+    # after 11 more (inside the third: a new order was drawn in between), then resumed:
+    # the weights equal those of an uninterrupted run bit for bit
+    split = synthetic_split(200, seed=0, classes=4)
+    training = Training(optimizer, 0.01, 25, epochs=3)
+
+    def fresh():
+        torch.manual_seed(3)
+        return build_net(TINY, 4)
+
+    straight = fresh()
+    run = train(straight, split.x, split.y, seed=3, training=training)
+    assert run.finished and run.steps == 24 and run.resumed_at == 0
+    checkpoint = tmp_path / "ck" / "net.pt"
+    first = train(fresh(), split.x, split.y, seed=3, training=training,
+                  checkpoint=checkpoint, stop_after=5)
+    assert not first.finished and first.steps == 5 and checkpoint.exists()
+    second = train(fresh(), split.x, split.y, seed=3, training=training,
+                   checkpoint=checkpoint, stop_after=11)
+    assert second.resumed_at == 5 and second.steps == 16
+    resumed = fresh()
+    last = train(resumed, split.x, split.y, seed=3, training=training, checkpoint=checkpoint)
+    assert last.finished and last.resumed_at == 16
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+    # a checkpoint of another recipe (another learning rate) is not used
+    other = train(fresh(), split.x, split.y, seed=3, checkpoint=checkpoint,
+                  training=Training(optimizer, 0.02, 25, epochs=3), stop_after=2)
+    assert other.resumed_at == 0
+
+
 # --- export ---------------------------------------------------------------------------
 
 
@@ -186,11 +237,14 @@ def test_export_matches_torch_has_dynamic_batch_and_metadata():
 def test_build_writes_models_manifest_and_target_then_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(build_zoo, "TARGET_PER_CLASS", 10)  # the fake test split has 10 per class
     recipes = [Recipe("fashion-mnist", (0, 9), "demo"), Recipe("fashion-mnist", (0, 4), "demo")]
-    manifest = build_zoo.build(recipes, tmp_path, epochs=1, load=fake_loader, with_target=True,
+    manifest = build_zoo.build(recipes, tmp_path, Training(epochs=1), load=fake_loader, with_target=True,
                                threads=1)
 
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "fashion-0-4-target.npz", "fashion-0-4.onnx", "fashion-all.onnx", "manifest.json"]
+        ".checkpoints", "fashion-0-4-target.npz", "fashion-0-4.onnx", "fashion-all.onnx",
+        "manifest.json"]
+    assert sorted(p.name for p in (tmp_path / ".checkpoints").iterdir()) == [
+        "fashion-0-4.pt", "fashion-all.pt"]
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
     entry = manifest["models"]["fashion-0-4"]
     assert entry["sha256"] == build_zoo.sha256(tmp_path / "fashion-0-4.onnx")
@@ -217,15 +271,15 @@ def test_build_writes_models_manifest_and_target_then_resumes(tmp_path, monkeypa
 
     monkeypatch.setattr(build_zoo, "build_model", must_not_train)
     monkeypatch.setattr(build_zoo, "build_target", must_not_train)
-    assert build_zoo.build(recipes, tmp_path, epochs=1, load=fake_loader,
+    assert build_zoo.build(recipes, tmp_path, Training(epochs=1), load=fake_loader,
                            with_target=True, threads=1) == manifest
 
 
 def test_build_redoes_a_model_whose_file_is_missing(tmp_path):
     recipe = Recipe("mnist", (5, 9), "demo")
-    first = build_zoo.build([recipe], tmp_path, epochs=1, load=fake_loader, threads=1)
+    first = build_zoo.build([recipe], tmp_path, Training(epochs=1), load=fake_loader, threads=1)
     (tmp_path / "mnist-5-9.onnx").unlink()
-    second = build_zoo.build([recipe], tmp_path, epochs=1, load=fake_loader, threads=1)
+    second = build_zoo.build([recipe], tmp_path, Training(epochs=1), load=fake_loader, threads=1)
     assert (tmp_path / "mnist-5-9.onnx").exists()
     # same seed, same data: the rebuilt model is the same model
     assert second["models"]["mnist-5-9"]["test_accuracy"] == \
@@ -269,3 +323,78 @@ def test_command_line_rejects_unknown_model_names(capsys):
 def test_every_set_has_default_epochs_and_output_folder():
     for name in SETS:
         assert build_zoo.EPOCHS[name] >= 1 and name in build_zoo.DEFAULT_OUT
+
+
+def test_a_model_built_with_another_recipe_is_trained_again(tmp_path):
+    recipe = Recipe("mnist", (5, 9), "demo")
+    first = build_zoo.build([recipe], tmp_path, Training(epochs=1), load=fake_loader,
+                            threads=1)
+    entry = first["models"]["mnist-5-9"]
+    assert entry["training"] == {"optimizer": "adam", "lr": 0.001, "batch_size": 100,
+                                 "epochs": 1}
+    assert entry["steps"] == 2 and entry["device"] == "cpu"  # 150 images, batch 100
+    again = build_zoo.build([recipe], tmp_path, Training("sgd", epochs=1), load=fake_loader,
+                            threads=1)
+    assert again["models"]["mnist-5-9"]["optimizer"] == "sgd"
+
+
+def test_build_resumes_a_model_from_its_checkpoint(tmp_path, monkeypatch):
+    from models import train as train_module
+
+    recipe = Recipe("mnist", (0, 9), "demo")
+    training = Training(epochs=2)  # 300 images: 6 steps
+    straight = build_zoo.build([recipe], tmp_path / "a", training, load=fake_loader,
+                               threads=1)["models"]["mnist-all"]
+    # the first build dies after 4 steps, leaving its checkpoint; the next one resumes it
+    real_train = train_module.train
+
+    def dies(*args, **kwargs):
+        real_train(*args, **kwargs, stop_after=4)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train", dies)
+    with pytest.raises(KeyboardInterrupt):
+        build_zoo.build([recipe], tmp_path / "b", training, load=fake_loader, threads=1)
+    assert (tmp_path / "b" / ".checkpoints" / "mnist-all.pt").exists()
+    monkeypatch.setattr(train_module, "train", real_train)
+    resumed = build_zoo.build([recipe], tmp_path / "b", training, load=fake_loader,
+                              threads=1)["models"]["mnist-all"]
+    assert resumed["sha256"] == straight["sha256"]  # the very same model file
+
+
+def test_more_epochs_continue_from_the_last_checkpoint(tmp_path):
+    # one epoch, then the recipe asks for two: the second build trains one more epoch
+    # from the first's final state, and the model equals one trained two epochs straight
+    recipe = Recipe("mnist", (0, 9), "demo")
+    straight = build_zoo.build([recipe], tmp_path / "a", Training(epochs=2), load=fake_loader,
+                               threads=1)["models"]["mnist-all"]
+    build_zoo.build([recipe], tmp_path / "b", Training(epochs=1), load=fake_loader, threads=1)
+    longer = build_zoo.build([recipe], tmp_path / "b", Training(epochs=2), load=fake_loader,
+                             threads=1)["models"]["mnist-all"]
+    assert longer["sha256"] == straight["sha256"] and longer["epochs"] == 2
+    # a checkpoint past the asked-for length is not used
+    shorter = build_zoo.build([recipe], tmp_path / "b", Training(epochs=1),
+                              load=fake_loader, threads=1)["models"]["mnist-all"]
+    assert shorter["steps"] == 3 and shorter["sha256"] != straight["sha256"]
+
+
+def test_readme_table_is_generated_between_its_markers(tmp_path):
+    manifest = {"models": {
+        "mnist-all-seed1": {"seed": 1, "optimizer": "adam", "learning_rate": 0.001,
+                            "batch_size": 100, "epochs": 5, "steps": 3000, "device": "cpu",
+                            "train_seconds": 1800.0, "test_accuracy": 0.99},
+        "mnist-all": {"seed": 0, "optimizer": "adam", "learning_rate": 0.001,
+                      "batch_size": 100, "epochs": 5, "steps": 3000, "device": "cpu",
+                      "train_seconds": 1800.0, "test_accuracy": 0.9912}}}
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{build_zoo.README_BEGIN}\nold\n{build_zoo.README_END}\nafter\n")
+    build_zoo.update_readme(readme, manifest)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("after\n") and "old" not in text
+    rows = [l for l in text.splitlines() if l.startswith("| mnist")]
+    assert rows[0].startswith("| mnist-all | 0 | adam lr 0.001, batch 100, 5 epochs | 3000 |")
+    assert rows[0].endswith("| 0.9912 |") and rows[1].startswith("| mnist-all-seed1 | 1 |")
+    assert "| **all 2** | | | 6000 | | 3600 (1.0 h) | |" in text
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        build_zoo.update_readme(readme, manifest)

@@ -68,7 +68,7 @@ def _table(rows: list[dict], headers: list[str]) -> str:
 # (a light module: no numpy, onnx or onnxruntime is imported for --help).
 from .options import (CROPS, DEFAULT_BATCH_SIZE, DEFAULT_DIM,  # noqa: E402
                       DEFAULT_METRIC, DEFAULT_SCORER, DEFAULT_SEED, DEVICES, EXECUTORS,
-                      INPUT_RANGES, INTERPOLATIONS, METRICS, PRESETS, SPLITS)
+                      INPUT_RANGES, INTERPOLATIONS, METRICS, PRESETS, PROTOCOLS, SPLITS)
 
 index_option = click.option(
     "--index", "index_path", type=click.Path(dir_okay=False), envvar="ZOOINDEX_INDEX",
@@ -145,6 +145,14 @@ def _executor(executor, ray_address=None, ray_cpus=1.0, ray_scores_only=False):
     if ray_address or ray_scores_only:
         raise click.UsageError("--ray-address and --ray-scores-only need --executor ray")
     return executor
+
+
+def _protocol_params(protocol, epochs):
+    if epochs is None:
+        return None
+    if protocol != "logits":
+        raise click.UsageError("--epochs applies to --protocol logits")
+    return {"epochs": epochs}
 
 
 def _options(layer, dim, metric, scorers, seed, batch_size, device):
@@ -429,14 +437,19 @@ def _why_none(skipped) -> str:
 @target_options
 @click.option("--train-limit", type=click.IntRange(min=1),
               help="Stratified subsample of the training split.")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), default="logits", show_default=True,
+              help="How each model is adapted to the target: logits (the paper's: a new "
+              "logits layer on frozen features, SGD) or probe (logistic regression).")
+@click.option("--epochs", type=click.IntRange(min=1),
+              help="Epochs of the logits protocol [default: 67, the paper's recipe].")
 @run_options
 @executor_options
 @click.option("--model", "models", multiple=True, help="Evaluate only these models.")
 @index_option
 @json_option
 def evaluate(train, test, target, test_size, layer, dim, metric, scorers, classes, limit,
-             seed, split, input_range, train_limit, batch_size, device, executor, ray_address,
-             ray_cpus, ray_scores_only, models, index_path, as_json):
+             seed, split, input_range, train_limit, protocol, epochs, batch_size, device,
+             executor, ray_address, ray_cpus, ray_scores_only, models, index_path, as_json):
     """Measure real transfer accuracy and how well the ranking predicts it."""
     from . import evaluation
 
@@ -448,7 +461,8 @@ def evaluate(train, test, target, test_size, layer, dim, metric, scorers, classe
         options=_options(layer, dim, metric, scorers, seed, batch_size, device),
         selection=_selection(classes, limit, seed, input_range=input_range), index=index_path,
         train_limit=train_limit, models=list(models) or None, progress=None,
-        executor=_executor(executor, ray_address, ray_cpus, ray_scores_only))
+        executor=_executor(executor, ray_address, ray_cpus, ray_scores_only),
+        protocol=protocol, protocol_params=_protocol_params(protocol, epochs))
     if as_json:
         _dump_json(ev.to_dict())
         return
@@ -464,10 +478,20 @@ def evaluate(train, test, target, test_size, layer, dim, metric, scorers, classe
         if m.status != "ok":
             click.echo(f"skipped {m.model}: {m.reason}", err=True)
     click.echo("")
-    agree = [{"scorer": k, **v} for k, v in ev.agreement.items()]
-    click.echo(_table(agree, ["scorer", "tau_w", "tau", "spearman", "top1", "seconds"]))
-    click.echo(f"\nranking took {ev.search_seconds:.1f} s; retraining the logits of every "
-               f"model took {ev.transfer_seconds:.1f} s", err=True)
+    agree = []
+    for name, v in ev.agreement.items():
+        row = {"scorer": name, **v}
+        for stat in ("tau_w", "tau"):
+            interval = v.get(f"{stat}_interval")
+            row[f"{stat} 95%"] = f"[{interval[0]:.2f}, {interval[1]:.2f}]" if interval else ""
+        agree.append(row)
+    click.echo(_table(agree, ["scorer", "tau_w", "tau_w 95%", "tau", "tau 95%", "spearman",
+                              "top1", "seconds"]))
+    cached = sum(m.cached for m in ev.models if m.status == "ok")
+    click.echo(f"\naccuracy: the {ev.protocol} protocol; intervals: bootstrap over the test "
+               f"images. Ranking took {ev.search_seconds:.1f} s; retraining took "
+               f"{ev.transfer_seconds:.1f} s ({cached} models' accuracies from the cache)",
+               err=True)
 
 
 @cli.command()

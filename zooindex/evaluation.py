@@ -1,15 +1,21 @@
 """Ground truth for a ranking: the real transfer accuracy of every model.
 
-The paper's transfer protocol freezes every layer but the logits, retrains the logits on
-the target's training split and measures accuracy on its test split. On frozen features
-that is multinomial logistic regression on the last hidden dense layer, which is what
-runs here (features standardised first: an affine change the linear layer absorbs, done
-so that the solver converges in a bounded number of iterations).
+Each model's frozen features (the layer the search scored) on the target's training
+split adapt it to the target by one of the protocols of :mod:`zooindex.transfer`:
+
+* ``logits`` (the default, the neuralRank paper's): a fresh logits layer retrained on the
+  frozen features, dropout on its input, cross-entropy, plain SGD at lr 0.001;
+* ``probe``: standardised features and a logistic regression fitted to convergence.
+
+The accuracy on the test split, and which test images each model got right, are cached
+in the index like scores (keyed by the protocol, its parameters and the training split),
+so a repeated ``evaluate`` retrains nothing.
 
 ``evaluate`` then compares each estimator's ranking with the accuracy ranking: Kendall's
 tau, weighted tau (``scipy.stats.weightedtau``, the field's standard, which weighs the top
 of the ranking most), Spearman's rho, and the accuracy of the top-ranked model relative
-to the best one.
+to the best one; tau and weighted tau come with 95% bootstrap intervals over the test
+images (every model's accuracy recomputed on the same resampled images).
 """
 
 from __future__ import annotations
@@ -38,9 +44,14 @@ class ModelEvaluation:
     timings: dict = field(default_factory=dict)  # estimator -> seconds
     status: str = "ok"
     reason: str | None = None
+    cached: bool = False                # the accuracy came from the index
+    correct: np.ndarray | None = field(default=None, repr=False)  # per test image
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("correct")
+        return d
+
 
 
 @dataclass
@@ -49,30 +60,28 @@ class Evaluation:
     test: str
     scorers: list
     models: list
-    agreement: dict = field(default_factory=dict)   # scorer -> {tau_w, tau, spearman, top1, seconds}
+    # scorer -> {tau_w, tau, spearman, top1, tau_w_interval, tau_interval, models, seconds}
+    agreement: dict = field(default_factory=dict)
     search_seconds: float = 0.0
     transfer_seconds: float = 0.0
+    protocol: str = "logits"
+    protocol_params: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"train": self.train, "test": self.test, "scorers": self.scorers,
+                "protocol": self.protocol, "protocol_params": self.protocol_params,
                 "models": [m.to_dict() for m in self.models], "agreement": self.agreement,
                 "search_seconds": self.search_seconds,
                 "transfer_seconds": self.transfer_seconds}
 
 
 def transfer_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
-                      test_y: np.ndarray, *, seed: int = 0, max_iter: int = 300) -> float:
-    """Accuracy on the test split of a linear classifier retrained on frozen features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+                      test_y: np.ndarray, *, protocol: str = "probe", **params) -> float:
+    """Accuracy on the test split of ``protocol`` (see :mod:`zooindex.transfer`) retrained
+    on frozen features."""
+    from .transfer import PROTOCOLS
 
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter,
-                                                             random_state=seed))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter: accuracy still valid
-        clf.fit(train_x, train_y)
-    return float(np.mean(clf.predict(test_x) == test_y))
+    return PROTOCOLS[protocol].accuracy(train_x, train_y, test_x, test_y, **params)
 
 
 def rank_agreement(scores, accuracies) -> dict:
@@ -133,6 +142,7 @@ def evaluate(*, train=None, test=None, target=None, test_size: float | None = No
              options: SearchOptions | None = None, index=None,
              selection: TargetSelection | None = None, train_limit: int | None = None,
              models=None, progress: bool | None = False, executor=None,
+             protocol: str = "logits", protocol_params: dict | None = None,
              **settings) -> Evaluation:
     """Score every model on the test split and measure its real transfer accuracy.
 
@@ -140,10 +150,22 @@ def evaluate(*, train=None, test=None, target=None, test_size: float | None = No
     Scores come from :func:`zooindex.search` on the test split (cached like any search),
     with ``options`` and the test split's ``selection`` (or their fields as keywords:
     ``scorers=``, ``dim=``, ``classes=``, ``limit=``, ...); ``train_limit`` subsamples the
-    training split. Accuracy comes from a linear classifier retrained on the training
-    split's features.
+    training split. Accuracy comes from ``protocol`` (``logits``, the paper's, or
+    ``probe``; see :mod:`zooindex.transfer`) retrained on the training split's features,
+    with ``protocol_params`` overriding its defaults (e.g. ``{"epochs": 5}``); the seed is
+    the search's.
     """
+    from .transfer import PROTOCOLS
+
+    if protocol not in PROTOCOLS:
+        raise ZooIndexError(f"unknown protocol '{protocol}'; choose from: "
+                            f"{', '.join(PROTOCOLS)}")
     options, selection = from_settings(options, selection, **settings)
+    try:
+        params = PROTOCOLS[protocol].resolve(**{"seed": options.seed,
+                                                **(protocol_params or {})})
+    except ValueError as exc:
+        raise ZooIndexError(str(exc)) from None
     seed, classes = selection.seed, selection.classes
     classes = list(classes) if classes is not None else None
     if target is not None:
@@ -177,9 +199,10 @@ def evaluate(*, train=None, test=None, target=None, test_size: float | None = No
 
     t1 = time.perf_counter()
     out: list[ModelEvaluation] = []
+    transfer = _Transfer(protocol, params, train_t, train_y, test_t, options, executor)
     with opened(index, create=False) as idx:
         for r in ranking.results:
-            out.append(_evaluate_one(idx, r, train_t, train_y, test_t, options, executor))
+            out.append(transfer.evaluate(idx, r))
     transfer_s = time.perf_counter() - t1
 
     ok = [m for m in out if m.status == "ok"]
@@ -187,28 +210,94 @@ def evaluate(*, train=None, test=None, target=None, test_size: float | None = No
     for name in ranking.scorers:
         rows = [m for m in ok if name in m.scores]
         ag = rank_agreement([m.scores[name] for m in rows], [m.accuracy for m in rows])
+        ag.update(_intervals(rows, name, options.seed))
         ag["models"] = len(rows)
         ag["seconds"] = float(sum(m.timings.get(name, 0.0) for m in rows))
         agreement[name] = ag
     ok.sort(key=lambda m: -m.accuracy)
     return Evaluation(train=train_t.source, test=test_t.source, scorers=ranking.scorers,
                       models=ok + [m for m in out if m.status != "ok"], agreement=agreement,
-                      search_seconds=search_s, transfer_seconds=transfer_s)
+                      search_seconds=search_s, transfer_seconds=transfer_s,
+                      protocol=protocol, protocol_params=params)
 
 
-def _evaluate_one(idx, r: Result, train_t, train_y, test_t, options,
-                  executor) -> ModelEvaluation:
-    if r.status != "ok":
-        return ModelEvaluation(r.model, r.layer, {}, None, 0.0, status=r.status,
-                               reason=r.reason)
-    t = time.perf_counter()
-    feats_train = activations(train_t, [r.model], index=idx, layer=r.layer, options=options,
-                              executor=executor)[r.model]
-    feats_test = activations(test_t, [r.model], index=idx, layer=r.layer, options=options,
-                             executor=executor)[r.model]
-    acc = transfer_accuracy(feats_train, train_y, feats_test, test_t.y, seed=options.seed)
-    return ModelEvaluation(r.model, r.layer, dict(r.scores), acc, time.perf_counter() - t,
-                           timings=dict(r.timings))
+def _intervals(rows, name: str, seed: int) -> dict:
+    """95% bootstrap intervals over the test images of tau and weighted tau."""
+    from .transfer import bootstrap_tau
+
+    if len(rows) < 3 or any(m.correct is None for m in rows):
+        return {"tau_interval": None, "tau_w_interval": None}
+    scores = [m.scores[name] for m in rows]
+    correct = np.stack([m.correct for m in rows])
+    out = {}
+    for statistic in ("tau", "tau_w"):
+        interval = bootstrap_tau(scores, correct, statistic=statistic, draws=1000, seed=seed)
+        out[f"{statistic}_interval"] = None if interval.low is None else \
+            [interval.low, interval.high]
+    return out
+
+
+@dataclass
+class _Transfer:
+    """One protocol with its parameters, applied model by model, through the cache."""
+
+    protocol: str
+    params: dict
+    train_t: Target
+    train_y: np.ndarray
+    test_t: Target
+    options: SearchOptions
+    executor: object
+
+    @property
+    def name(self) -> str:
+        return f"accuracy:{self.protocol}"
+
+    def key(self) -> str:
+        import json
+
+        return json.dumps({**self.params, "train": self.train_t.key}, sort_keys=True)
+
+    def correct_layer(self, layer: str) -> str:
+        """The cache key of which test images were right, beside the layer's entries."""
+        import hashlib
+
+        digest = hashlib.sha256(f"{self.name}\0{self.key()}\0{layer}".encode()).hexdigest()
+        return f"::correct::{digest[:24]}"
+
+    def evaluate(self, idx, r: Result) -> ModelEvaluation:
+        if r.status != "ok":
+            return ModelEvaluation(r.model, r.layer, {}, None, 0.0, status=r.status,
+                                   reason=r.reason)
+        from .adapt import Preprocessing
+        from .transfer import PROTOCOLS
+
+        record = idx.catalogue.get_model(r.model)
+        prep = Preprocessing.from_dict(record.preprocessing).key()
+        test_key = self.test_t.key
+        cached = idx.cache.get_scores(record.sha256, r.layer, test_key, prep)
+        hit = cached.get((self.name, self.key()))
+        correct = idx.cache.get_activations(record.sha256, self.correct_layer(r.layer),
+                                            test_key, prep)
+        if hit is not None and correct is not None:
+            return ModelEvaluation(r.model, r.layer, dict(r.scores), hit[0], 0.0,
+                                   timings=dict(r.timings), cached=True,
+                                   correct=correct.reshape(-1).astype(bool))
+        t = time.perf_counter()
+        feats_train = activations(self.train_t, [r.model], index=idx, layer=r.layer,
+                                  options=self.options, executor=self.executor)[r.model]
+        feats_test = activations(self.test_t, [r.model], index=idx, layer=r.layer,
+                                 options=self.options, executor=self.executor)[r.model]
+        right = PROTOCOLS[self.protocol].correct(feats_train, self.train_y, feats_test,
+                                                 self.test_t.y, **self.params)
+        acc = float(np.mean(right))
+        seconds = time.perf_counter() - t
+        idx.cache.put_scores(record.sha256, r.layer, test_key, prep,
+                             [(self.name, self.key(), acc, None, seconds)])
+        idx.cache.put_activations(record.sha256, self.correct_layer(r.layer), test_key, prep,
+                                  right.astype(np.float32)[:, None])
+        return ModelEvaluation(r.model, r.layer, dict(r.scores), acc, seconds,
+                               timings=dict(r.timings), correct=right)
 
 
 __all__ = ["evaluate", "transfer_accuracy", "rank_agreement", "Evaluation"]

@@ -18,6 +18,7 @@ from .errors import ZooIndexError
 METRICS = ("cosine", "euclidean", "sqeuclidean")
 DEVICES = ("auto", "cpu", "cuda")
 EXECUTORS = ("pipeline", "sequential", "ray")  # zooindex.executor registers each
+PROTOCOLS = ("logits", "probe")  # zooindex.transfer registers each
 SPLITS = ("train", "test")
 INPUT_RANGES = ("0-1", "0-255")
 # how targets are fitted to a model's input (zooindex.adapt, zooindex.resample)
@@ -149,4 +150,4 @@ def from_settings(options: SearchOptions | None = None,
 
 
 __all__ = ["SearchOptions", "TargetSelection", "from_settings", "METRICS", "DEVICES",
-           "EXECUTORS", "SPLITS", "INPUT_RANGES", "INTERPOLATIONS", "CROPS", "PRESETS", "DEFAULT_DIM", "DEFAULT_METRIC", "DEFAULT_SCORER"]
+           "EXECUTORS", "PROTOCOLS", "SPLITS", "INPUT_RANGES", "INTERPOLATIONS", "CROPS", "PRESETS", "DEFAULT_DIM", "DEFAULT_METRIC", "DEFAULT_SCORER"]
