@@ -17,3 +17,19 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     monkeypatch.delenv("ZOOINDEX_INDEX", raising=False)
+
+
+@pytest.fixture
+def run(capsys):
+    """Run the CLI in this process: ``run("search", ...) -> (exit code, stdout, stderr)``."""
+    from zooindex.cli import main
+
+    def invoke(*args):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out, err = capsys.readouterr()
+        return code, out, err
+    return invoke

@@ -20,19 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def run(capsys):
-    def _run(*args):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out, err = capsys.readouterr()
-        return code, out, err
-    return _run
-
-
-@pytest.fixture
 def setup(tmp_path):
     w = np.zeros((8, 2), dtype=np.float32)
     w[0, 0] = w[1, 1] = 1

@@ -13,20 +13,6 @@ import zooindex
 from support.data import three_model_zoo
 from support.onnx_factory import mlp, save
 from zooindex.audit import check
-from zooindex.cli import main
-
-
-@pytest.fixture
-def run(capsys):
-    def invoke(*args):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-    return invoke
 
 
 @pytest.fixture
