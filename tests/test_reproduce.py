@@ -1,6 +1,5 @@
 """The paper's reproduction: layer mapping, tables beside the paper's numbers, a tiny run."""
 
-import json
 import shutil
 from pathlib import Path
 

@@ -22,7 +22,6 @@ Missing or changed models are reported, not removed: whether to ``zooindex rm`` 
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import urllib.parse
 from dataclasses import asdict, dataclass, field

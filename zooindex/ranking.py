@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import estimators as registry
 from .adapt import Preprocessing, check_fit, describe_fit
 from .cache import Entry
 from .catalogue import ModelRecord
@@ -116,14 +115,6 @@ class _Planned:
         return [self.skipped] if self.skipped is not None else list(self.results.values())
 
 
-def resolve_scorers(scorers) -> list:
-    """The registered estimators the ``--scorer`` names need per model, in order
-    (a combiner such as ``ensemble`` contributes its members)."""
-    from .estimators.combine import member_estimators, resolve_many
-
-    return member_estimators(resolve_many(scorers))
-
-
 def search(target, options: SearchOptions | None = None, *, index=None,
            selection: TargetSelection | None = None, models=None, filter=None,
            top: int | None = None, progress: bool | None = False, refresh: bool = False,
@@ -179,7 +170,7 @@ def search(target, options: SearchOptions | None = None, *, index=None,
                     yield plan
 
         try:
-            _execute(idx, tgt, plans(), executor, keep=False, settle=settle,
+            _execute(idx, tgt, plans(), executor, settle=settle,
                      absorb=lambda plan, outcome: _absorb(idx, tgt, plan, outcome, ests))
         finally:
             if bar is not None:
@@ -254,8 +245,7 @@ def _records(idx: Index, models, filter) -> list[ModelRecord]:
     return records
 
 
-def _execute(idx: Index, tgt: Target, plans, executor, *, keep: bool, absorb,
-             settle=None) -> None:
+def _execute(idx: Index, tgt: Target, plans, executor, *, absorb, settle=None) -> None:
     """Run the tasks of ``plans`` (an iterable of :class:`_Planned`, read lazily) on the
     executor and ``absorb`` each outcome, in task order, in this thread."""
     from collections import deque
@@ -529,7 +519,7 @@ def activations(target, models, *, index=None, layer: str | None = None,
                 raise ModelError(outcome.reason, model=plan.record.name)
             out[plan.record.name] = outcome.features[plan.task.layers[0]]
 
-        _execute(idx, target, iter(plans), executor, keep=True, absorb=absorb)
+        _execute(idx, target, iter(plans), executor, absorb=absorb)
     return out
 
 
@@ -557,4 +547,4 @@ def _progress(total: int, progress):
                 leave=False, dynamic_ncols=True)
 
 
-__all__ = ["search", "features", "activations", "Ranking", "Result", "resolve_scorers"]
+__all__ = ["search", "features", "activations", "Ranking", "Result"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
