@@ -248,9 +248,20 @@ def analyse(base: dict, draws: int) -> dict:
         diff = boot[p][kind][:, ka] - boot[p][kind][:, kb]
         return stats.percentile(stats.nanmean(tau[p][a] - tau[p][b]), diff)
 
-    # candidates: single labeled estimators, ncti, and mean-rank ensembles of 2-4 members
+    # the experimental estimators the evidence supports: their paired difference against
+    # each target-blind baseline has an interval above zero under both protocols
+    experimental = {e.name for e in estimators if e.experimental} | {"ncti"}
+    supported = {n: all(paired(p, n, b).low > 0 for p in PROTOCOLS for b in BASELINES)
+                 for n in sorted(experimental)}
+    usable = [n for n in labeled if n not in experimental or supported[n]]
+    by_name = {e.name: e for e in estimators}
+
+    # candidates: single labeled estimators, ncti, and mean-rank ensembles of 2-4 members.
+    # An ensemble's members come from the estimators that are (or become) stable and read
+    # the features alone, as combine.ENSEMBLE_MEMBERS must: a model without a classifier
+    # output would otherwise be ranked on fewer members than the others.
     log("ensembles and leave-out selection")
-    pool = [n for n in labeled]
+    pool = [n for n in usable if not by_name[n].needs_probs]
     ensembles = stats.subsets(pool)
     cand_tau = {p: {} for p in PROTOCOLS}
     for members in ensembles:
@@ -259,7 +270,7 @@ def analyse(base: dict, draws: int) -> dict:
             cand_tau[p][key] = np.array([
                 stats.weighted_tau(stats.mean_rank([scores[k][i] for k in members]),
                                    acc[p][i]) for i in range(T)])
-    singles = labeled + ["ncti"]
+    singles = usable + (["ncti"] if supported["ncti"] else [])
     for n in singles:
         for p in PROTOCOLS:
             cand_tau[p][n] = tau[p][n]
@@ -289,6 +300,9 @@ def analyse(base: dict, draws: int) -> dict:
                                          for p in (*PROTOCOLS, "both")}
         selection[label]["top"] = sorted(cands, key=lambda k: -full[k])[:8]
         selection[label]["top_values"] = {k: full[k] for k in selection[label]["top"]}
+    # the leading scorers against each other
+    top = sorted((n for n in names if n in labeled or n in ("ncti", ens_name)),
+                 key=lambda n: -stats.nanmean(tau["both"][n]))[:6]
     # the chosen ensemble as a scorer, with intervals like the others
     chosen_ens = selection["ensemble members"]["chosen_on_all"]
     chosen_members = chosen_ens.split(":")[1].split(",")
@@ -345,6 +359,9 @@ def analyse(base: dict, draws: int) -> dict:
                            "baselines": [paired(p, n, b) for b in BASELINES]}
                        for n in names} for p in (*PROTOCOLS, "both")},
         "selection": selection, "chosen_members": chosen_members,
+        "supported": supported, "pool": pool, "singles": singles,
+        "pairwise": {f"{a}|{b}": paired("both", a, b) for a in top for b in top if a != b},
+        "top": top,
         "candidate_tau": {p: {k: cand_tau[p][k].tolist() for k in
                               {*selection["recommended"]["top"],
                                *selection["ensemble members"]["top"],

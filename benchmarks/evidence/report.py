@@ -63,13 +63,7 @@ def decisions(r: dict) -> dict:
     ens = r["selection"]["ensemble members"]["chosen_on_all"]
     members = ens.split(":", 1)[1].split(",")
     recommended = "ensemble" if rec.startswith("ensemble:") else rec
-    experimental = ["etran", "ncti", "ncti-vc", "ncti-sei", "ncti-ncc", *r["label_free"]]
-    supported = {}
-    for n in experimental:
-        if n not in r["paired"]["both"]:
-            continue
-        supported[n] = all(_above(b) for p in ("probe", "logits")
-                           for b in r["paired"][p][n]["baselines"])
+    supported = r["supported"]
     return {"recommended": recommended, "recommended_candidate": rec,
             "ensemble_members": members, "unlabeled_default":
             r["label_free_selection"]["chosen_on_all"], "supported": supported}
@@ -152,6 +146,11 @@ def document(r: dict) -> str:
         "two target-blind baselines.",
         "",
         _paired_table(r),
+        "",
+        "The leading scorers against each other (row − column, mean τ_w over both "
+        "protocols, interval over targets and test images):",
+        "",
+        _pairwise(r),
         "",
         "## Choices made with targets left out",
         "",
@@ -254,14 +253,22 @@ def _paired_table(r) -> str:
                    "− silhouette (logits)", "− best baseline (both)"], rows)
 
 
+def _pairwise(r) -> str:
+    top = r["top"]
+    rows = [[a, *("–" if a == b else _iv(r["pairwise"][f"{a}|{b}"]) for b in top)]
+            for a in top]
+    return _table(["", *top], rows)
+
+
 def _selection(r, d) -> list[str]:
     out = []
     for label in ("ensemble members", "recommended"):
         s = r["selection"][label]
-        what = ("the members of a mean-rank ensemble: every subset of 2 to 4 of the "
-                f"{len(r['labeled'])} labeled estimators" if label == "ensemble members" else
-                "the recommended scorer: every labeled estimator, NCTI, and every ensemble "
-                "above")
+        what = ("every subset of 2 to 4 of the labeled estimators that read the features "
+                "alone and are not experimental (or lose the flag here): "
+                + ", ".join(r["pool"]) if label == "ensemble members" else
+                "every labeled estimator that is not experimental (or loses the flag here), "
+                "and every ensemble above: " + ", ".join(r["singles"]))
         out += [f"**{label.capitalize()}**, chosen among {what}.", "",
                 f"- Chosen on all {len(r['targets'])} targets: `{s['chosen_on_all']}`, mean "
                 f"τ_w {s['in_sample']['both']:.3f} (probe {s['in_sample']['probe']:.3f}, "
