@@ -66,7 +66,10 @@ def log(message: str) -> None:
 
 def paper_zoo(zoo: Path, work: Path) -> dict:
     """The paper's zoo (seed replicates left out), copied into ``work/zoo``; its entries."""
+    from models.recipes import PAPER
+
     manifest = json.loads((zoo / "manifest.json").read_text())["models"]
+    ZOO_MISSING[:] = [r.name for r in PAPER if r.name not in manifest]
     out = work / "zoo"
     out.mkdir(parents=True, exist_ok=True)
     models = {}
@@ -92,6 +95,7 @@ def paper_zoo(zoo: Path, work: Path) -> dict:
 
 
 _SHA: dict = {}
+ZOO_MISSING: list = []  # the paper's models not (yet) in the zoo folder
 
 
 def measure_sha(path: Path) -> str:
@@ -278,7 +282,8 @@ def analyse(base: dict, draws: int) -> dict:
                         for k in cand_tau["probe"]}
     ens_keys = ["ensemble:" + ",".join(m) for m in ensembles]
     selection = {}
-    for label, cands in (("ensemble members", ens_keys), ("recommended", singles + ens_keys)):
+    for label, cands in (("ensemble members", ens_keys), ("single estimator", singles),
+                         ("recommended", singles + ens_keys)):
         selection[label] = {}
         for scheme, grouping in (("target", targets), ("data set", groups)):
             folds = stats.leave_out_select({k: cand_tau["both"][k] for k in cands}, grouping,
@@ -362,11 +367,8 @@ def analyse(base: dict, draws: int) -> dict:
         "supported": supported, "pool": pool, "singles": singles,
         "pairwise": {f"{a}|{b}": paired("both", a, b) for a in top for b in top if a != b},
         "top": top,
-        "candidate_tau": {p: {k: cand_tau[p][k].tolist() for k in
-                              {*selection["recommended"]["top"],
-                               *selection["ensemble members"]["top"],
-                               "ensemble:" + ",".join(CURRENT_MEMBERS)}
-                              if k in cand_tau[p]} for p in cand_tau},
+        "candidate_tau": {p: {k: v.tolist() for k, v in cand_tau[p].items()}
+                          for p in cand_tau},
         "label_free_selection": free_sel, "few": few,
         "few_per_class": measure.FEW_PER_CLASS, "few_draws": measure.FEW_DRAWS,
         "few_skipped": list(measure.FEW_SKIP),
@@ -382,7 +384,32 @@ def analyse(base: dict, draws: int) -> dict:
         "errors": sorted({f"{n}: {e}" for (m, t), u in units.items()
                           for n, e in u.get("errors", {}).items()}),
         "seconds": base["seconds"],
+        "zoo_missing": list(ZOO_MISSING),
+        "unit_seconds": _unit_seconds(units),
+        "train_seconds": _train_seconds(base["work"]),
     }
+
+
+def _unit_seconds(units) -> dict:
+    """Seconds recorded per section, summed over units (the training images' inference,
+    not recorded, is left out)."""
+    out = {"inference": 0.0, "protocols": 0.0, "estimators": 0.0, "variants": 0.0,
+           "few labels": 0.0}
+    for u in units.values():
+        out["inference"] += u.get("inference_seconds", 0.0)
+        out["protocols"] += sum(u.get("truth_seconds", {}).values())
+        out["estimators"] += sum(u.get("timings", {}).values())
+        out["variants"] += u.get("seconds", {}).get("variants", 0.0)
+        out["few labels"] += u.get("seconds", {}).get("few", 0.0)
+    return out
+
+
+def _train_seconds(work) -> float:
+    path = Path(work) / "own" / "manifest.json"
+    if not path.exists():
+        return 0.0
+    entries = json.loads(path.read_text()).values()
+    return float(sum(e.get("train_seconds", 0.0) for e in entries if e["kind"] == "final"))
 
 
 def _est_of(interval) -> float:

@@ -44,7 +44,7 @@ FEW_PER_CLASS = 10
 FEW_DRAWS = 3
 # left out of the few-label comparison for time: each decomposes a width x width matrix
 # whatever the number of samples (seconds per call on a 1,024-wide layer here)
-FEW_SKIP = ("hscore", "hscore-shrinkage", "sfda")
+FEW_SKIP = ("hscore", "hscore-shrinkage")
 # the transfer protocols' parameters (zooindex.transfer's defaults, stated here so that a
 # change of default there cannot silently change the base): 67 epochs of 20 batches of
 # 100 on 2,000 training images is 1,340 SGD steps
@@ -108,7 +108,8 @@ class Unit:
     def complete(self, sha256: str) -> bool:
         """Has every section been measured, for this model file?"""
         return (self.data.get("sha256") == sha256 and self.truth_path.exists()
-                and all(k in self.data for k in ("scores", "variants", "few")))
+                and all(k in self.data for k in ("scores", "variants", "few"))
+                and "variants" in self.data.get("seconds", {}) and not few_todo(self.data))
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +158,7 @@ def measure(work: Path, model: str, model_path: Path, model_sha: str, target: st
     if feats is None or need_truth:
         t = time.perf_counter()
         feats, probs = runner.run(model_path, data["x_test"], with_output=True)
-        unit.data["inference_seconds"] = time.perf_counter() - t
+        unit.data["inference_seconds"] = time.perf_counter() - t  # the test images
         unit.feature_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = unit.feature_path.with_suffix(".tmp.npz")
         np.savez(tmp, features=feats, probs=probs)
@@ -195,13 +196,27 @@ def measure(work: Path, model: str, model_path: Path, model_sha: str, target: st
         except Exception as exc:  # an estimator refusing these features is a result too
             errors[est.name] = f"{type(exc).__name__}: {exc}"[:300]
     unit.save()
-    if "variants" not in unit.data:
+    seconds = unit.data.setdefault("seconds", {})
+    if "variants" not in seconds:
+        t = time.perf_counter()
         unit.data["variants"] = variants(feats, y_test)
+        seconds["variants"] = time.perf_counter() - t
         unit.save()
-    if "few" not in unit.data:
-        unit.data["few"] = few_labels(feats, y_test, probs)
+    todo = few_todo(unit.data)
+    if todo:
+        t = time.perf_counter()
+        few_labels(feats, y_test, probs, todo, unit.data.setdefault("few", {}))
+        unit.data["few_tried"] = sorted({*unit.data.get("few_tried", ()), *todo})
+        seconds["few"] = seconds.get("few", 0.0) + time.perf_counter() - t
         unit.save()
     return unit
+
+
+def few_todo(data: dict) -> list[str]:
+    """The labeled estimators not yet tried on this unit's few-label draws."""
+    tried = set(data.get("few_tried", ()))
+    return [e.name for e in _estimators()
+            if e.needs_labels and e.name not in FEW_SKIP and e.name not in tried]
 
 
 def _silhouette(points, labels, metric="cosine"):
@@ -251,22 +266,22 @@ def variants(feats: np.ndarray, labels: np.ndarray) -> dict:
     return out
 
 
-def few_labels(feats, labels, probs, per_class: int = FEW_PER_CLASS,
+def few_labels(feats, labels, probs, names, out: dict, per_class: int = FEW_PER_CLASS,
                draws: int = FEW_DRAWS) -> dict:
-    """Each labeled estimator on ``per_class`` labeled test images per class: ``{draw:
-    {name: score}}``; estimators that refuse so few samples are left out of a draw."""
-    out = {}
+    """The estimators ``names`` on ``per_class`` labeled test images per class, in ``out``
+    (``{draw: {name: score}}``, filled in place); an estimator that refuses so few samples
+    is left out of the draw."""
+    from zooindex import estimators as registry
+
     for draw in range(draws):
         rng = np.random.default_rng(1000 + draw)
         pick = np.concatenate([rng.choice(np.flatnonzero(labels == c), per_class,
                                           replace=False) for c in np.unique(labels)])
-        row = {}
-        for est in _estimators():
-            if not est.needs_labels or est.name in FEW_SKIP:
-                continue
+        row = out.setdefault(str(draw), {})
+        for name in names:
             try:
-                row[est.name] = est(feats[pick], labels[pick], probs=probs[pick], **OPTIONS)
+                row[name] = registry.get(name)(feats[pick], labels[pick], probs=probs[pick],
+                                               **OPTIONS)
             except Exception:
                 pass
-        out[str(draw)] = row
     return out
