@@ -54,6 +54,9 @@ DEFAULT_DATA = next((p / "shared" / "data" for p in (ROOT.parent, ROOT.parent.pa
 TEST_LIMIT, TRAIN_LIMIT = 1000, 2000
 PROTOCOLS = ("probe", "logits")
 BASELINES = ("parameter count", "source-task accuracy")
+# flagged experimental before this base measured them: the gate below decides each again
+GATED = ("etran", "ncti", "ncti-vc", "ncti-sei", "ncti-ncc", "energy", "rankme",
+         "cluster-silhouette", "prediction-entropy")
 FAMILY = {"paper": "paper CNN", "lite": "paper CNN lite", "paper-512": "paper CNN 512"}
 
 
@@ -254,7 +257,7 @@ def analyse(base: dict, draws: int) -> dict:
 
     # the experimental estimators the evidence supports: their paired difference against
     # each target-blind baseline has an interval above zero under both protocols
-    experimental = {e.name for e in estimators if e.experimental} | {"ncti"}
+    experimental = {e.name for e in estimators if e.experimental} | {"ncti"} | set(GATED)
     supported = {n: all(paired(p, n, b).low > 0 for p in PROTOCOLS for b in BASELINES)
                  for n in sorted(experimental)}
     usable = [n for n in labeled if n not in experimental or supported[n]]
@@ -323,14 +326,16 @@ def analyse(base: dict, draws: int) -> dict:
                                                          picks)}
     free_sel["chosen_on_all"] = max(label_free, key=lambda n: stats.nanmean(tau["both"][n]))
     few = {}
-    few_names = labeled + ["ensemble (current)", "ensemble (chosen)"]
+    earlier, chosen = (f"ensemble ({','.join(CURRENT_MEMBERS)})",
+                       f"ensemble ({','.join(chosen_members)})")
+    few_names = labeled + [earlier, chosen]
     for n in few_names:
         per_target = {p: [] for p in PROTOCOLS}
         for i, t in enumerate(targets):
             vals = {p: [] for p in PROTOCOLS}
             for draw in units[models[0], t]["few"]:
-                if n.startswith("ensemble"):
-                    members = CURRENT_MEMBERS if n.endswith("(current)") else chosen_members
+                if n in (earlier, chosen):
+                    members = CURRENT_MEMBERS if n == earlier else chosen_members
                     col = stats.mean_rank([[_num(units[m, t]["few"][draw].get(k))
                                             for m in models] for k in members])
                 else:
