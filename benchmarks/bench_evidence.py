@@ -311,20 +311,31 @@ def analyse(base: dict, draws: int) -> dict:
     # the leading scorers against each other
     top = sorted((n for n in names if n in labeled or n in ("ncti", ens_name)),
                  key=lambda n: -stats.nanmean(tau["both"][n]))[:6]
+    top.append(max(variant_names, key=lambda n: stats.nanmean(tau["both"][n])))
     # the chosen ensemble as a scorer, with intervals like the others
     chosen_ens = selection["ensemble members"]["chosen_on_all"]
     chosen_members = chosen_ens.split(":")[1].split(",")
 
     # label-free, and few labels
     log("label-free and few-label scores")
+    # the default must score every model: among the scores that read the features alone
+    # (prediction-entropy needs the model's classifier output); both choices are shown
     free_sel = {}
-    for scheme, grouping in (("target", targets), ("data set", groups)):
-        folds = stats.leave_out_select({n: tau["both"][n] for n in label_free}, grouping,
-                                       order=label_free)
-        free_sel[scheme] = {"folds": [(f.group, f.chosen) for f in folds],
-                            "held_out": _target_interval(stats.held_out_values(folds, T),
-                                                         picks)}
-    free_sel["chosen_on_all"] = max(label_free, key=lambda n: stats.nanmean(tau["both"][n]))
+    feature_free = [n for n in label_free if not by_name[n].needs_probs]
+    for kind, cands in (("feature-only", feature_free), ("any", label_free)):
+        free_sel[kind] = {}
+        for scheme, grouping in (("target", targets), ("data set", groups)):
+            folds = stats.leave_out_select({n: tau["both"][n] for n in cands}, grouping,
+                                           order=cands)
+            free_sel[kind][scheme] = {
+                "folds": [(f.group, f.chosen) for f in folds],
+                "held_out": _target_interval(stats.held_out_values(folds, T), picks)}
+        free_sel[kind]["chosen_on_all"] = max(cands,
+                                              key=lambda n: stats.nanmean(tau["both"][n]))
+    free_sel["chosen_on_all"] = free_sel["feature-only"]["chosen_on_all"]
+    if free_sel["any"]["chosen_on_all"] != free_sel["chosen_on_all"]:
+        a, b = free_sel["any"]["chosen_on_all"], free_sel["chosen_on_all"]
+        free_sel["any_vs_chosen"] = _target_interval(tau["both"][a] - tau["both"][b], picks)
     few = {}
     earlier, chosen = (f"ensemble ({','.join(CURRENT_MEMBERS)})",
                        f"ensemble ({','.join(chosen_members)})")
