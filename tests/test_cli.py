@@ -111,7 +111,7 @@ def test_unknown_layer_is_a_one_line_error_and_inputs_alone_rank_without_labels(
     np.savez(folder / "nolabels.npz", x=x)
     code, out, err = run("search", "--index", index, folder / "nolabels.npz")
     assert code == 0 and "no labels" in err.splitlines()[0] and "good" in out
-    assert "note: target" in err and "has no labels: ranked by cluster-silhouette" in err
+    assert "note: target" in err and "has no labels: ranked by rankme" in err
 
 
 def test_debug_variable_shows_the_traceback(run, setup, monkeypatch):

@@ -31,11 +31,15 @@ def test_the_default_becomes_a_label_free_score_and_the_search_says_so(zoo):
     ranking = zooindex.search(zoo["unlabeled"], index=zoo["index"])
     from zooindex.estimators import UNLABELED_DEFAULT
 
-    assert ranking.scorers == [UNLABELED_DEFAULT] == ["cluster-silhouette"]
+    assert ranking.scorers == [UNLABELED_DEFAULT] == ["rankme"]
     assert any("has no labels" in n for n in ranking.notes)
     assert len(ranking.ranked) == 3 and all(r.score is not None for r in ranking.ranked)
-    # the model that sees the clustered dimensions finds clusters best
-    assert ranking.ranked[0].model == "good"
+    # by name, the clustering score finds that the model seeing the clustered dimensions
+    # groups them best (RankMe, the default, measures spread instead: the noise model's
+    # full-rank features score high, a known weakness, see benchmarks/ESTIMATORS.md)
+    clusters = zooindex.search(zoo["unlabeled"], index=zoo["index"],
+                               scorers=["cluster-silhouette"])
+    assert clusters.ranked[0].model == "good"
     # chosen label-free scores work; labelled ones are refused in one line
     chosen = zooindex.search(zoo["unlabeled"], index=zoo["index"], scorers=["rankme"])
     assert chosen.scorers == ["rankme"] and len(chosen.ranked) == 3

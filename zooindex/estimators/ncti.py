@@ -85,7 +85,7 @@ def _reduce(features, dim, seed):
 
 @register("ncti-vc", "NCTI's collapse term (Wang et al., ICCV 2023): -log NC1, the "
           "within-class variance relative to the between-class one, on PCA-reduced features",
-          params=("dim", "seed"), float32_ok=True, min_per_class=2, experimental=True)
+          params=("dim", "seed"), float32_ok=True, min_per_class=2)
 def ncti_vc(features, labels, *, dim=10, seed=0, **_):
     r"""Within-class variability collapse of ``features`` ``(n, d)``; higher is better.
 
@@ -118,7 +118,7 @@ def ncti_vc(features, labels, *, dim=10, seed=0, **_):
 
 @register("ncti-sei", "NCTI's SELI term (Wang et al., ICCV 2023): nuclear norm of the "
           "nearest-class-centre posteriors over that of the one-hot labels",
-          params=("dim", "seed"), float32_ok=True, min_per_class=2, experimental=True)
+          params=("dim", "seed"), float32_ok=True, min_per_class=2)
 def ncti_sei(features, labels, *, dim=10, seed=0, **_):
     r"""Simplex-encoded-label-interpolation term of ``features`` ``(n, d)``; higher is better.
 
@@ -145,7 +145,7 @@ def ncti_sei(features, labels, *, dim=10, seed=0, **_):
 
 @register("ncti-ncc", "NCTI's classifier term (Wang et al., ICCV 2023): log-likelihood of "
           "the labels under the nearest-class-centre classifier, PCA-reduced features",
-          params=("dim", "seed"), float32_ok=True, min_per_class=2, experimental=True)
+          params=("dim", "seed"), float32_ok=True, min_per_class=2)
 def ncti_ncc(features, labels, *, dim=10, seed=0, **_):
     r"""Nearest-class-centre log-likelihood of ``labels``; higher is better (at most 0).
 
@@ -168,7 +168,7 @@ def ncti_ncc(features, labels, *, dim=10, seed=0, **_):
 
 @register_combiner("ncti", "NCTI (Wang et al., ICCV 2023): its three neural-collapse terms, "
                    "each min-max normalised over the searched models, added",
-                   members=TERMS, choosable=False, experimental=True)
+                   members=TERMS, choosable=False)
 def ncti(table, members=TERMS):
     r"""NCTI of every model in ``table`` (``{key: {term: score}}``); higher is better.
 
