@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 RUNTIME := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo gpu || echo cpu)
 DEMO_INDEX ?= $(VENV)/demo-index.db
 
-.PHONY: install dev demo test test-fast wheel-check bench zoo reproduce clean
+.PHONY: install dev demo test test-fast wheel-check bench zoo reproduce evidence clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ zoo: dev  ## train the paper's 23 models and Table 1's nine from two more seeds 
 
 reproduce: zoo  ## the paper's tables and figures into models/RESULTS.md
 	$(PY) -m models.reproduce
+
+evidence: zoo  ## the scorers' evidence base (56 models x 8 targets) into benchmarks/ESTIMATORS.md (resumable)
+	$(PY) benchmarks/bench_evidence.py --zoo models/zoo
 
 clean:
 	rm -rf $(VENV) .venv-wheel build dist *.egg-info .pytest_cache

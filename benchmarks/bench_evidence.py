@@ -48,7 +48,7 @@ from evidence import measure, sources, stats, train  # noqa: E402
 OUT = Path(__file__).with_name("ESTIMATORS.md")
 DEFAULT_WORK = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / \
     "zooindex-evidence"
-# the shared data folder beside the checkout (or beside the folder of worktrees)
+# the shared data folder beside the checkout, or one level further up
 DEFAULT_DATA = next((p / "shared" / "data" for p in (ROOT.parent, ROOT.parent.parent)
                      if (p / "shared" / "data").is_dir()), ROOT.parent / "shared" / "data")
 TEST_LIMIT, TRAIN_LIMIT = 1000, 2000
