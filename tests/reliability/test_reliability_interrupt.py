@@ -63,12 +63,19 @@ def _stored(index) -> int:
         con.close()
 
 
+def _default_sigint():
+    """A shell starts background jobs with SIGINT ignored, and Python keeps it ignored (as
+    a command should): give the search the terminal's default, however the tests were
+    started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupted(root, index, env, signum):
     assert _cli("add", "--index", index, root / "zoo", env=env).returncode == 0
     proc = subprocess.Popen([sys.executable, "-m", "zooindex.cli", "search", "--index",
                              str(index), str(root / "t.npz"), "--batch-size", str(N),
                              "--json"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     # wait until the first model is scored and stored: the next ones are running then
     while _stored(index) < 1:
