@@ -72,6 +72,18 @@ def test_search_table_and_csv(run, setup):
     assert out.splitlines()[0].startswith("rank,model,score")
 
 
+def test_the_search_header_names_a_combinations_members(run, setup):
+    from zooindex.estimators.combine import ENSEMBLE_MEMBERS
+
+    folder, index = setup
+    run("add", "--index", index, folder)
+    code, _, err = run("search", "--index", index, folder / "t.npz", "--scorer", "ensemble")
+    assert code == 0 and f"ensemble ({', '.join(ENSEMBLE_MEMBERS)}), D=10" in err
+    code, _, err = run("search", "--index", index, folder / "t.npz", "--scorer",
+                       "ensemble:knn,logme")
+    assert code == 0 and "; ensemble:knn,logme, D=10" in err
+
+
 @pytest.mark.parametrize("content", [b"not onnx at all", b"\x08\x07\x12\x03abc" * 3, b""])
 def test_bad_model_file_is_one_line_error_and_index_unchanged(run, setup, content):
     folder, index = setup

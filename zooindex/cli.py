@@ -361,7 +361,7 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
                    "seconds"]
         labels = f"{len(ranking.classes)} classes" if ranking.classes else "no labels"
         click.echo(f"target {ranking.target}: {ranking.n} samples, {labels}; "
-                   f"{ranking.scorers[0]}, D={dim}, {metric}", err=True)
+                   f"{_scorer_label(ranking.scorers[0])}, D={dim}, {metric}", err=True)
         if ok:
             click.echo(_table(ok, headers))
         if ranking.ranked:
@@ -732,6 +732,16 @@ def serve(index_path, host, port, data, read_only, max_upload):
     # a page still streaming a search's progress must not hold up Ctrl-C for long
     uvicorn.run(app, host=host, port=port, log_level="warning",
                 timeout_graceful_shutdown=3)
+
+
+def _scorer_label(name: str) -> str:
+    """A scorer's name, with a combination's default members: 'ensemble (logme, nleep)'."""
+    from .estimators.combine import resolve
+
+    scorer = resolve(name)
+    if scorer.combiner is None or ":" in name:
+        return name
+    return f"{name} ({', '.join(scorer.members)})"
 
 
 def main(argv=None) -> None:
