@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .nets import Widths
 
 SEED = 0
-PAPER_EPOCHS = 3
+PAPER_EPOCHS = 6
 BATCH_SIZE = 100
 LEARNING_RATE = 1e-3
 
