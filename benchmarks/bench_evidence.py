@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from evidence import measure, sources, stats, train  # noqa: E402
+from zooindex import transfer  # noqa: E402
 
 OUT = Path(__file__).with_name("ESTIMATORS.md")
 DEFAULT_WORK = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / \
@@ -235,7 +236,7 @@ def analyse(base: dict, draws: int) -> dict:
     for p in PROTOCOLS:
         per_target = []
         for i in range(T):
-            accs = stats.resampled_accuracies(correct[p][i], draws, seed=100 + i)
+            accs = transfer.resampled_means(correct[p][i], draws=draws, seed=100 + i)
             per_target.append(stats.taus_over_draws(np.array([scores[n][i] for n in names]),
                                                     accs))
         image[p] = np.array(per_target)                 # (T, draws, K)

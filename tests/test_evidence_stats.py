@@ -38,15 +38,6 @@ def test_mean_rank_is_zooindex_ensemble():
     np.testing.assert_allclose(stats.mean_rank([a, b]), [ours[m] for m in range(4)])
 
 
-def test_resampled_accuracies_keep_the_pairing_of_images():
-    correct = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 1]], dtype=bool)
-    accs = stats.resampled_accuracies(correct, draws=200, seed=0)
-    assert accs.shape == (200, 3)
-    np.testing.assert_array_equal(accs[:, 0], accs[:, 1])          # same images each draw
-    np.testing.assert_allclose(accs[:, 0] + accs[:, 2], 1.0)       # complementary models
-    assert 0.35 < accs[:, 0].mean() < 0.65
-
-
 def test_two_level_uses_each_draws_own_image_resample():
     # two targets, three draws, one scorer; picks choose targets per draw
     image = np.array([[[1.0], [2.0], [3.0]], [[10.0], [20.0], [30.0]]])

@@ -8,7 +8,7 @@ Resampling units. A mean over targets has two sources of noise: which targets we
 measured (a few, from four data sets) and which test images each target holds (each
 model's accuracy is a mean over them). :func:`two_level` draws both at once: targets with
 replacement, and within each drawn target the test images with replacement, the same
-images for every model (``resampled_accuracies``), so that the accuracies keep their
+images for every model (``zooindex.transfer.resampled_means``), so that the accuracies keep their
 pairing; the scores are held fixed (recomputing every estimator per draw is not
 affordable; the image bootstrap therefore covers the ground truth's noise, not the
 scores'). Paired differences between two scorers use the same draws for both, so what
@@ -24,63 +24,40 @@ from typing import Sequence
 
 import numpy as np
 
+from zooindex import transfer
+from zooindex.estimators import combine
 
-def weighted_tau(x, y) -> float:
-    """``scipy.stats.weightedtau`` of two vectors (hyperbolic weights; the top of both
-    rankings weighs most); NaN where undefined. Pairs with a NaN in either are dropped."""
-    from scipy import stats
 
+def _finite_pairs(x, y):
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(stats.weightedtau(x, y).statistic)
+    return x[ok], y[ok]
+
+
+def _nan_if_none(value) -> float:
+    return float("nan") if value is None else value
+
+
+def weighted_tau(x, y) -> float:
+    """zooindex's weighted tau (``scipy.stats.weightedtau``: the top of both rankings
+    weighs most) with pairs holding a NaN dropped; NaN where undefined."""
+    return _nan_if_none(transfer.weighted_tau(*_finite_pairs(x, y)))
 
 
 def kendall_tau(x, y) -> float:
-    """Kendall's tau-b; NaN where undefined."""
-    from scipy import stats
-
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(stats.kendalltau(x, y).statistic)
+    """zooindex's Kendall tau-b with pairs holding a NaN dropped; NaN where undefined."""
+    return _nan_if_none(transfer.kendall_tau(*_finite_pairs(x, y)))
 
 
 def mean_rank(columns: np.ndarray) -> np.ndarray:
-    """zooindex's ``ensemble`` on a ``(members, models)`` array: the mean over members of
-    each model's normalised rank ``(rank - 1) / (m - 1)`` (average ranks for ties), taken
-    over the models that have the member (NaN: missing)."""
-    from scipy.stats import rankdata
-
+    """zooindex's ``ensemble`` (:func:`zooindex.estimators.combine.mean_rank`) on a
+    ``(members, models)`` array, NaN for a missing score and for a model with none."""
     columns = np.atleast_2d(np.asarray(columns, dtype=np.float64))
-    total = np.zeros(columns.shape[1])
-    count = np.zeros(columns.shape[1])
-    for col in columns:
-        ok = np.isfinite(col)
-        if ok.sum() == 0:
-            continue
-        wins = ((rankdata(col[ok]) - 1.0) / (ok.sum() - 1) if ok.sum() > 1
-                else np.array([0.5]))
-        total[ok] += wins
-        count[ok] += 1
-    with np.errstate(invalid="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def resampled_accuracies(correct: np.ndarray, draws: int, seed: int) -> np.ndarray:
-    """``(draws, models)`` accuracies over bootstrap resamples of the test images (the
-    columns of ``correct`` ``(models, images)``), the same images for every model."""
-    correct = np.asarray(correct, dtype=np.float64)
-    n = correct.shape[1]
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=draws)
-    return counts @ correct.T / n
+    members = [str(j) for j in range(len(columns))]
+    table = {i: {m: col[i] for m, col in zip(members, columns) if np.isfinite(col[i])}
+             for i in range(columns.shape[1])}
+    combined = combine.mean_rank(table, members)
+    return np.array([combined.get(i, np.nan) for i in range(columns.shape[1])])
 
 
 def taus_over_draws(scores: np.ndarray, accuracies: np.ndarray) -> np.ndarray:

@@ -332,8 +332,8 @@ def mean_rank(table: Table, members: Sequence[str]) -> dict:
     and that member's ranks are taken among the models that have it. A model with no
     member score at all is left out of the result; the caller reports it unscored.
     ``table`` is ``{key: {member: score}}``; the result keeps ``table``'s key order.
-    Cost: the members' own, per model (for the defaults knn + logme + nleep, about 2.5
-    CPU seconds per model of 1,000 x 1,024 features, nearly all N-LEEP's), plus
+    Cost: the members' own, per model (for the defaults logme + sfda + knn + ncti-sei,
+    about 0.25 s per model and 1,000 test images in benchmarks/ESTIMATORS.md), plus
     ``O(M m log m)`` here, under a millisecond for 100 models.
     """
     from scipy.stats import rankdata
