@@ -32,3 +32,15 @@ def run(capsys):
         out, err = capsys.readouterr()
         return code, out, err
     return invoke
+
+
+@pytest.fixture
+def zoo(tmp_path):
+    """The three-model zoo of ``support.data.three_model_zoo``, indexed (a test file's own
+    ``zoo`` fixture takes precedence)."""
+    import zooindex
+    from support.data import three_model_zoo
+
+    made = three_model_zoo(tmp_path)
+    zooindex.add(made["folder"], index=made["index"])
+    return made

@@ -10,16 +10,8 @@ import numpy as np
 import pytest
 
 import zooindex
-from support.data import three_model_zoo
 from support.onnx_factory import mlp, save
 from zooindex.audit import check
-
-
-@pytest.fixture
-def zoo(tmp_path):
-    made = three_model_zoo(tmp_path)
-    zooindex.add(made["folder"], index=made["index"])
-    return made
 
 
 def _summary(err: str) -> str:

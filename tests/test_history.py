@@ -4,16 +4,9 @@ import numpy as np
 import pytest
 
 import zooindex
-from support.data import selector, three_model_zoo
+from support.data import selector
 from support.onnx_factory import linear_features, save
 from zooindex import history
-
-
-@pytest.fixture
-def zoo(tmp_path):
-    made = three_model_zoo(tmp_path)
-    zooindex.add(made["folder"], index=made["index"])
-    return made
 
 
 def test_no_search_no_history(zoo):

@@ -8,20 +8,12 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
 import zooindex
-from support.data import clustered, selector, three_model_zoo
+from support.data import clustered, selector
 from support.onnx_factory import cnn_no_dense, labels_only, linear_features, mlp, save
 from zooindex import runner
 from zooindex.errors import TargetError, ZooIndexError
 from zooindex.executor import Sequential
 from zooindex.index import Index
-
-
-@pytest.fixture
-def zoo(tmp_path):
-    """Three models: one sees the informative dims, one only noise, one half of each."""
-    made = three_model_zoo(tmp_path)
-    zooindex.add(made["folder"], index=made["index"])
-    return made
 
 
 def test_informative_model_ranks_first(zoo):

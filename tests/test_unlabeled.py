@@ -4,17 +4,14 @@ import numpy as np
 import pytest
 
 import zooindex
-from support.data import three_model_zoo
 from zooindex.errors import EstimatorError, TargetError, ZooIndexError
 
 
 @pytest.fixture
-def zoo(tmp_path):
-    made = three_model_zoo(tmp_path)
-    zooindex.add(made["folder"], index=made["index"])
-    np.savez(tmp_path / "inputs.npz", x=made["x"])
-    made["unlabeled"] = tmp_path / "inputs.npz"
-    return made
+def zoo(zoo, tmp_path):
+    """conftest's indexed zoo, plus its target's inputs without labels."""
+    np.savez(tmp_path / "inputs.npz", x=zoo["x"])
+    return {**zoo, "unlabeled": tmp_path / "inputs.npz"}
 
 
 def test_an_npz_without_labels_is_an_unlabeled_target(zoo):
