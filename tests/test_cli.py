@@ -58,7 +58,10 @@ def test_search_json_is_ranked_and_alone_on_stdout(run, setup):
     assert [r["model"] for r in rows] == ["good", "noise"]
     assert [r["rank"] for r in rows] == [1, 2]
     assert {"rank", "model", "score", "layer", "width", "components"} <= set(rows[0])
-    assert doc["samples"] == 120 and doc["scorers"] == ["silhouette"] and doc["dim"] == 10
+    # the default scorer is the recommended ensemble; each row carries its members
+    assert doc["samples"] == 120 and doc["scorers"] == ["ensemble"] and doc["dim"] == 10
+    assert {"ensemble", "logme", "sfda", "knn", "ncti-sei"} <= set(rows[0])
+    assert rows[0]["ensemble"] == rows[0]["score"] == 1.0  # first on every member
     assert doc["metric"] == "cosine" and doc["zooindex"] == zooindex.__version__
     assert doc["stats"]["ranked"] == 2 and doc["stats"]["run"] == 2
 
@@ -68,8 +71,12 @@ def test_search_table_and_csv(run, setup):
     run("add", "--index", index, folder)
     code, out, _ = run("search", "--index", index, folder / "t.npz")
     assert code == 0 and re.search(r"1\s+good", out)
+    # the default ensemble's members are columns beside its score
+    assert out.splitlines()[0].split()[:7] == ["rank", "model", "score", "logme", "sfda",
+                                               "knn", "ncti-sei"]
     code, out, _ = run("search", "--index", index, folder / "t.npz", "--csv")
     assert out.splitlines()[0].startswith("rank,model,score")
+    assert out.splitlines()[0].endswith("ensemble,logme,sfda,knn,ncti-sei")
 
 
 def test_the_search_header_names_a_combinations_members(run, setup):

@@ -83,6 +83,17 @@ def test_mean_rank_hand_worked_with_a_tie_and_a_missing_member():
     assert resolve("knn").combine(table) == {"a": 0.9, "b": 0.8, "c": 0.7}
 
 
+def test_mean_rank_equals_scipy_average_ranks_with_many_ties():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(1)
+    values = rng.integers(0, 6, size=40).astype(float)  # many ties
+    table = {i: {"logme": v} for i, v in enumerate(values)}
+    got = mean_rank(table, ("logme",))
+    np.testing.assert_allclose([got[i] for i in range(40)],
+                               (rankdata(values, method="average") - 1) / 39, atol=1e-15)
+
+
 def test_mean_rank_ignores_the_scale_of_each_member():
     rng = np.random.default_rng(0)
     table = {f"m{i}": {"logme": float(rng.normal()), "knn": float(rng.random())}

@@ -30,12 +30,12 @@ def test_the_summary_counts_the_whole_search_whatever_top_shows(run, zoo):
     pairs = sum(len(zooindex.layers(m, index=zoo["index"])) for m in ("good", "noise",
                                                                        "mixed"))
     assert f"3 of 3 models ranked ({pairs} model/layer rows)" in _summary(err)
-    # logme from the activations the first search cached: no model runs
+    # hscore from the activations the first search cached: no model runs
     code, out, err = run("search", "--index", zoo["index"], zoo["target"], "--scorer",
-                         "logme")
+                         "hscore")
     assert "0 run, 3 scored from cached activations, 0 from cached scores" in _summary(err)
     code, out, err = run("search", "--index", zoo["index"], zoo["target"], "--scorer",
-                         "logme")
+                         "hscore")
     assert "0 run, 0 scored from cached activations, 3 from cached scores" in _summary(err)
 
 
@@ -142,7 +142,7 @@ def test_search_json_carries_its_context(run, zoo):
                          "--dim", "3", "--classes", "0,2")
     doc = json.loads(out)
     assert doc["samples"] == 80 and doc["classes"] == [0, 2] and doc["dim"] == 3
-    assert doc["scorers"] == ["silhouette"] and doc["layer"] is None
+    assert doc["scorers"] == ["ensemble"] and doc["layer"] is None
     assert [r["rank"] for r in doc["results"]] == [1, 2, 3]
 
 

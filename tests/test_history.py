@@ -20,8 +20,8 @@ def test_a_search_comes_back_as_its_ranking(zoo):
     assert past.source == str(zoo["target"]) and past.n == 120
     assert past.classes == ["0", "1", "2"] and past.models == 3
     assert past.estimators == ["knn", "silhouette"]
-    # the default estimator first, then the others; each with the options it depended on
-    silhouette, knn = past.rankings
+    # equally complete rankings by name; each with the options it depended on
+    knn, silhouette = past.rankings
     assert silhouette.estimator == "silhouette"
     assert silhouette.params == {"dim": 10, "metric": "cosine", "seed": 0}
     assert silhouette.label == "silhouette (D=10, cosine, seed=0)"
@@ -47,10 +47,29 @@ def test_one_target_by_key_or_prefix(zoo):
         history.target(past.key[:4], index=zoo["index"])  # too short to be a prefix
 
 
-def test_other_options_are_another_ranking_and_a_subset_is_another_target(zoo):
-    zooindex.search(zoo["target"], index=zoo["index"])
+def test_the_default_ensemble_comes_back_from_its_members(zoo):
+    ranking = zooindex.search(zoo["target"], index=zoo["index"])
+    assert ranking.scorers == ["ensemble"]
+    [past] = history.targets(index=zoo["index"])
+    assert past.estimators == sorted(["ensemble", *ranking.members["ensemble"]])
+    first = past.rankings[0]  # the default scorer first
+    assert first.label == "ensemble (D=10, seed=0)"
+    assert [(r.rank, r.model, r.score, r.components) for r in first.rows] == \
+        [(r.rank, r.model, r.score, r.components) for r in ranking.ranked]
+    # another D is another combination; a search of logme alone adds no ensemble
     zooindex.search(zoo["target"], index=zoo["index"], dim=2)
-    zooindex.search(zoo["target"], index=zoo["index"], classes="0-1")
+    [past] = history.targets(index=zoo["index"])
+    assert [r.label for r in past.rankings if r.estimator == "ensemble"] == [
+        "ensemble (D=10, seed=0)", "ensemble (D=2, seed=0)"]
+    zooindex.search(zoo["target"], index=zoo["index"], scorers=["logme"], classes="0-1")
+    subset = next(t for t in history.targets(index=zoo["index"]) if t.n == 80)
+    assert subset.estimators == ["logme"]
+
+
+def test_other_options_are_another_ranking_and_a_subset_is_another_target(zoo):
+    zooindex.search(zoo["target"], index=zoo["index"], scorers=["silhouette"])
+    zooindex.search(zoo["target"], index=zoo["index"], dim=2, scorers=["silhouette"])
+    zooindex.search(zoo["target"], index=zoo["index"], classes="0-1", scorers=["silhouette"])
     targets = history.targets(index=zoo["index"])
     assert sorted(t.n for t in targets) == [80, 120]
     whole = next(t for t in targets if t.n == 120)
@@ -61,7 +80,8 @@ def test_other_options_are_another_ranking_and_a_subset_is_another_target(zoo):
 def test_model_scores_name_each_target_and_the_model_s_rank(zoo):
     zooindex.search(zoo["target"], index=zoo["index"])
     zooindex.search(zoo["target"], index=zoo["index"], classes="0-1")
-    rows = history.model_scores("good", index=zoo["index"])
+    rows = [r for r in history.model_scores("good", index=zoo["index"])
+            if r["estimator"] == "ensemble"]
     assert len(rows) == 2 and {r["n"] for r in rows} == {80, 120}
     assert all(r["rank"] == 1 and r["of"] == 3 and r["default"] for r in rows)
     with pytest.raises(zooindex.NotIndexedError):

@@ -23,6 +23,7 @@ import zooindex  # noqa: E402
 from support.data import selector, three_model_zoo  # noqa: E402
 from support.onnx_factory import linear_features, save  # noqa: E402
 from zooindex.distributed import Ray, check_reachable  # noqa: E402
+from zooindex.estimators.combine import ENSEMBLE_MEMBERS  # noqa: E402
 from zooindex.errors import ZooIndexError  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -96,7 +97,7 @@ def test_only_models_with_work_left_reach_ray(zoo, tmp_path, monkeypatch):
     # one new model: one task
     save(linear_features(selector([1, 2]), classes=3), tmp_path / "extra.onnx")
     zooindex.add(tmp_path / "extra.onnx", index=zoo["index"])
-    zooindex.search(zoo["target"], index=zoo["index"], executor=executor)
+    zooindex.search(zoo["target"], index=zoo["index"], scorers=SCORERS, executor=executor)
     assert executor.stats["submitted"] == 1
     # another D and every estimator: the driver ships the cached activations, no model runs
     other = zooindex.search(zoo["target"], index=zoo["index"], executor=executor, dim=3,
@@ -120,7 +121,8 @@ def test_scores_only_leaves_the_activations_on_the_workers(zoo):
     same_ranking(got, zooindex.search(zoo["target"], index=zoo["local"],
                                       executor="sequential"))
     cache = zooindex.cache_info(index=zoo["index"])
-    assert cache["activations"] == 0 and cache["scores"] == 3
+    # one score per model and member of the default ensemble
+    assert cache["activations"] == 0 and cache["scores"] == 3 * len(ENSEMBLE_MEMBERS)
     # so another D runs the models again
     assert zooindex.search(zoo["target"], index=zoo["index"], executor=executor,
                            dim=3).stats["run"] == 3
@@ -185,7 +187,8 @@ def test_stopping_early_cancels_the_tasks_still_out(zoo, tmp_path):
     assert time.monotonic() - started < 30
     assert tries(folder, "mixed") == 1 and tries(folder, "noise") == 1
     report = zooindex.check(index=zoo["index"])
-    assert report.ok and report.cache["scores"] == 1  # what was absorbed before: 'good'
+    # what was absorbed before: 'good', one score per member of the default ensemble
+    assert report.ok and report.cache["scores"] == len(ENSEMBLE_MEMBERS)
 
 
 def test_a_node_without_the_model_file_skips_it_and_says_why(zoo):

@@ -111,7 +111,8 @@ def test_score_curve_points_equal_the_search_scores(zoo):
     assert {name: list(c) for name, c in curves.items()} == \
         {"good": [2], "mixed": [2, 3, 4], "noise": [2, 3, 4]}
     for d in (2, 3):
-        ranking = zooindex.search(zoo["target"], index=zoo["index"], dim=d)
+        ranking = zooindex.search(zoo["target"], index=zoo["index"], dim=d,
+                                  scorers=["silhouette"])
         for r in ranking.ranked:
             if d in curves[r.model]:
                 assert curves[r.model][d] == pytest.approx(r.score, abs=1e-12)

@@ -25,7 +25,8 @@ def test_informative_model_ranks_first(zoo):
 
 def test_score_is_pca_silhouette_of_the_default_layer(zoo):
     # the default layer of 'good' is relu(x @ W): inputs are positive, so it is x[:, :2]
-    ranking = zooindex.search(zoo["target"], index=zoo["index"], dim=2)
+    ranking = zooindex.search(zoo["target"], index=zoo["index"], dim=2,
+                              scorers=["silhouette"])
     good = next(r for r in ranking.ranked if r.model == "good")
     feats = zoo["x"][:, :2].astype(np.float64)
     expected = silhouette_score(PCA(2).fit_transform(feats), zoo["y"], metric="cosine")
@@ -111,11 +112,13 @@ def test_add_twice_is_a_no_op_and_other_content_needs_replace(zoo, tmp_path):
 
 
 def test_replaced_content_never_reuses_old_scores(zoo, tmp_path):
-    before = zooindex.search(zoo["target"], index=zoo["index"], models=["good"])
+    before = zooindex.search(zoo["target"], index=zoo["index"], models=["good"],
+                             scorers=["silhouette"])
     other = tmp_path / "good.onnx"
     save(linear_features(selector([4, 5]), classes=3), other)
     zooindex.add(other, index=zoo["index"], replace=True)
-    after = zooindex.search(zoo["target"], index=zoo["index"], models=["good"])
+    after = zooindex.search(zoo["target"], index=zoo["index"], models=["good"],
+                            scorers=["silhouette"])
     assert not after.ranked[0].cached
     assert after.ranked[0].score < before.ranked[0].score
 
@@ -140,7 +143,7 @@ def test_empty_index_is_a_clear_error(tmp_path, zoo):
 
 
 def test_rm_and_cache_clear(zoo):
-    zooindex.search(zoo["target"], index=zoo["index"])
+    zooindex.search(zoo["target"], index=zoo["index"], scorers=["silhouette"])
     zooindex.rm("noise", index=zoo["index"])
     assert [m["name"] for m in zooindex.ls(index=zoo["index"])] == ["good", "mixed"]
     stats = zooindex.cache_clear(index=zoo["index"])
@@ -178,7 +181,8 @@ def test_model_with_two_inputs_needs_input_and_then_runs(tmp_path):
 
 def test_streamed_reduction_gives_the_same_scores(zoo, tmp_path, monkeypatch):
     """Activations too large to hold are reduced as they stream, to the same score."""
-    held = zooindex.search(zoo["target"], index=zoo["index"], dim=2, batch_size=16)
+    held = zooindex.search(zoo["target"], index=zoo["index"], dim=2, batch_size=16,
+                           scorers=["silhouette"])
     monkeypatch.setenv("ZOOINDEX_MAX_ACTIVATION_BYTES", "1")  # every layer streams
     zooindex.add(zoo["folder"], index=tmp_path / "other.db")
     streamed = zooindex.search(zoo["target"], index=tmp_path / "other.db", batch_size=16,
@@ -251,3 +255,69 @@ def test_a_cache_entry_lost_after_planning_loads_the_model_again(zoo, tmp_path,
                             layer="all", dim=3)
     assert {r.layer: r.score for r in swept.ranked} == {r.layer: r.score for r in fresh.ranked}
     assert default in {r.layer for r in swept.ranked} and len(swept.ranked) > 1
+
+
+# -- the default scorer: the recommended ensemble -------------------------------------
+
+
+def test_the_default_is_the_recommended_ensemble_with_its_members_beside_it(zoo):
+    from zooindex.estimators.combine import ENSEMBLE_MEMBERS, mean_rank
+
+    ranking = zooindex.search(zoo["target"], index=zoo["index"])
+    assert ranking.scorers == ["ensemble"]
+    assert ranking.members == {"ensemble": ENSEMBLE_MEMBERS}
+    assert ranking.columns == ["ensemble", *ENSEMBLE_MEMBERS]
+    table = {r.model: {m: r.scores[m] for m in ENSEMBLE_MEMBERS} for r in ranking.ranked}
+    assert {r.model: r.score for r in ranking.ranked} == mean_rank(table, ENSEMBLE_MEMBERS)
+    # each member is the estimator's own score, as a search of it alone gives
+    alone = zooindex.search(zoo["target"], index=zoo["index"], scorers=["logme"])
+    assert {r.model: r.scores["logme"] for r in ranking.ranked} == \
+        {r.model: r.score for r in alone.ranked}
+    # the components a row reports are those of the first member that reduces (knn)
+    good = next(r for r in ranking.ranked if r.model == "good")
+    assert good.width == 2 and good.components == 2
+    # the paper's score stays available by name, exact
+    paper = zooindex.search(zoo["target"], index=zoo["index"], scorers=["silhouette"])
+    assert paper.scorers == ["silhouette"] and paper.members == {}
+
+
+def test_a_lone_model_scores_one_half_and_the_note_gives_its_members(zoo):
+    ranking = zooindex.search(zoo["target"], index=zoo["index"], models=["good"])
+    [row] = ranking.ranked
+    assert row.score == 0.5
+    [note] = [n for n in ranking.notes if n.startswith("one row ranked")]
+    assert f"logme {row.scores['logme']:.4g}" in note and "other models" in note
+    # --top 1 of a whole zoo is not a lone model
+    top = zooindex.search(zoo["target"], index=zoo["index"], top=1)
+    assert not any(n.startswith("one row ranked") for n in top.notes)
+
+
+def test_a_member_the_target_is_too_small_for_is_left_out_once(zoo, tmp_path):
+    x, y = zoo["x"], zoo["y"]
+    keep = np.concatenate([np.flatnonzero(y == c)[:3] for c in np.unique(y)])  # 3 per class
+    np.savez(tmp_path / "small.npz", x=x[keep], y=y[keep])
+    ranking = zooindex.search(tmp_path / "small.npz", index=zoo["index"])
+    assert ranking.members == {"ensemble": ("logme", "sfda", "ncti-sei")}
+    assert len(ranking.ranked) == 3 and not ranking.skipped
+    assert all("knn" not in r.scores for r in ranking.ranked)
+    [note] = [n for n in ranking.notes if "left out" in n]
+    assert "knn (needs 4)" in note and "smallest class has 3" in note
+    # named alone, knn cannot rank anything: one error, before any model runs
+    with pytest.raises(zooindex.EstimatorError, match="knn: needs at least 4 samples per"):
+        zooindex.search(tmp_path / "small.npz", index=zoo["index"], scorers=["knn"])
+    # as a further column, it is left out with a note
+    both = zooindex.search(tmp_path / "small.npz", index=zoo["index"],
+                           scorers=["logme", "knn"])
+    assert both.scorers == ["logme"] and len(both.ranked) == 3
+    assert any(n.startswith("column left out: knn") for n in both.notes)
+
+
+def test_streamed_activations_rank_on_the_members_that_read_reduced_features(
+        zoo, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOOINDEX_MAX_ACTIVATION_BYTES", "1")  # every layer streams
+    zooindex.add(zoo["folder"], index=tmp_path / "other.db")
+    ranking = zooindex.search(zoo["target"], index=tmp_path / "other.db", dim=2)
+    assert [r.model for r in ranking.ranked][0] == "good"
+    for r in ranking.ranked:
+        assert set(r.scores) == {"ensemble", "knn", "ncti-sei"}
+    assert any("logme needs the full activations" in n for n in ranking.notes)

@@ -43,7 +43,8 @@ def small(tmp_path_factory):
 def searched(small):
     """The small zoo after one search through the API: (client, job document)."""
     client = small["client"]
-    reply = client.post("/api/search", json={"path": "target.npz", "scorers": ["knn"]})
+    reply = client.post("/api/search", json={"path": "target.npz", "scorer": "silhouette",
+                                             "scorers": ["knn"]})
     assert reply.status_code in (200, 202), reply.text
     return client, settled(client, reply.json()["id"])
 
@@ -204,7 +205,8 @@ def test_progress_streams_one_event_per_model_then_settles(small):
 
 def test_a_search_served_from_the_cache_answers_at_once(searched):
     client, done = searched
-    reply = client.post("/search", data={"path": "target.npz", "scorers": "knn"},
+    reply = client.post("/search", data={"path": "target.npz", "scorer": "silhouette",
+                                         "scorers": "knn"},
                         follow_redirects=True)
     assert reply.status_code == 200
     # the ranking itself, not the progress page
@@ -365,10 +367,30 @@ def test_api_mirrors_the_python_api(searched):
     layers = client.get("/api/layers/good").json()
     assert [l["name"] for l in layers] == [l.name for l in zooindex.layers("good", index=index)]
     assert sum(l["is_default"] for l in layers) == 1
-    assert [s["name"] for s in client.get("/api/scorers").json()] == \
-        [e.name for e in zooindex.scorers()]
+    from zooindex.estimators.combine import listing
+
+    offered = client.get("/api/scorers").json()
+    assert [s["name"] for s in offered] == ["recommended"] + [
+        r["name"] for r in listing() if not r["experimental"]]
+    assert offered[0]["default"] and "logme" in offered[0]["description"]
+    assert {e.name for e in zooindex.scorers()} <= {s["name"] for s in offered}
     assert client.get("/api/models/nope").status_code == 404
     assert client.get("/api/layers/nope").status_code == 404
+
+
+def test_a_search_without_a_scorer_ranks_by_the_recommended_ensemble(small):
+    client = small["client"]
+    form = client.get("/search").text
+    assert '<option value="recommended" selected' in form
+    reply = client.post("/api/search", json={"path": "target.npz"})
+    done = settled(client, reply.json()["id"])
+    got = done["ranking"]
+    assert got["scorers"] == ["ensemble"]
+    assert got["members"] == {"ensemble": ["logme", "sfda", "knn", "ncti-sei"]}
+    assert [r["model"] for r in got["results"]][0] == "good"
+    page = client.get(done["page"]).text
+    for name in ("ensemble", "logme", "sfda", "knn", "ncti-sei"):
+        assert f'<th class="num">{name}</th>' in page
 
 
 def test_api_search_result_is_the_ranking(searched):

@@ -357,11 +357,12 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
         writer.writerows(rows)
     else:
         ok = [r for r in rows if r["status"] == "ok"]
-        headers = ["rank", "model", "score", *ranking.scorers[1:], "layer", "width",
+        headers = ["rank", "model", "score", *ranking.columns[1:], "layer", "width",
                    "seconds"]
         labels = f"{len(ranking.classes)} classes" if ranking.classes else "no labels"
         click.echo(f"target {ranking.target}: {ranking.n} samples, {labels}; "
-                   f"{_scorer_label(ranking.scorers[0])}, D={dim}, {metric}", err=True)
+                   f"{_scorer_label(ranking.scorers[0], ranking)}, D={dim}, {metric}",
+                   err=True)
         if ok:
             click.echo(_table(ok, headers))
         if ranking.ranked:
@@ -381,7 +382,7 @@ def _search_row(ranking, r) -> dict:
            "width": r.width, "components": r.components, "seconds": round(r.seconds, 3),
            "cached": r.cached, "provider": r.provider, "status": r.status,
            "reason": r.reason}
-    for name in ranking.scorers:
+    for name in ranking.columns:
         row[name] = r.scores.get(name)
     return row
 
@@ -734,14 +735,12 @@ def serve(index_path, host, port, data, read_only, max_upload):
                 timeout_graceful_shutdown=3)
 
 
-def _scorer_label(name: str) -> str:
-    """A scorer's name, with a combination's default members: 'ensemble (logme, nleep)'."""
-    from .estimators.combine import resolve
-
-    scorer = resolve(name)
-    if scorer.combiner is None or ":" in name:
+def _scorer_label(name: str, ranking) -> str:
+    """A scorer's name, with the members a combination used: 'ensemble (logme, nleep)'."""
+    members = ranking.members.get(name)
+    if members is None or name.endswith(":" + ",".join(members)):
         return name
-    return f"{name} ({', '.join(scorer.members)})"
+    return f"{name} ({', '.join(members)})"
 
 
 def main(argv=None) -> None:

@@ -7,6 +7,11 @@ scores of one target are the rankings past searches produced; joined with the ca
 they name the models indexed now. This module only reads: it opens the index, groups,
 sorts, and closes it.
 
+The default scorer is a combination (``ensemble``) whose value is a rank among the
+models searched together, so the index keeps its members' scores, not its own. Where a
+target holds every member's scores under one set of options, the combined ranking is
+recomputed from them over the models that have them, as the search does.
+
 A score belongs to a model when the model's content hash and preprocessing are those it
 was computed with. Scores of content no indexed model has any more (a model replaced or
 removed) are left out, as are scores computed under a preprocessing the model no longer
@@ -162,20 +167,69 @@ def _past(row: dict, scores: list[dict], owners: dict) -> PastTarget:
                 rank=0, model=record.name, layer=s["layer"], score=float(s["value"]),
                 components=s["components"], default=s["layer"] == record.default_layer,
                 width=layer.width if layer is not None else None))
-    rankings = []
-    for (estimator, params), rows in groups.items():
-        rows.sort(key=lambda r: (-r.score, r.model, r.layer))
-        for i, r in enumerate(rows, 1):
+    rankings = [PastRanking(estimator=estimator, params=json.loads(params or "{}"),
+                            rows=rows) for (estimator, params), rows in groups.items()]
+    rankings += _combined(rankings)
+    for ranking in rankings:
+        ranking.rows.sort(key=lambda r: (-r.score, r.model, r.layer))
+        for i, r in enumerate(ranking.rows, 1):
             r.rank = i
-        rankings.append(PastRanking(estimator=estimator, params=json.loads(params or "{}"),
-                                    rows=rows))
-    # the ranking with the most rows first; the default estimator before others
-    rankings.sort(key=lambda r: (-len(r.rows), r.estimator != "silhouette", r.estimator,
+    # the ranking with the most rows first; the default scorer before others
+    first = _default_scorer().name
+    rankings.sort(key=lambda r: (-len(r.rows), r.estimator != first, r.estimator,
                                  json.dumps(r.params, sort_keys=True)))
     models = {r.model for ranking in rankings for r in ranking.rows}
     return PastTarget(key=row["key"], source=row["source"], n=row["n"],
                       classes=list(row["classes"]), created_at=row["created_at"],
                       models=len(models), rankings=rankings)
+
+
+def _default_scorer():
+    from .estimators.combine import resolve
+    from .options import DEFAULT_SCORER
+
+    return resolve(DEFAULT_SCORER)
+
+
+def _combined(rankings: list[PastRanking]) -> list[PastRanking]:
+    """The default scorer's rankings where it is a combination: one per set of options
+    under which every member was scored, over the (model, layer) rows that have at least
+    one member (as in a search, a row missing a member is ranked on the others)."""
+    scorer = _default_scorer()
+    if scorer.combiner is None:
+        return []
+    by_member: dict = {}
+    for ranking in rankings:
+        by_member.setdefault(ranking.estimator, []).append(ranking)
+    if not all(m in by_member for m in scorer.members):
+        return []
+    option_sets = {json.dumps(r.params, sort_keys=True)
+                   for m in scorer.members for r in by_member[m] if r.params} or {"{}"}
+    out = []
+    for options in map(json.loads, sorted(option_sets)):
+        chosen = {}
+        for estimator in scorer.estimators:
+            wanted = {k: v for k, v in options.items() if k in estimator.params}
+            chosen[estimator.name] = next((r for r in by_member[estimator.name]
+                                           if r.params == wanted), None)
+        if any(r is None for r in chosen.values()):
+            continue
+        table: dict = {}
+        rows: dict = {}
+        reducing = next((e.name for e in scorer.estimators if "dim" in e.params), None)
+        for name, ranking in chosen.items():
+            for r in ranking.rows:
+                key = (r.model, r.layer)
+                table.setdefault(key, {})[name] = r.score
+                if key not in rows or name == reducing:
+                    rows[key] = r
+        out.append(PastRanking(
+            estimator=scorer.name, params=options,
+            rows=[PastRow(rank=0, model=rows[key].model, layer=rows[key].layer,
+                          score=value, components=rows[key].components,
+                          default=rows[key].default, width=rows[key].width)
+                  for key, value in scorer.combine(table).items()]))
+    return out
 
 
 __all__ = ["targets", "target", "model_scores", "PastTarget", "PastRanking", "PastRow",

@@ -27,7 +27,7 @@ CROPS = ("none", "center", "squash")
 PRESETS = ("imagenet", "clip", "inception", "none")
 DEFAULT_DIM = 10
 DEFAULT_METRIC = "cosine"
-DEFAULT_SCORER = "silhouette"
+DEFAULT_SCORER = "recommended"
 DEFAULT_BATCH_SIZE = None  # chosen per model by memory (zooindex.runner.auto_batch_size)
 DEFAULT_SEED = 0
 

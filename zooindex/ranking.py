@@ -81,6 +81,17 @@ class Ranking:
     seconds: float = 0.0
     stats: dict = field(default_factory=dict)
     options: SearchOptions | None = None
+    #: ``{scorer: members it combined}`` for each combined scorer (``ensemble``): the
+    #: members the target allowed, which may be fewer than the scorer's defaults
+    members: dict = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        """The score columns of a row: the scorers, then the members of combined ones."""
+        names = list(self.scorers)
+        for members in self.members.values():
+            names += [m for m in members if m not in names]
+        return names
 
     @property
     def ranked(self) -> list[Result]:
@@ -207,7 +218,9 @@ def _scorers_for(tgt: Target, options: SearchOptions):
     from .estimators.combine import check_label_free, resolve_many
 
     if tgt.labeled:
-        return resolve_many(options.scorers), []
+        notes: list[str] = []
+        scorers = [_members_for(s, tgt, notes) for s in resolve_many(options.scorers)]
+        return _fit_class_sizes(scorers, tgt, notes), notes
     notes = []
     names = options.scorers
     if tuple(names) == SearchOptions().scorers:
@@ -217,6 +230,50 @@ def _scorers_for(tgt: Target, options: SearchOptions):
     scorers = resolve_many(names)
     check_label_free(scorers)
     return scorers, notes
+
+
+def _fit_class_sizes(scorers, tgt: Target, notes: list) -> list:
+    """The plain estimators the target's smallest class is too small for: an error when
+    the ranking scorer is one (nothing could be ranked), else their columns left out."""
+    from .estimators import _check_class_sizes
+
+    values, codes = np.unique(np.asarray(tgt.y), return_inverse=True)
+    kept = []
+    for i, scorer in enumerate(scorers):
+        if scorer.combiner is not None:
+            kept.append(scorer)
+            continue
+        estimator = scorer.estimators[0]
+        try:
+            _check_class_sizes(codes, estimator.min_per_class, estimator.name, tgt.y)
+        except ZooIndexError as exc:
+            if i == 0:
+                raise
+            notes.append(f"column left out: {exc}")
+            continue
+        kept.append(scorer)
+    return kept
+
+
+def _members_for(scorer, tgt: Target, notes: list):
+    """A combined scorer without the members whose fewest samples per class the target's
+    smallest class does not reach (said once in ``notes``, not once per model). A plain
+    estimator is kept as it is: its models are skipped, each with the reason."""
+    from .estimators.combine import Scorer
+
+    if scorer.combiner is None:
+        return scorer
+    sizes = np.unique(np.asarray(tgt.y), return_counts=True)[1]
+    smallest = int(sizes.min()) if len(sizes) else 0
+    kept = tuple(e for e in scorer.estimators if e.min_per_class <= smallest)
+    if not kept or len(kept) == len(scorer.estimators):
+        return scorer
+    left = [f"{e.name} (needs {e.min_per_class})" for e in scorer.estimators
+            if e not in kept]
+    notes.append(f"{scorer.name}: left out {', '.join(left)} samples per class: the target's "
+                 f"smallest class has {smallest}; ranked by "
+                 f"{', '.join(e.name for e in kept)}")
+    return Scorer(name=scorer.name, estimators=kept, combiner=scorer.combiner)
 
 
 def _check_device(device: str, executor=None) -> None:
@@ -353,7 +410,7 @@ def _plan(idx: Index, plan: _Planned, tgt: Target, options: SearchOptions, ests,
                 value, comps, secs = cached[key]
                 res.scores[e.name] = value
                 res.timings[e.name] = secs
-                if e is ests[0]:
+                if e is _reducing(ests):
                     res.components = comps
             else:
                 wanted[layer.name] = wanted.get(layer.name, ()) + (e.name,)
@@ -378,7 +435,7 @@ def _absorb(idx: Index, tgt: Target, plan: _Planned, outcome: Outcome, ests) -> 
     if outcome.status != "ok":
         plan.skip(outcome.reason)
         return
-    first = ests[0].name
+    reducing = _reducing(ests)
     for name, res in plan.results.items():
         new = outcome.layers.get(name)
         if new is not None:
@@ -387,10 +444,16 @@ def _absorb(idx: Index, tgt: Target, plan: _Planned, outcome: Outcome, ests) -> 
             res.inference_seconds = outcome.inference_seconds / max(len(plan.task.wanted), 1)
             res.scores.update(new.scores)
             res.timings.update(new.timings)
-            if first in new.scores:
-                res.components = new.components.get(first)
+            if reducing is not None and reducing.name in new.scores:
+                res.components = new.components.get(reducing.name)
         res.seconds = outcome.seconds / len(plan.results)
     _provisional_scores(plan, ests)
+
+
+def _reducing(ests):
+    """The first estimator that reduces the features to D components: the one whose
+    number of components a row reports (``None`` when none does)."""
+    return next((e for e in ests if "dim" in e.params), None)
 
 
 def _provisional_scores(plan: _Planned, ests) -> None:
@@ -481,13 +544,22 @@ def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
         ranked = ranked[:top]
     dim = options.dim
     comps = {r.components for r in ranked if r.components is not None and r.components < dim}
-    if comps and any(e.name.startswith("silhouette") for s in scorers for e in s.estimators):
+    if comps and any("dim" in e.params for s in scorers for e in s.estimators):
         notes.append(f"D={dim} is more than some layers allow; used "
                      f"{', '.join(map(str, sorted(comps)))} components where needed")
+    lead = scorers[0]
+    if lead.combiner is not None and stats["pairs"] == 1:
+        member_scores = ", ".join(f"{m} {ranked[0].scores[m]:.4g}" for m in lead.members
+                                  if m in ranked[0].scores)
+        notes.append(f"one row ranked: {lead.name} places each model among the others "
+                     f"searched with it, so alone it scores 0.5 whatever it is; its "
+                     f"members' scores: {member_scores}. Search it with other models to "
+                     "compare them")
     return Ranking(target=tgt.source, n=len(tgt), classes=list(tgt.classes),
                    scorers=[s.name for s in scorers], dim=dim, metric=options.metric,
                    results=ranked + skipped, notes=notes,
-                   seconds=time.perf_counter() - started, stats=stats, options=options)
+                   seconds=time.perf_counter() - started, stats=stats, options=options,
+                   members={s.name: s.members for s in scorers if s.combiner is not None})
 
 
 def activations(target, models, *, index=None, layer: str | None = None,

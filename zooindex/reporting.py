@@ -329,11 +329,24 @@ def _draw_ranking(ax, ranking, top: int) -> None:
         ax.annotate(f"{s:.3f}", (s, y), xytext=(3 if s >= 0 else -3, 0),
                     textcoords="offset points", va="center", ha="left" if s >= 0 else "right",
                     fontsize=8)
-    ax.set_xlabel(f"silhouette score ({ranking.metric}, D={ranking.dim}); higher is better")
+    ax.set_xlabel(f"{_score_label(ranking)}; higher is better")
     shown = min(top, len(rows))
     what = "model" if len(set(r.model for r in rows)) == len(rows) else "model layer"
     ax.set_title(f"Ranking of {len(rows)} {what}{'s' * (len(rows) != 1)} "
                  f"(top {shown} highlighted)")
+
+
+def _score_label(ranking) -> str:
+    """What the ranking's score is, in words: 'silhouette (cosine, D=10)' or
+    'ensemble: mean rank among these models of logme, sfda, knn, ncti-sei (D=10)'."""
+    name = ranking.scorers[0]
+    members = ranking.members.get(name)
+    if members:
+        return (f"{name}: mean normalised rank among these models of "
+                f"{', '.join(members)} (D={ranking.dim})")
+    if name.startswith("silhouette"):
+        return f"{name} score ({ranking.metric}, D={ranking.dim})"
+    return f"{name} score (D={ranking.dim})"
 
 
 def _draw_curves(ax, ranking, panels) -> None:
@@ -351,7 +364,7 @@ def _draw_curves(ax, ranking, panels) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("PCA dimensions D")
     ax.set_ylabel(f"silhouette score ({ranking.metric})")
-    ax.set_title("Score against D: crossing lines mean the ranking changes")
+    ax.set_title("Silhouette against D: crossing lines mean its ranking changes")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
 
@@ -503,8 +516,7 @@ def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
         f"<li>source: {esc(str(tgt.source))}</li>",
         f"<li>samples: {ranking.n}</li>",
         f"<li>classes ({len(names)}): {esc(shown_classes)}</li>",
-        f"<li>score: {esc(', '.join(ranking.scorers))} of PCA(D={ranking.dim}) features, "
-        f"{esc(ranking.metric)} distance; higher is better</li></ul>",
+        f"<li>score: {esc(_score_label(ranking))}; higher is better</li></ul>",
         "<h2>Ranking</h2>",
         '<table id="ranking"><thead><tr><th>rank</th><th>model</th><th>layer</th>'
         "<th>score</th><th>features</th><th>D used</th></tr></thead><tbody>",
@@ -519,10 +531,10 @@ def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
     parts += [
         image(ranking_fig, "ranking bar chart"),
         "<h2>Score against D</h2>",
-        "<p>The score of the top models when the features are reduced to D dimensions "
-        "instead of the ranking's D. Lines that stay apart over a wide range of D mean "
-        "the ranking does not depend on the choice of D; crossings mark where it would "
-        "change.</p>",
+        "<p>The silhouette (the paper's score) of the top models when the features are "
+        "reduced to D dimensions instead of the ranking's D. Lines that stay apart over a "
+        "wide range of D mean the silhouette's ranking does not depend on the choice of "
+        "D; crossings mark where it would change.</p>",
         image(curves_fig, "score against PCA dimensions"),
         "<h2>Features of the top models</h2>",
         f"<p>Each top model's layer reduced to 3 dimensions by PCA, at most "

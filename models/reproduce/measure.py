@@ -31,6 +31,8 @@ import numpy as np
 # Bumped when zooindex computes the same scores differently; stored scores of an older
 # version are recomputed (accuracies stay). 2: exact PCA (was randomized on wide layers).
 SCORES_VERSION = 2
+# the paper's score, named: zooindex's default scorer is the recommended ensemble
+PAPER_SCORERS = ("silhouette",)
 
 
 def available_models(zoo) -> dict[str, Path]:
@@ -295,7 +297,8 @@ def _score(name, test, index, seed) -> tuple[dict, dict]:
     from zooindex.reduce import pca
 
     t = time.perf_counter()
-    ranking = zooindex.search(test, index=index, models=[name], seed=seed)
+    ranking = zooindex.search(test, index=index, models=[name], seed=seed,
+                              scorers=PAPER_SCORERS)
     seconds = time.perf_counter() - t
     result = ranking.ranked[0] if ranking.ranked else None
     if result is None:
@@ -328,7 +331,7 @@ def layer_scores(names, target, *, index, store: Measurements, seed: int = 0,
         if record is None:
             log(f"  layer sweep {name} ...")
             ranking = zooindex.search(target, index=index, layer="all", models=[name],
-                                      seed=seed)
+                                      seed=seed, scorers=PAPER_SCORERS)
             by_layer = {r.layer: r.score for r in ranking.ranked}
             order = paper_layers(zooindex.layers(name, index=index),
                                  zooindex.show(name, index=index)["default_layer"])
@@ -338,7 +341,7 @@ def layer_scores(names, target, *, index, store: Measurements, seed: int = 0,
     return out
 
 
-def evaluate_models(names, *, train, test, index, store: Measurements, scorers=("silhouette",),
+def evaluate_models(names, *, train, test, index, store: Measurements, scorers=PAPER_SCORERS,
                     seed: int = 0, log=print) -> dict[str, dict]:
     """Score and probe accuracy of each model, one :func:`zooindex.evaluate` per model.
 

@@ -28,20 +28,47 @@ def class_evidences(features: np.ndarray, labels: np.ndarray):
     ``features`` ``(n, d)`` float64, ``labels`` ``(n,)`` codes ``0..k-1``. Returns three
     ``(k,)`` arrays: the evidence of each one-hot label column divided by ``n``, and the
     prior precision ``alpha`` and noise precision ``beta`` at which it was evaluated.
-    One economy SVD of the features (``O(n d min(n, d))``) serves every class.
+    One eigendecomposition of the smaller Gram matrix serves every class
+    (:func:`_spectrum`).
     """
     n, d = features.shape
     k = int(labels.max()) + 1
-    u, s, _ = np.linalg.svd(features, full_matrices=False)
-    sigma = s * s  # the r = min(n, d) eigenvalues of F^T F that can be non-zero
     onehot = (labels[:, None] == np.arange(k)).astype(np.float64)
-    z = u.T @ onehot  # label columns in the left singular basis, (r, k)
-    # the part of y outside the column space of F, which no weight vector can explain
-    outside = np.maximum(onehot.sum(axis=0) - (z * z).sum(axis=0), 0.0)
+    sigma, z, outside = _spectrum(features, onehot)
     evidence, alpha, beta = np.empty(k), np.empty(k), np.empty(k)
     for c in range(k):
         evidence[c], alpha[c], beta[c] = _maximise_evidence(sigma, z[:, c], outside[c], n, d)
     return evidence, alpha, beta
+
+
+def _spectrum(features: np.ndarray, targets: np.ndarray):
+    """``sigma`` ``(r,)``, the eigenvalues of ``F^T F`` that can be non-zero; ``z = U^T Y``
+    ``(r, k)``, the targets in the matching left singular basis, as an economy SVD of
+    ``F`` gives them; and ``outside`` ``(k,)``, the squared norm of each target column
+    outside that basis, which no weight vector can explain. From the smaller Gram matrix
+    (two to four times faster than an SVD: a BLAS product and a symmetric eigensolver,
+    against a bidiagonalisation).
+
+    ``n <= d``: ``F F^T = U diag(sigma) U^T`` gives ``U`` itself, a complete basis of the
+    sample space, so nothing is outside it (exactly zero, not ``|y|^2 - |z|^2`` rounded:
+    with interpolated labels that rounding would be the whole residual). ``n > d``: ``F^T F = V
+    diag(sigma) V^T``, and ``z_i = v_i^T F^T y / sqrt(sigma_i)``. Eigenvalues of a Gram
+    matrix are exact to about ``eps * sigma_max``; those below ``max(n, d) * eps *
+    sigma_max`` are zero here, and their directions fall into the part of ``y`` that no
+    weight vector explains. (With an SVD such directions have ``sigma`` of 1e-30 or so;
+    they enter the evidence only through terms ``sigma / (t + sigma)``, negligible for
+    any ``t`` the iteration reaches with more samples than features.)
+    """
+    n, d = features.shape
+    if n <= d:
+        sigma, u = np.linalg.eigh(features @ features.T)
+        return np.maximum(sigma, 0.0), u.T @ targets, np.zeros(targets.shape[1])
+    sigma, v = np.linalg.eigh(features.T @ features)
+    keep = sigma > max(n, d) * np.finfo(np.float64).eps * max(float(sigma[-1]), 0.0)
+    sigma, v = sigma[keep], v[:, keep]
+    z = (v.T @ (features.T @ targets)) / np.sqrt(sigma)[:, None]
+    outside = np.maximum((targets * targets).sum(axis=0) - (z * z).sum(axis=0), 0.0)
+    return sigma, z, outside
 
 
 def _maximise_evidence(sigma, z, outside, n, d):
@@ -107,8 +134,9 @@ def logme(features, labels, **_):
     used as given (not centred), as in the paper. When the maximum lies at a boundary
     (typically ``n <= d``: the labels are interpolated exactly and ``beta`` grows without
     bound), ``alpha / beta`` is clamped where the evidence has reached its limit in
-    float64 (``1e-10`` times the largest eigenvalue of ``F^T F``). Cost: one economy SVD,
-    ``O(n d min(n, d))``, then ``O(k min(n, d))`` per iteration; memory ``O(n min(n, d))``.
+    float64 (``1e-10`` times the largest eigenvalue of ``F^T F``). Cost: the smaller Gram
+    matrix and its eigendecomposition, ``O(n d min(n, d) + min(n, d)^3)``, then
+    ``O(k min(n, d))`` per iteration; memory ``O(min(n, d)^2)``.
     Minimum: one sample per class (the evidence is defined for any ``n``; with ``n <= d``
     it is the noise-free limit above). Depends on no option.
     """

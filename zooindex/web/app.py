@@ -331,11 +331,19 @@ async def model_page(request: Request):
 
 
 def _scorer_names() -> list[dict]:
-    from ..estimators import available
+    """What the form's "rank by" offers: ``recommended`` (the default) first, then the
+    combiners and the estimators that are not experimental."""
+    from ..estimators.combine import listing, resolve
+    from ..options import DEFAULT_SCORER
 
-    return [{"name": e.name, "description": e.description,
-             "needs": "classifier output" if e.needs_probs else "features"}
-            for e in available()]
+    default = resolve(DEFAULT_SCORER)
+    first = {"name": DEFAULT_SCORER, "description": default.description,
+             "needs": "classifier output" if default.needs_probs else "features",
+             "default": True}
+    return [first] + [{"name": r["name"], "description": r["description"],
+                       "needs": "classifier output" if "classifier" in r["needs"]
+                       else "features", "default": False}
+                      for r in listing() if not r["experimental"]]
 
 
 def _values(form, key) -> list[str]:
@@ -364,14 +372,15 @@ def _whole(form, key, flag, default=None):
 
 def _search_settings(form):
     """``(SearchOptions, TargetSelection, Filter)`` from the search form or JSON."""
-    from ..estimators import get
-    from ..options import DEFAULT_DIM, DEFAULT_METRIC, SearchOptions, TargetSelection
+    from ..estimators.combine import resolve
+    from ..options import (DEFAULT_DIM, DEFAULT_METRIC, DEFAULT_SCORER, SearchOptions,
+                           TargetSelection)
     from ..zoo import Filter
 
-    first = _field(form, "scorer") or "silhouette"
+    first = _field(form, "scorer") or DEFAULT_SCORER
     names = [first] + [n for n in _values(form, "scorers") if n and n != first]
     for n in names:
-        get(n)  # an unknown estimator is an error here, with the valid names
+        resolve(n)  # an unknown scorer is an error here, with the valid names
     layer = _field(form, "layer") or None
     options = SearchOptions(layer=None if layer == "default" else layer,
                             dim=_whole(form, "dim", "D", DEFAULT_DIM),
@@ -695,7 +704,8 @@ def job_json(server: Server, job: jobs.Job) -> dict:
     if ranking is not None:
         out["ranking"] = {
             "target": ranking.target, "n": ranking.n, "classes": ranking.classes,
-            "scorers": ranking.scorers, "dim": ranking.dim, "metric": ranking.metric,
+            "scorers": ranking.scorers, "members": ranking.members, "dim": ranking.dim,
+            "metric": ranking.metric,
             "layer": ranking.options.layer if ranking.options else None,
             "seconds": round(ranking.seconds, 3), "stats": ranking.stats,
             "notes": ranking.notes, "results": _ranking_rows(ranking)}
