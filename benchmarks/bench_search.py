@@ -3,9 +3,10 @@
 Builds a zoo of CNNs shaped like the paper's (5x5 conv 32, pool, 5x5 conv 64, pool,
 dense 1024, logits) with seeded random weights, and a 5,000-sample 28x28 target.
 
-    python benchmarks/bench_search.py [--models 10] [--n 5000]
+    python benchmarks/bench_search.py [--models 10] [--n 5000] [--scorer silhouette]
 
-Writes the "search" section of benchmarks/RESULTS.md.
+Writes the "search" section of benchmarks/RESULTS.md (zooindex's default scorer), or
+"search-NAME" for another ``--scorer``.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def inference_alone(index: Path, target: Path) -> float:
     return total
 
 
-def cold_and_warm(work: Path, count: int, n: int, repeats: int = 1) -> dict:
+def cold_and_warm(work: Path, count: int, n: int, repeats: int = 1,
+                  scorer: str | None = None) -> dict:
     """Cold searches (empty cache, a fresh index each) and one warm repeat, in this process.
 
     Each cold search is bracketed by the inference-alone baseline on the same models,
@@ -116,6 +118,7 @@ def cold_and_warm(work: Path, count: int, n: int, repeats: int = 1) -> dict:
     """
     import zooindex
 
+    scorers = {"scorers": [scorer]} if scorer else {}
     zoo = work / f"zoo{count}"
     make_zoo(zoo, count)
     target = work / f"target{n}.npz"
@@ -135,7 +138,7 @@ def cold_and_warm(work: Path, count: int, n: int, repeats: int = 1) -> dict:
         zooindex.add(zoo, index=index)
         before = inference_alone(index, target)
         t = time.perf_counter()
-        cold = zooindex.search(target, index=index)
+        cold = zooindex.search(target, index=index, **scorers)
         cold_s = time.perf_counter() - t
         infer = sum(r.inference_seconds for r in cold.ranked)
         scoring = sum(sum(r.timings.values()) for r in cold.ranked)
@@ -145,13 +148,14 @@ def cold_and_warm(work: Path, count: int, n: int, repeats: int = 1) -> dict:
                      "ranking": [r.model for r in cold.ranked]})
     assert all(r["ranking"] == runs[0]["ranking"] for r in runs)
     t = time.perf_counter()
-    warm = zooindex.search(target, index=index)
+    warm = zooindex.search(target, index=index, **scorers)
     warm_s = time.perf_counter() - t
     assert [r.model for r in warm.ranked] == runs[-1]["ranking"]
     assert all(r.cached for r in warm.ranked)
     median = sorted(runs, key=lambda r: r["share"])[len(runs) // 2]
     return {"models": count, "n": n, **median, "shares": [r["share"] for r in runs],
             "warm_s": warm_s, "imports_s": imports_s, "provider": cold.ranked[0].provider,
+            "scorer": cold.scorers[0], "members": cold.members.get(cold.scorers[0], ()),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -163,19 +167,23 @@ def main() -> None:
     ap.add_argument("--memory-zoos", default="10,40")
     ap.add_argument("--memory-n", type=int, default=2000,
                     help="target size of the memory runs (smaller: they are about growth)")
+    ap.add_argument("--scorer", default=None,
+                    help="rank by this scorer (default: zooindex's default)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--work", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:  # one measurement in a fresh process, for its own peak memory
-        print(json.dumps(cold_and_warm(Path(args.work), args.models, args.n)))
+        print(json.dumps(cold_and_warm(Path(args.work), args.models, args.n,
+                                       scorer=args.scorer)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        main_run = cold_and_warm(work, args.models, args.n, args.repeats)
+        main_run = cold_and_warm(work, args.models, args.n, args.repeats, args.scorer)
         mem = []
         for count in map(int, args.memory_zoos.split(",")):
             out = subprocess.run([sys.executable, __file__, "--child", "--work", tmp,
-                                  "--models", str(count), "--n", str(args.memory_n)],
+                                  "--models", str(count), "--n", str(args.memory_n),
+                                  *(["--scorer", args.scorer] if args.scorer else [])],
                                  capture_output=True, text=True, check=True).stdout
             mem.append(json.loads(out.strip().splitlines()[-1]))
     share = main_run["share"]
@@ -195,8 +203,9 @@ def main() -> None:
         f"(median above) | {shares} |",
         f"| inference as timed inside the search (PCA and scoring of the previous model "
         f"run beside it) | {main_run['inference_s']:.2f} s |",
-        f"| PCA and silhouette, summed over models (in the scoring thread) | "
-        f"{main_run['scoring_s']:.2f} s |",
+        f"| scoring ({main_run['scorer']}"
+        f"{': ' + ', '.join(main_run['members']) if main_run['members'] else ''}), "
+        f"summed over models (in the scoring thread) | {main_run['scoring_s']:.2f} s |",
         f"| warm repeat (all cached) | {main_run['warm_s'] * 1000:.1f} ms |",
         f"| warm vs cold | {main_run['cold_s'] / main_run['warm_s']:.0f}x faster "
         "(target >= 50x) |",
@@ -204,7 +213,9 @@ def main() -> None:
     mem_rows = [f"| {m['models']} | {m['cold_s']:.1f} s | {m['peak_rss_mb']:.0f} MB |"
                 for m in mem]
     body = ("Paper-shaped CNNs (conv 32, conv 64, dense 1024) with seeded random weights; "
-            "target of 5-class 28x28 uint8 images. `python benchmarks/bench_search.py`.\n\n"
+            f"target of 5-class 28x28 uint8 images; ranked by {main_run['scorer']}. "
+            f"`python benchmarks/bench_search.py"
+            f"{' --scorer ' + args.scorer if args.scorer else ''}`.\n\n"
             "| measure | value |\n|---|---|\n" + "\n".join(rows) +
             f"\n\nPeak resident memory of a whole cold search (fresh process each, "
             f"{args.memory_n}-sample target):\n\n"
@@ -212,7 +223,11 @@ def main() -> None:
             f"\n\nPeak memory ratio {mem[-1]['models']} vs {mem[0]['models']} models: "
             f"{mem[-1]['peak_rss_mb'] / mem[0]['peak_rss_mb']:.2f}x (flat means activations "
             "are processed model by model).\n")
-    write_section("search", "Search: cold, warm, memory", body)
+    if args.scorer:
+        write_section(f"search-{args.scorer}",
+                      f"Search: cold, warm, memory (--scorer {args.scorer})", body)
+    else:
+        write_section("search", "Search: cold, warm, memory (the default scorer)", body)
     print(body)
 
 

@@ -89,7 +89,10 @@ class SearchOptions:
     ``layer``: ``None``/``"default"`` (the representation that enters the model's
     classifier), a tensor name, or ``"all"`` (a layer sweep). ``dim``: D, the PCA
     components before the distance-based scores. ``metric``: the silhouette's distance.
-    ``scorers``: estimator names, ranked by the first (``"all"`` for every one).
+    ``scorers``: scorer names, ranked by the first: estimators (``"silhouette"``, the
+    paper's), combinations (``"ensemble:logme,knn"``), ``"all"`` for every estimator;
+    by default ``"recommended"``, the ensemble the evidence base ranks best (see
+    :data:`zooindex.estimators.RECOMMENDED`).
     ``seed``: for PCA's and the estimators' randomness. ``batch_size`` and ``device``:
     how onnxruntime runs the models (``batch_size`` ``None``: chosen per model so that
     its intermediate tensors fit a memory budget, see

@@ -209,13 +209,15 @@ def resolve(name: str) -> Scorer:
         "'recommended' or 'all'. See `zooindex scorers`.", estimator=base)
 
 
-def resolve_many(names, default: str = "silhouette") -> list[Scorer]:
+def resolve_many(names, default: str | None = None) -> list[Scorer]:
     """Resolve the ``--scorer`` values in order, ``all`` expanded, repeats dropped.
 
     ``all`` means :func:`~zooindex.estimators.available` (the non-experimental
-    estimators); an empty list means ``default``.
+    estimators); an empty list means ``default`` (zooindex's default scorer if ``None``).
     """
-    names = [names] if isinstance(names, str) else list(names or [default])
+    from ..options import DEFAULT_SCORER
+
+    names = [names] if isinstance(names, str) else list(names or [default or DEFAULT_SCORER])
     out: dict[str, Scorer] = {}
     for name in names:
         found = ([Scorer(name=e.name, estimators=(e,)) for e in available()]
