@@ -55,8 +55,9 @@ def test_get_points_combined_names_to_resolve():
         get("recommended")
 
 
-def test_resolve_many_expands_all_drops_repeats_and_defaults_to_silhouette():
-    assert [s.name for s in resolve_many(None)] == ["silhouette"]
+def test_resolve_many_expands_all_drops_repeats_and_defaults_to_the_recommended():
+    assert [s.name for s in resolve_many(None)] == ["ensemble"]  # what recommended names
+    assert [s.name for s in resolve_many(None, "silhouette")] == ["silhouette"]
     assert [s.name for s in resolve_many("logme")] == ["logme"]
     everything = resolve_many(["all"])
     assert [s.name for s in everything] == [e.name for e in available()]
