@@ -132,12 +132,14 @@ def timed_search(work: Path, names: list[str], target: Path, device: str) -> dic
     warm_s = time.perf_counter() - t
     assert [r.model for r in warm.ranked] == [r.model for r in cold.ranked]
     per_model = {r.model: {"seconds": r.seconds, "inference": r.inference_seconds,
+                           "scoring": sum(r.timings.values()),
                            "layer": r.layer, "width": r.width, "score": r.score}
                  for r in cold.ranked}
     return {"cold_s": cold_s, "alone_s": alone, "alone_runs": [before, after],
             "warm_s": warm_s, "share_else": 1 - alone / cold_s,
             "provider": cold.stats["providers"], "models": per_model,
-            "skipped": {r.model: r.reason for r in cold.skipped}, "notes": cold.notes}
+            "skipped": {r.model: r.reason for r in cold.skipped}, "notes": cold.notes,
+            "scorer": cold.scorers[0], "members": cold.members.get(cold.scorers[0], ())}
 
 
 def memory_run(work: Path, names: list[str], device: str) -> dict:
@@ -188,11 +190,15 @@ def main() -> None:
     memory = memory_run(work, args.memory_models.split(","), args.device) \
         if args.memory_models else None
     rows = [f"| {m} | {v['layer']} | {v['width']} | {v['inference']:.1f} s | "
-            f"{v['seconds']:.1f} s |" for m, v in main_run["models"].items()]
+            f"{v['scoring']:.2f} s | {v['seconds']:.1f} s |"
+            for m, v in main_run["models"].items()]
+    scorer = main_run["scorer"] + (f" ({', '.join(main_run['members'])})"
+                                   if main_run["members"] else "")
     share = main_run["share_else"]
     body = (f"{len(names)} architectures with random weights at 224x224 "
             f"({', '.join(names)}), added with `--preset imagenet`; target: {args.images} "
-            f"CIFAR-10 test images (32x32 RGB, JPEG copy) resized on the way in. "
+            f"CIFAR-10 test images (32x32 RGB, JPEG copy) resized on the way in; ranked by "
+            f"the default scorer, {scorer}. "
             f"`python benchmarks/bench_realistic.py --device {args.device}`.\n\n"
             "| measure | value |\n|---|---|\n"
             f"| cold search ({', '.join(main_run['provider'])}) | {main_run['cold_s']:.1f} s |\n"
@@ -203,8 +209,9 @@ def main() -> None:
             f"{main_run['cold_s'] - main_run['alone_s']:.1f} s = **{share:.1%}** |\n"
             f"| warm repeat | {main_run['warm_s'] * 1000:.0f} ms |\n\n"
             "Per model (default layer found by structure; seconds of inference inside the "
-            "search, and all of the model's stages):\n\n"
-            "| model | default layer | width | inference | all stages |\n|---|---|---|---|---|\n"
+            "search, of scoring, and of all of the model's stages):\n\n"
+            "| model | default layer | width | inference | scoring | all stages |\n"
+            "|---|---|---|---|---|---|\n"
             + "\n".join(rows) + "\n")
     if main_run["skipped"]:
         body += "\nSkipped: " + "; ".join(f"{m}: {r}" for m, r in main_run["skipped"].items())

@@ -361,8 +361,8 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
                    "seconds"]
         labels = f"{len(ranking.classes)} classes" if ranking.classes else "no labels"
         click.echo(f"target {ranking.target}: {ranking.n} samples, {labels}; "
-                   f"{_scorer_label(ranking.scorers[0], ranking)}, D={dim}, {metric}",
-                   err=True)
+                   f"{_scorer_label(ranking.scorers[0], ranking)}, D={dim}"
+                   f"{', ' + metric if _uses(ranking, 'metric') else ''}", err=True)
         if ok:
             click.echo(_table(ok, headers))
         if ranking.ranked:
@@ -733,6 +733,14 @@ def serve(index_path, host, port, data, read_only, max_upload):
     # a page still streaming a search's progress must not hold up Ctrl-C for long
     uvicorn.run(app, host=host, port=port, log_level="warning",
                 timeout_graceful_shutdown=3)
+
+
+def _uses(ranking, option: str) -> bool:
+    """Does any score of the ranking depend on this option (``metric``, ``dim``)?"""
+    from .estimators.combine import resolve
+
+    return any(option in e.params for name in ranking.scorers
+               for e in resolve(name).estimators)
 
 
 def _scorer_label(name: str, ranking) -> str:
