@@ -329,7 +329,12 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
            top, batch_size, device, executor, ray_address, ray_cpus, ray_scores_only, models,
            filter_tags, filter_source, max_params, filter_name, index_path, as_json, as_csv,
            refresh):
-    """Rank every indexed model for a labeled TARGET (neuralRank).
+    """Rank every indexed model for a labeled TARGET.
+
+    \b
+    By default by the recommended scorer, which `zooindex scorers` marks: a mean
+    rank of several estimators over the models searched, each member's score
+    printed beside it. --scorer silhouette ranks by neuralRank's score, the paper's.
 
     \b
     With --json, prints one object: the search's context (target, samples, classes,
@@ -636,7 +641,8 @@ def cache_info(index_path, as_json):
               "evaluated (usable by name either way).")
 @json_option
 def scorers(experimental, as_json):
-    """List the transferability estimators and combiners; * marks the recommended one."""
+    """List the transferability estimators and combiners; * marks the recommended one,
+    which a search uses by default."""
     from .estimators.combine import listing
 
     rows = [r for r in listing() if experimental or not r["experimental"]]
@@ -651,9 +657,9 @@ def scorers(experimental, as_json):
             r["description"] += f" (default members: {r['members']})"
     click.echo(_table(rows, ["name", "kind", "needs", "options", "min_per_class",
                              "description"]))
-    click.echo("\n--scorer NAME for one, repeatable; 'recommended' for the recommended one; "
-               "'ensemble:a,b,c' to combine chosen estimators; 'all' for every estimator.",
-               err=True)
+    click.echo("\n--scorer NAME for one, repeatable; 'recommended' (the default) for the "
+               "one marked *; 'ensemble:a,b,c' to combine chosen estimators; 'all' for every "
+               "estimator.", err=True)
 
 
 @cli.group()
