@@ -320,4 +320,7 @@ def test_streamed_activations_rank_on_the_members_that_read_reduced_features(
     assert [r.model for r in ranking.ranked][0] == "good"
     for r in ranking.ranked:
         assert set(r.scores) == {"ensemble", "knn", "ncti-sei"}
-    assert any("logme needs the full activations" in n for n in ranking.notes)
+    # said once for every model, not once per model
+    [note] = [n for n in ranking.notes if "logme needs the full activations" in n]
+    assert note.startswith("logme needs") and note.endswith("(3 models: good, mixed, noise)")
+    assert len([n for n in ranking.notes if "needs the full activations" in n]) == 2

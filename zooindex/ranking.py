@@ -186,10 +186,36 @@ def search(target, options: SearchOptions | None = None, *, index=None,
         finally:
             if bar is not None:
                 bar.close()
-        notes.extend(n for p in planned if p.outcome for n in p.outcome.notes)
+        notes.extend(_grouped_notes(planned))
         notes.extend(idx.warnings)  # cache writes that failed: the ranking stands
     notes[:0] = _input_notes(tgt, planned)
     return _ranking(tgt, planned, scorers, options, notes, top, started)
+
+
+def _grouped_notes(planned) -> list[str]:
+    """The models' own notes ("MODEL [LAYER] ...: ..."), one line per distinct message:
+    what many models share (an estimator that cannot read any model's streamed layer)
+    is said once, naming the models, instead of once per model."""
+    groups: dict[str, list] = {}
+    for plan in planned:
+        if plan.outcome is None:
+            continue
+        name = plan.record.name
+        for note in plan.outcome.notes:
+            head = f"{name} ["
+            end = note.find("]", len(head)) if note.startswith(head) else -1
+            text = note[end + 1:].lstrip(": ").strip() if end > 0 else note
+            groups.setdefault(text, []).append((name, note))
+    out = []
+    for text, seen in groups.items():
+        models = list(dict.fromkeys(name for name, _ in seen))
+        if len(seen) == 1 or text == seen[0][1]:
+            out.extend(dict.fromkeys(note for _, note in seen))
+            continue
+        shown = ", ".join(models[:5]) + (f" and {len(models) - 5} more"
+                                         if len(models) > 5 else "")
+        out.append(f"{text} ({len(models)} model{'s' * (len(models) != 1)}: {shown})")
+    return out
 
 
 def _input_notes(tgt: Target, planned) -> list[str]:
