@@ -15,7 +15,7 @@ the current one runs out; a last partial batch is dropped), 100 steps (5 epochs 
 while training, softmax cross-entropy, seed 0, one torch thread. The same number of
 steps for every target keeps the cost per unit fixed.
 
-Only a subset is affordable on a small CPU (``MODELS`` x ``TARGETS``, about 15 s a unit
+Only a subset is affordable on a small CPU (``MODELS`` x ``TARGETS``, about 8 s a unit
 here). The models keep the zoo's diversity: for each source data set the network trained
 on all ten classes, one trained on half the classes, a *lite* one (one convolution), and
 a 512-unit one where the paper has it (Fashion-MNIST, CIFAR-10; MNIST has none, so its
