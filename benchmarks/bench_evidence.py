@@ -16,7 +16,10 @@ what is missing (a new model, a new estimator, a retrained file).
 3. one unit per model and target (``evidence/measure.py``): features through zooindex's
    runner, every estimator, silhouette variants, few-label scores, and the ground truth
    of both transfer protocols with per-image correctness;
-4. statistics (``evidence/stats.py``) and ``benchmarks/ESTIMATORS.md``
+4. a third ground truth for a subset (``evidence/finetune.py``): 12 of the paper's models
+   fine-tuned whole on 4 targets from their training checkpoints (``<zoo>/.checkpoints``);
+   skipped, with a note, without torch or checkpoints, or with ``--no-finetune``;
+5. statistics (``evidence/stats.py``) and ``benchmarks/ESTIMATORS.md``
    (``evidence/report.py``).
 
 Run with one BLAS thread per process on a shared machine (``OMP_NUM_THREADS=1``): the
@@ -43,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from evidence import measure, sources, stats, train  # noqa: E402
+from evidence import finetune, measure, sources, stats, train  # noqa: E402
 from zooindex import transfer  # noqa: E402
 
 OUT = Path(__file__).with_name("ESTIMATORS.md")
@@ -177,8 +180,28 @@ def build(args) -> dict:
             f"out: {', '.join(m for m in models if m not in complete)}")
     models = {m: models[m] for m in complete}
     units = {k: v for k, v in units.items() if k[0] in models}
+    finetuned = fine_tuning(args, work, target_data)
     return {"models": models, "targets": target_data, "units": units,
-            "seconds": time.perf_counter() - started, "work": work}
+            "seconds": time.perf_counter() - started, "work": work, "finetune": finetuned}
+
+
+def fine_tuning(args, work: Path, target_data: dict) -> dict:
+    """The fine-tuned subset (``evidence/finetune.py``), or nothing, said why."""
+    zoo = Path(args.zoo)
+    if not finetune.available():
+        log("fine-tuning skipped: torch is not installed; the rest is written without it")
+        return {}
+    if not (zoo / ".checkpoints").is_dir():
+        log(f"fine-tuning skipped: {zoo / '.checkpoints'} holds no training checkpoints "
+            "(python -m models.build_zoo keeps them)")
+        return {}
+    compute = not (args.analyse_only or args.no_finetune)
+    if args.no_finetune:
+        log("fine-tuning skipped (--no-finetune); its section uses what is cached")
+    elif compute:
+        log(f"fine-tuning {len(finetune.MODELS)} models x {len(finetune.TARGETS)} targets "
+            "(cached units are reused)")
+    return finetune.build(work, zoo, target_data, compute=compute, log=log)
 
 
 # -- the analysis ---------------------------------------------------------------------
@@ -366,6 +389,8 @@ def analyse(base: dict, draws: int) -> dict:
                                  for t in targets]) for n in scores if n in
                {e.name for e in estimators}}
     d90 = [units[m, t]["variants"]["D90%"] for m in models for t in targets]
+    finetuned = analyse_finetune(base, scores, names, correct,
+                                 selection["recommended"]["chosen_on_all"], draws)
     return {
         "models": models, "targets": targets, "groups": groups, "names": names,
         "labeled": labeled, "label_free": label_free, "variants": variant_names,
@@ -405,7 +430,95 @@ def analyse(base: dict, draws: int) -> dict:
         "zoo_missing": list(ZOO_MISSING),
         "unit_seconds": _unit_seconds(units),
         "train_seconds": _train_seconds(base["work"]),
+        "finetune": finetuned,
     }
+
+
+FROZEN = {"logits": "logits accuracy (frozen)", "probe": "probe accuracy (frozen)"}
+
+
+def analyse_finetune(base: dict, scores: dict, names: list, correct: dict,
+                     recommended: str, draws: int) -> dict | None:
+    """The fine-tuned subset: every scorer's mean weighted tau against fine-tuning
+    accuracy, and against both frozen protocols on the same models and targets, with
+    intervals over targets and test images (the same image resamples for the three
+    ground truths of a target); the frozen protocols' accuracies as scorers of
+    fine-tuning. None when fewer than three models are fine-tuned on every target."""
+    from zooindex.estimators import combine
+
+    from evidence.report import CURRENT_MEMBERS
+
+    done = base.get("finetune") or {}
+    models, targets = list(base["models"]), list(base["targets"])
+    ft_targets = [t for t in finetune.TARGETS if t in targets]
+    ft_models = [m for m in finetune.MODELS
+                 if m in models and all((m, t) in done for t in ft_targets)]
+    if len(ft_models) < 3 or not ft_targets:
+        return None
+    log(f"fine-tuned subset: {len(ft_models)} models x {len(ft_targets)} targets")
+    cols = [models.index(m) for m in ft_models]
+    rows = [targets.index(t) for t in ft_targets]
+    T = len(rows)
+
+    # scores over the subset; the combined ones recombined among the subset's models,
+    # as a search of those models alone would rank them
+    sub = {n: scores[n][rows][:, cols] for n in names}
+    ncti = combine.resolve("ncti")
+    sub["ncti"] = np.array([_combined(ncti, {m: {k: sub[k][i, j] for k in ncti.members}
+                                             for j, m in enumerate(ft_models)}, ft_models)
+                            for i in range(T)])
+    current = f"ensemble ({','.join(CURRENT_MEMBERS)})"
+    sub[current] = np.array([stats.mean_rank([sub[k][i] for k in CURRENT_MEMBERS])
+                             for i in range(T)])
+    rec_name = f"recommended ({recommended})"
+    members = recommended.split(":", 1)[1].split(",") if ":" in recommended else [recommended]
+    sub[rec_name] = np.array([stats.mean_rank([sub[k][i] for k in members])
+                              for i in range(T)])
+    scorer_names = [rec_name, *names]
+
+    per_image = {"finetune": [np.array([done[m, t]["correct"] for m in ft_models])
+                              for t in ft_targets]}
+    for p in PROTOCOLS:
+        per_image[p] = [correct[p][r][cols] for r in rows]
+    acc = {p: np.array([c.mean(axis=1) for c in per_image[p]]) for p in per_image}
+    for p in PROTOCOLS:  # the frozen protocols' accuracies as scorers of fine-tuning
+        sub[FROZEN[p]] = acc[p]
+    truth_names = {"finetune": [*scorer_names, *FROZEN.values()],
+                   "logits": scorer_names, "probe": scorer_names}
+
+    picks = stats.target_draws(T, draws, seed=0)
+    out = {"models": ft_models, "targets": ft_targets, "recommended": rec_name,
+           "frozen": FROZEN, "recipe": finetune.RECIPE, "tau": {}, "kendall": {},
+           "intervals": {}, "paired": {}, "paired_recommended": {},
+           "accuracy": {p: acc[p].tolist() for p in acc},
+           "mean_accuracy": {p: float(acc[p].mean()) for p in acc},
+           "seconds": float(sum(done[m, t]["seconds"] for m in ft_models
+                                for t in ft_targets))}
+    for p, these in truth_names.items():
+        tau = {n: np.array([stats.weighted_tau(sub[n][i], acc[p][i]) for i in range(T)])
+               for n in these}
+        image = np.array([stats.taus_over_draws(
+            np.array([sub[n][i] for n in these]),
+            transfer.resampled_means(per_image[p][i], draws=draws, seed=100 + rows[i]))
+            for i in range(T)])                                   # (T, draws, K)
+        boot = stats.two_level(image, picks)
+        out["tau"][p] = {n: v.tolist() for n, v in tau.items()}
+        out["kendall"][p] = {n: stats.nanmean([stats.kendall_tau(sub[n][i], acc[p][i])
+                                               for i in range(T)]) for n in these}
+        out["intervals"][p] = {n: stats.percentile(stats.nanmean(tau[n]), boot[:, k])
+                               for k, n in enumerate(these)}
+        out["paired"][p] = {n: _paired(tau, boot, these, n, "silhouette") for n in these}
+        out["paired_recommended"][p] = {n: _paired(tau, boot, these, n, rec_name)
+                                        for n in these}
+        if p == "finetune":  # which frozen protocol ranks more like fine-tuning
+            out["frozen_difference"] = _paired(tau, boot, these, *FROZEN.values())
+    return out
+
+
+def _paired(tau: dict, boot: np.ndarray, names: list, a: str, b: str) -> stats.Interval:
+    """Mean over targets of ``tau[a] - tau[b]``, its interval from the same draws."""
+    ka, kb = names.index(a), names.index(b)
+    return stats.percentile(stats.nanmean(tau[a] - tau[b]), boot[:, ka] - boot[:, kb])
 
 
 def _unit_seconds(units) -> dict:
@@ -479,6 +592,8 @@ def main(argv=None) -> None:
     parser.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
     parser.add_argument("--no-train", action="store_true",
                         help="use the own models already trained; train none")
+    parser.add_argument("--no-finetune", action="store_true",
+                        help="fine-tune nothing: use the fine-tuned units already cached")
     parser.add_argument("--analyse-only", action="store_true",
                         help="measure nothing: analyse the models already measured on "
                              "every target")

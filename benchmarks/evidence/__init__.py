@@ -11,6 +11,8 @@ Modules, in the order the builder runs them:
     measure   one unit per (model, target): features through zooindex's own runner, every
               estimator and variant, the label-free and few-label scores, and the ground
               truth of both protocols with per-image correctness; cached on disk
+    finetune  a third ground truth for a subset: paper models rebuilt from their training
+              checkpoints and fine-tuned whole on four targets; cached per unit
     stats     weighted Kendall tau, bootstrap intervals, paired differences, and
               leave-one-target-out selection (pure numpy, tested)
     report    writes benchmarks/ESTIMATORS.md
