@@ -52,7 +52,7 @@ zoo: dev  ## train the paper's 23 models and Table 1's nine from two more seeds 
 reproduce: zoo  ## the paper's tables and figures into models/RESULTS.md
 	$(PY) -m models.reproduce
 
-evidence: zoo  ## the scorers' evidence base (56 models x 8 targets) into benchmarks/ESTIMATORS.md (resumable)
+evidence: zoo  ## the scorers' evidence base (56 models x 8 targets; fine-tuning 12 x 4) into benchmarks/ESTIMATORS.md (resumable)
 	$(PY) benchmarks/bench_evidence.py --zoo models/zoo
 
 clean:
