@@ -301,7 +301,7 @@ def test_a_member_the_target_is_too_small_for_is_left_out_once(zoo, tmp_path):
     assert len(ranking.ranked) == 3 and not ranking.skipped
     assert all("knn" not in r.scores for r in ranking.ranked)
     [note] = [n for n in ranking.notes if "left out" in n]
-    assert "knn (needs 4)" in note and "smallest class has 3" in note
+    assert "left out knn (it needs 4)" in note and "smallest class has 3 samples" in note
     # named alone, knn cannot rank anything: one error, before any model runs
     with pytest.raises(zooindex.EstimatorError, match="knn: needs at least 4 samples per"):
         zooindex.search(tmp_path / "small.npz", index=zoo["index"], scorers=["knn"])

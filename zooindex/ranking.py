@@ -245,8 +245,7 @@ def _scorers_for(tgt: Target, options: SearchOptions):
 
     if tgt.labeled:
         notes: list[str] = []
-        scorers = [_members_for(s, tgt, notes) for s in resolve_many(options.scorers)]
-        return _fit_class_sizes(scorers, tgt, notes), notes
+        return _fit_class_sizes(resolve_many(options.scorers), tgt, notes), notes
     notes = []
     names = options.scorers
     if tuple(names) == SearchOptions().scorers:
@@ -259,14 +258,27 @@ def _scorers_for(tgt: Target, options: SearchOptions):
 
 
 def _fit_class_sizes(scorers, tgt: Target, notes: list) -> list:
-    """The plain estimators the target's smallest class is too small for: an error when
-    the ranking scorer is one (nothing could be ranked), else their columns left out."""
+    """The scorers as the target's smallest class allows, said once in ``notes`` rather
+    than once per model: a combination loses the members whose fewest samples per class
+    it does not reach (the others rank); a further column that cannot be computed is left
+    out; a ranking estimator that cannot be is an error (nothing could be ranked)."""
     from .estimators import _check_class_sizes
+    from .estimators.combine import Scorer
 
-    values, codes = np.unique(np.asarray(tgt.y), return_inverse=True)
+    codes = np.unique(np.asarray(tgt.y), return_inverse=True)[1]
+    smallest = int(np.bincount(codes).min()) if len(codes) else 0
     kept = []
     for i, scorer in enumerate(scorers):
         if scorer.combiner is not None:
+            members = tuple(e for e in scorer.estimators if e.min_per_class <= smallest)
+            if members and len(members) < len(scorer.estimators):
+                left = ", ".join(f"{e.name} (it needs {e.min_per_class})"
+                                 for e in scorer.estimators if e not in members)
+                notes.append(f"{scorer.name}: left out {left}: the target's smallest class "
+                             f"has {smallest} samples; ranked by "
+                             f"{', '.join(e.name for e in members)}")
+                scorer = Scorer(name=scorer.name, estimators=members,
+                                combiner=scorer.combiner)
             kept.append(scorer)
             continue
         estimator = scorer.estimators[0]
@@ -279,27 +291,6 @@ def _fit_class_sizes(scorers, tgt: Target, notes: list) -> list:
             continue
         kept.append(scorer)
     return kept
-
-
-def _members_for(scorer, tgt: Target, notes: list):
-    """A combined scorer without the members whose fewest samples per class the target's
-    smallest class does not reach (said once in ``notes``, not once per model). A plain
-    estimator is kept as it is: its models are skipped, each with the reason."""
-    from .estimators.combine import Scorer
-
-    if scorer.combiner is None:
-        return scorer
-    sizes = np.unique(np.asarray(tgt.y), return_counts=True)[1]
-    smallest = int(sizes.min()) if len(sizes) else 0
-    kept = tuple(e for e in scorer.estimators if e.min_per_class <= smallest)
-    if not kept or len(kept) == len(scorer.estimators):
-        return scorer
-    left = [f"{e.name} (needs {e.min_per_class})" for e in scorer.estimators
-            if e not in kept]
-    notes.append(f"{scorer.name}: left out {', '.join(left)} samples per class: the target's "
-                 f"smallest class has {smallest}; ranked by "
-                 f"{', '.join(e.name for e in kept)}")
-    return Scorer(name=scorer.name, estimators=kept, combiner=scorer.combiner)
 
 
 def _check_device(device: str, executor=None) -> None:
