@@ -17,6 +17,8 @@ from . import register
 SHRINKAGE_RATE = 5.0
 #: lower bound on that shrinkage
 SHRINKAGE_FLOOR = 1e-10
+# rows per step where a product of the features would otherwise be a whole extra copy
+_CHUNK = 4096
 
 
 def _fisher_posteriors(features, labels, shrinkage=None):
@@ -36,8 +38,10 @@ def _fisher_posteriors(features, labels, shrinkage=None):
     means = np.zeros((len(counts), d))
     np.add.at(means, labels, features)
     means /= counts[:, None]
-    within = features - means[labels]
+    within = means[labels]  # one (n, d) buffer: x_i - mu_{y_i}, made in place
+    np.subtract(features, within, out=within)
     scatter = within.T @ within / n  # S_w = sum_c pi_c cov_c (1/n_c normalisation)
+    del within
     if shrinkage is None:
         largest = _largest_eigenvalue(scatter)
         shrinkage = max(float(np.exp(-SHRINKAGE_RATE * largest)), SHRINKAGE_FLOOR)
@@ -106,6 +110,12 @@ def sfda(features, labels, **_):
     first, shrinkage, means = _fisher_posteriors(features, labels)
     confidence = softmax(first, axis=1)[np.arange(len(labels)), labels][:, None]
     others = (means.sum(axis=0) - means) / (len(means) - 1)  # mean of the other classes' means
-    mixed = confidence * features + (1.0 - confidence) * others[labels]
+    # w x + (1 - w) o in one (n, d) buffer beside the features: a wide layer's float64
+    # copies, not its products, set the peak memory of a search
+    mixed = others[labels]
+    mixed *= 1.0 - confidence
+    for start in range(0, len(mixed), _CHUNK):
+        rows = slice(start, start + _CHUNK)
+        mixed[rows] += confidence[rows] * features[rows]
     second, _, _ = _fisher_posteriors(mixed, labels, shrinkage)
     return float(np.mean(second[np.arange(len(labels)), labels]))
