@@ -41,6 +41,7 @@ wheel-check:  ## the built wheel, installed in a fresh environment (not editable
 bench: dev  ## benchmarks; numbers go to benchmarks/RESULTS.md
 	$(PY) benchmarks/bench_silhouette.py
 	$(PY) benchmarks/bench_search.py
+	$(PY) benchmarks/bench_search.py --scorer silhouette
 	$(PY) benchmarks/bench_big_target.py
 	$(PY) benchmarks/bench_adapt.py
 	$(PY) benchmarks/bench_realistic.py  # needs torch and torchvision; says so otherwise
