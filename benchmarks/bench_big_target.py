@@ -122,10 +122,13 @@ def one_run(n: int, stream: bool) -> dict:
             env["ZOOINDEX_MAX_ACTIVATION_BYTES"] = str(4 * n * HIDDEN * 2)
         subprocess.run([sys.executable, "-m", "zooindex.cli", "add", str(folder / "wide.onnx")],
                        env=env, check=True, capture_output=True)
-        run = measured(["search", str(target), "--json"], env, folder / "peak")
+        # the paper's silhouette: one model, and a score that streamed and held layers
+        # both give (LogME and SFDA, in the default ensemble, need the held activations)
+        run = measured(["search", str(target), "--json", "--scorer", "silhouette"], env,
+                       folder / "peak")
         if run["returncode"] != 0:
             raise SystemExit(f"search failed for n={n}: {run['stderr'].strip()}")
-        row = json.loads(run["stdout"])[0]
+        row = json.loads(run["stdout"])["results"][0]
         return {"n": n, "stream": stream, "score": row["score"], "components": row["components"],
                 "seconds": run["seconds"], "peak_rss_mb": run["peak_rss_mb"],
                 "peak_anon_mb": run["peak_anon_mb"],
