@@ -138,7 +138,7 @@ def one_run(n: int, stream: bool) -> dict:
 
 def render(rows: list[dict]) -> str:
     """The RESULTS.md section for the measured ``rows``."""
-    from zooindex.ranking import DEFAULT_MAX_ACTIVATION_BYTES
+    from zooindex.runner import DEFAULT_MAX_ACTIVATION_BYTES
 
     limit = DEFAULT_MAX_ACTIVATION_BYTES
 
