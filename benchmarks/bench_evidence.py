@@ -209,7 +209,7 @@ def fine_tuning(args, work: Path, target_data: dict) -> dict:
 
 def analyse(base: dict, draws: int) -> dict:
     """Every number ESTIMATORS.md shows (see evidence/report.py), from the measured base."""
-    from zooindex.estimators import available, combine
+    from zooindex.estimators import available
 
     from evidence.report import CURRENT_MEMBERS
 
@@ -229,13 +229,8 @@ def analyse(base: dict, draws: int) -> dict:
     variant_names = [k for k in units[models[0], targets[0]]["variants"] if k != "D90%"]
     for v in variant_names:
         scores[v] = column(lambda u, v=v: u["variants"].get(v))
-    ncti = combine.resolve("ncti")
-    scores["ncti"] = np.array([_combined(ncti, {m: {k: scores[k][i, j] for k in ncti.members}
-                                                for j, m in enumerate(models)}, models)
-                               for i in range(T)])
+    scores.update(_combined_columns(scores, models))
     ens_name = f"ensemble ({','.join(CURRENT_MEMBERS)})"
-    scores[ens_name] = np.array([stats.mean_rank([scores[k][i] for k in CURRENT_MEMBERS])
-                                 for i in range(T)])
     params = np.array([float(base["models"][m]["parameters"]) for m in models])
     source_acc = np.array([float(base["models"][m]["source_accuracy"]) for m in models])
     scores["parameter count"] = np.tile(params, (T, 1))
@@ -444,10 +439,6 @@ def analyse_finetune(base: dict, scores: dict, names: list, correct: dict,
     intervals over targets and test images (the same image resamples for the three
     ground truths of a target); the frozen protocols' accuracies as scorers of
     fine-tuning. None when fewer than three models are fine-tuned on every target."""
-    from zooindex.estimators import combine
-
-    from evidence.report import CURRENT_MEMBERS
-
     done = base.get("finetune") or {}
     models, targets = list(base["models"]), list(base["targets"])
     ft_targets = [t for t in finetune.TARGETS if t in targets]
@@ -463,13 +454,7 @@ def analyse_finetune(base: dict, scores: dict, names: list, correct: dict,
     # scores over the subset; the combined ones recombined among the subset's models,
     # as a search of those models alone would rank them
     sub = {n: scores[n][rows][:, cols] for n in names}
-    ncti = combine.resolve("ncti")
-    sub["ncti"] = np.array([_combined(ncti, {m: {k: sub[k][i, j] for k in ncti.members}
-                                             for j, m in enumerate(ft_models)}, ft_models)
-                            for i in range(T)])
-    current = f"ensemble ({','.join(CURRENT_MEMBERS)})"
-    sub[current] = np.array([stats.mean_rank([sub[k][i] for k in CURRENT_MEMBERS])
-                             for i in range(T)])
+    sub.update(_combined_columns(sub, ft_models))
     rec_name = f"recommended ({recommended})"
     members = recommended.split(":", 1)[1].split(",") if ":" in recommended else [recommended]
     sub[rec_name] = np.array([stats.mean_rank([sub[k][i] for k in members])
@@ -553,6 +538,24 @@ def _num(value) -> float:
     except (TypeError, ValueError):
         return float("nan")
     return value if np.isfinite(value) else float("nan")
+
+
+def _combined_columns(scores: dict, models: list) -> dict:
+    """NCTI and the earlier ensemble, ``(targets, models)`` each, combined from their
+    members' columns in ``scores`` among ``models`` (as a search of those models would)."""
+    from zooindex.estimators import combine
+
+    from evidence.report import CURRENT_MEMBERS
+
+    targets = range(len(scores[CURRENT_MEMBERS[0]]))
+    ncti = combine.resolve("ncti")
+    return {
+        "ncti": np.array([_combined(ncti, {m: {k: scores[k][i, j] for k in ncti.members}
+                                           for j, m in enumerate(models)}, models)
+                          for i in targets]),
+        f"ensemble ({','.join(CURRENT_MEMBERS)})": np.array(
+            [stats.mean_rank([scores[k][i] for k in CURRENT_MEMBERS]) for i in targets]),
+    }
 
 
 def _combined(scorer, table, models) -> np.ndarray:
