@@ -263,9 +263,13 @@ def test_a_cache_entry_lost_after_planning_loads_the_model_again(zoo, tmp_path,
 def test_the_default_is_the_recommended_ensemble_with_its_members_beside_it(zoo):
     from zooindex.estimators.combine import ENSEMBLE_MEMBERS, mean_rank
 
-    ranking = zooindex.search(zoo["target"], index=zoo["index"])
+    live = []
+    ranking = zooindex.search(zoo["target"], index=zoo["index"],
+                              on_result=lambda r: live.append((r.score, set(r.scores))))
     assert ranking.scorers == ["ensemble"]
     assert ranking.members == {"ensemble": ENSEMBLE_MEMBERS}
+    # while the search runs no member's value passes for the combined score
+    assert live == [(None, set(ENSEMBLE_MEMBERS))] * 3
     assert ranking.columns == ["ensemble", *ENSEMBLE_MEMBERS]
     table = {r.model: {m: r.scores[m] for m in ENSEMBLE_MEMBERS} for r in ranking.ranked}
     assert {r.model: r.score for r in ranking.ranked} == mean_rank(table, ENSEMBLE_MEMBERS)

@@ -200,7 +200,9 @@ def test_progress_streams_one_event_per_model_then_settles(small):
     assert kinds[-1] == "settled" and events[-1][1]["state"] in ("figures", "done")
     progress = [d for k, d in events if k == "progress"]
     assert sorted(d["model"] for d in progress) == ["good", "mixed", "noise"]
-    assert all(re.match(r"^\w+: -?\d\.\d{4} \(", d["line"]) for d in progress)
+    # ranked by the default ensemble: each line gives the members' scores so far
+    assert all(re.match(r"^\w+: logme -?\d\.\d{4}, sfda -?\d\.\d{4}, knn .* \(", d["line"])
+               for d in progress)
 
 
 def test_a_search_served_from_the_cache_answers_at_once(searched):
@@ -388,6 +390,12 @@ def test_a_search_without_a_scorer_ranks_by_the_recommended_ensemble(small):
     assert got["scorers"] == ["ensemble"]
     assert got["members"] == {"ensemble": ["logme", "sfda", "knn", "ncti-sei"]}
     assert [r["model"] for r in got["results"]][0] == "good"
+    # live progress names the members: the combined score exists only at the end
+    from zooindex.web.jobs import progress_line
+
+    lines = [progress_line(p) for p in done["progress"]]
+    assert len(lines) == 3 and all(re.match(r"^\w+: logme -?\d\.\d{4}, sfda ", line)
+                                   for line in lines)
     page = client.get(done["page"]).text
     for name in ("ensemble", "logme", "sfda", "knn", "ncti-sei"):
         assert f'<th class="num">{name}</th>' in page

@@ -149,7 +149,9 @@ def search(target, options: SearchOptions | None = None, *, index=None,
     previous is scored), ``"sequential"``, ``"ray"`` (a Ray cluster, see
     :mod:`zooindex.distributed`), or an executor object (see :mod:`zooindex.executor`).
     ``on_result(result)`` is called with each model's results as soon as they are known,
-    e.g. for live progress.
+    e.g. for live progress; when the first scorer is a combination, ``result.score`` is
+    ``None`` there (a rank among all the models exists only once all are scored) and
+    ``result.scores`` holds the members' values.
     """
     started = time.perf_counter()
     options, selection = from_settings(options, selection, **settings)
@@ -160,6 +162,8 @@ def search(target, options: SearchOptions | None = None, *, index=None,
     from .estimators.combine import member_estimators
 
     ests = member_estimators(scorers)
+    # the value a row shows before the search ends: its first scorer's own, if it is one
+    lead = scorers[0].estimators[0].name if scorers[0].combiner is None else None
     _check_device(options.device, executor)
     with opened(index, create=False) as idx:
         planned = [_Planned(record=r) for r in _records(idx, models, filter)]
@@ -174,7 +178,7 @@ def search(target, options: SearchOptions | None = None, *, index=None,
 
         def plans():
             for plan in planned:
-                _plan(idx, plan, tgt, options, ests, notes, refresh)
+                _plan(idx, plan, tgt, options, ests, lead, notes, refresh)
                 if plan.task is None:
                     settle(plan)
                 else:
@@ -182,7 +186,8 @@ def search(target, options: SearchOptions | None = None, *, index=None,
 
         try:
             _execute(idx, tgt, plans(), executor, settle=settle,
-                     absorb=lambda plan, outcome: _absorb(idx, tgt, plan, outcome, ests))
+                     absorb=lambda plan, outcome: _absorb(idx, tgt, plan, outcome, ests,
+                                                          lead))
         finally:
             if bar is not None:
                 bar.close()
@@ -382,8 +387,8 @@ def _short_layer_reason(exc: LayerError, record: ModelRecord) -> str:
     return f"no layer '{exc.layer}' ({see})"
 
 
-def _plan(idx: Index, plan: _Planned, tgt: Target, options: SearchOptions, ests, notes,
-          refresh: bool = False) -> None:
+def _plan(idx: Index, plan: _Planned, tgt: Target, options: SearchOptions, ests, lead,
+          notes, refresh: bool = False) -> None:
     """What is cached and what is left to do for one model: fills ``plan``."""
     record = plan.record
     status = idx.catalogue.model_status(record)
@@ -435,7 +440,7 @@ def _plan(idx: Index, plan: _Planned, tgt: Target, options: SearchOptions, ests,
     if wanted:
         plan.task = _task(idx, record, tgt, plan.prep_key, tuple(wanted), wanted, options)
     else:
-        _provisional_scores(plan, ests)
+        _provisional_scores(plan, lead)
 
 
 def _task(idx: Index, record: ModelRecord, tgt: Target, prep_key: str, layers, wanted,
@@ -446,7 +451,8 @@ def _task(idx: Index, record: ModelRecord, tgt: Target, prep_key: str, layers, w
                      options=options, keep_features=keep)
 
 
-def _absorb(idx: Index, tgt: Target, plan: _Planned, outcome: Outcome, ests) -> None:
+def _absorb(idx: Index, tgt: Target, plan: _Planned, outcome: Outcome, ests,
+            lead: str | None) -> None:
     """Store what a model's unit of work computed, and fold it into its results."""
     _store(idx, tgt, plan, outcome)
     if outcome.status != "ok":
@@ -464,7 +470,7 @@ def _absorb(idx: Index, tgt: Target, plan: _Planned, outcome: Outcome, ests) -> 
             if reducing is not None and reducing.name in new.scores:
                 res.components = new.components.get(reducing.name)
         res.seconds = outcome.seconds / len(plan.results)
-    _provisional_scores(plan, ests)
+    _provisional_scores(plan, lead)
 
 
 def _reducing(ests):
@@ -473,11 +479,12 @@ def _reducing(ests):
     return next((e for e in ests if "dim" in e.params), None)
 
 
-def _provisional_scores(plan: _Planned, ests) -> None:
-    """Each layer's score as far as it is known before the whole search is (the first
-    estimator's value; a combined score is set by :func:`_combine` at the end)."""
+def _provisional_scores(plan: _Planned, lead: str | None) -> None:
+    """Each layer's score as far as it is known before the whole search is: the first
+    scorer's value when it is an estimator; ``None`` for a combination, whose score
+    :func:`_combine` sets at the end (a member's value would pass for it)."""
     for res in plan.results.values():
-        res.score = res.scores.get(ests[0].name)
+        res.score = res.scores.get(lead) if lead is not None else None
 
 
 def _combine(planned, scorers) -> None:

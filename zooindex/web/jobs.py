@@ -109,7 +109,7 @@ class Job:
         """``on_result``: one model row has its score (or its reason for a skip)."""
         self.progress.append({
             "model": result.model, "layer": result.layer, "score": result.score,
-            "cached": result.cached, "seconds": round(result.seconds, 3),
+            "scores": dict(result.scores), "cached": result.cached, "seconds": round(result.seconds, 3),
             "status": result.status, "reason": result.reason})
 
 
@@ -132,6 +132,9 @@ def progress_line(row: dict) -> str:
     if row["status"] != "ok":
         return f"{row['model']}: skipped, {row['reason']}"
     how = "from the cache" if row["cached"] else f"{row['seconds']:.2f} s"
+    if row["score"] is None:  # a combination: its members until every model is in
+        members = ", ".join(f"{k} {v:.4f}" for k, v in row.get("scores", {}).items())
+        return f"{row['model']}: {members} ({how})"
     return f"{row['model']}: {row['score']:.4f} ({how})"
 
 
