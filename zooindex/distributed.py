@@ -60,19 +60,14 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .errors import DependencyError, ZooIndexError
+from .errors import ZooIndexError, require
 from .unit import ModelTask, Outcome
 
 ADDRESS_ENV = "ZOOINDEX_RAY_ADDRESS"
 
 
 def _ray():
-    try:
-        import ray
-    except ImportError:
-        raise DependencyError("ranking on Ray needs the ray package: pip install "
-                              "'zooindex[ray]'", package="ray") from None
-    return ray
+    return require("ray", "ranking on Ray needs the ray package: pip install 'zooindex[ray]'")
 
 
 class Lost(ZooIndexError):

@@ -26,6 +26,17 @@ class DependencyError(ZooIndexError, ImportError):
         self.package = package
 
 
+def require(module: str, message: str, package: str | None = None):
+    """``module`` imported, or a :class:`DependencyError` with ``message`` (what needs it
+    and what to install) naming ``package`` (default: the module's top-level name)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DependencyError(message, package=package or module.partition(".")[0]) from None
+
+
 class ModelError(ZooIndexError, ValueError):
     """A model file is missing, unreadable, not ONNX, or cannot be run."""
 

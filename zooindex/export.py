@@ -28,7 +28,7 @@ import onnx
 
 from . import graph
 from .adapt import METADATA_KEYS, Preprocessing
-from .errors import DependencyError, ModelError
+from .errors import DependencyError, ModelError, require
 
 # protobuf refuses to serialize a message over 2 GiB; larger models keep their weights
 # in a side file.
@@ -74,11 +74,7 @@ def from_torch(module, path, *, input_shape, preprocessing=None, metadata: dict 
     keywords ``layout``, ``scale``, ``mean``, ``std``, which override its fields; see
     :func:`stamp` for ``metadata``.
     """
-    try:
-        import torch
-    except ImportError:
-        raise DependencyError("exporting a PyTorch model needs torch: pip install torch",
-                              package="torch") from None
+    torch = require("torch", "exporting a PyTorch model needs torch: pip install torch")
     prep = _preprocessing(preprocessing, layout=layout, scale=scale, mean=mean, std=std)
     shape = tuple(int(d) for d in input_shape)
     # A batch of two: torch.export specialises a dimension of size 1 to a constant. The
@@ -169,11 +165,7 @@ def from_keras(model, path, *, preprocessing=None, metadata: dict | None = None,
     installed; the result is re-saved as a single file and stamped as :func:`stamp`
     does.
     """
-    try:
-        import keras
-    except ImportError:
-        raise DependencyError("exporting a Keras model needs Keras 3: pip install keras",
-                              package="keras") from None
+    keras = require("keras", "exporting a Keras model needs Keras 3: pip install keras")
     major = int(str(getattr(keras, "__version__", "0")).split(".")[0] or 0)
     if major < 3:
         raise DependencyError(f"exporting to ONNX needs Keras 3, found {keras.__version__}: "

@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from .download import DEFAULT_MAX_BYTES, Fetched, default_cache_dir
-from .errors import AdaptError, DependencyError, DownloadError, ModelError
+from .errors import AdaptError, DependencyError, DownloadError, ModelError, require
 from .hashing import sha256_file
 
 if TYPE_CHECKING:  # the readers import numpy; `zooindex hub search` does not need it
@@ -289,12 +289,8 @@ def search(query, *, library="onnx", task=None, limit=20) -> list[dict]:
 
 
 def _client():
-    try:
-        import huggingface_hub
-    except ImportError:
-        raise DependencyError("the Hugging Face hub needs the huggingface_hub package; "
-                              "pip install 'zooindex[hub]'", package="huggingface_hub") from None
-    return huggingface_hub
+    return require("huggingface_hub", "the Hugging Face hub needs the huggingface_hub "
+                   "package; pip install 'zooindex[hub]'")
 
 
 def _short(commit: str) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import DependencyError, ModelError, ZooIndexError
+from .errors import DependencyError, ModelError, ZooIndexError, require
 
 from .options import DEVICES
 
@@ -51,13 +51,8 @@ def allow_runs() -> None:
 
 def onnxruntime():
     """The onnxruntime module, or a one-line error saying which extra to install."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise DependencyError(
-            "running models needs onnxruntime: pip install 'zooindex[cpu]' "
-            "(or 'zooindex[gpu]' on a machine with an NVIDIA GPU)",
-            package="onnxruntime") from None
+    ort = require("onnxruntime", "running models needs onnxruntime: pip install "
+                  "'zooindex[cpu]' (or 'zooindex[gpu]' on a machine with an NVIDIA GPU)")
     ort.set_default_logger_severity(3)  # errors only: keep C++ log lines off the terminal
     return ort
 
