@@ -223,6 +223,21 @@ def document(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _default_line(clear: bool) -> str:
+    """The summary's line on the default scorer: what the rule says, what zooindex does."""
+    rule = ("by the rule below, the evidence makes a clear case for the recommended scorer "
+            "over the silhouette (the held-out difference has an interval above zero under "
+            "both protocols)" if clear else
+            "by the rule below the silhouette stays: the held-out difference to it is not "
+            "clearly above zero under both protocols")
+    follows = DEFAULT_SCORER == ("recommended" if clear else "silhouette")
+    tail = ("; zooindex's default does not follow the rule: see the README" if not follows
+            else ", and the recommended scorer is zooindex's default. The paper's silhouette "
+            "stays available by name; `make reproduce` and the paper's numbers use it"
+            if clear else "")
+    return f"- **Default scorer** (`DEFAULT_SCORER`, now `{DEFAULT_SCORER}`): {rule}{tail}."
+
+
 def _models_bullet(r) -> str:
     models = r["models"]
     own = [m for m in models if r["meta"][m]["kind"].split()[0] in ("early", "random")
@@ -443,17 +458,7 @@ def _summary(r, d) -> list[str]:
         f"way (`{single['chosen_on_all']}` on all targets), reaches "
         f"{_iv(single['target']['held_out']['both'])} held out "
         f"({per_protocol(single['target']['held_out'])}).",
-        "- **Default scorer** (`DEFAULT_SCORER`, now `" + DEFAULT_SCORER + "`): " + (
-            "by the rule below, the evidence makes a clear case for the recommended scorer "
-            "over the silhouette (the held-out difference has an interval above zero under "
-            "both protocols)" if clear else
-            "by the rule below the silhouette stays: the held-out difference to it is not "
-            "clearly above zero under both protocols") + (
-            ", and the recommended scorer is zooindex's default. The paper's silhouette "
-            "stays available by name; `make reproduce` and the paper's numbers use it."
-            if DEFAULT_SCORER == "recommended" and clear else
-            "; zooindex's default does not follow the rule: see the README." if clear or
-            DEFAULT_SCORER != "silhouette" else "."),
+        _default_line(clear),
         f"- **The paper's idea, varied**: the best variant of the silhouette is `{variant}` "
         f"{_iv(iv[variant]['two_level'])}, minus the silhouette "
         f"{_iv(r['paired']['both'][variant]['silhouette'])}"
