@@ -249,9 +249,10 @@ def what_was_run(zoo, models, entries, tests, trains, s) -> list[str]:
         "- CIFAR-10 models are trained on **CIFAR-10 (JPEG copy)**, converted to 28x28 "
         "grey; the JPEG compression makes the images slightly different from the "
         "original CIFAR-10.",
-        "- Score: zooindex's default scorer, neuralRank's silhouette (activations of the "
-        "last hidden dense layer, PCA to D=10, silhouette coefficient with cosine "
-        "distance), on the whole test split of the target; higher is better.",
+        "- Score: neuralRank's silhouette, asked for by name (`--scorer silhouette`; "
+        "zooindex's default is another scorer): activations of the last hidden dense "
+        "layer, PCA to D=10, silhouette coefficient with cosine distance, on the whole "
+        "test split of the target; higher is better.",
         f"- Targets: classes 0-4 of Fashion-MNIST ({len(trains['fashion'].y):,} training, "
         f"{len(tests['fashion'].y):,} test images) and of MNIST "
         f"({len(trains['mnist'].y):,} training, {len(tests['mnist'].y):,} test images).",
