@@ -50,8 +50,8 @@ from dataclasses import InitVar, dataclass, fields, replace
 import numpy as np
 
 from .errors import AdaptError
-from .options import CROPS, INPUT_RANGES, INTERPOLATIONS
-from .options import PRESETS as PRESET_NAMES
+from .choices import CROPS, INPUT_RANGES, INTERPOLATIONS
+from .choices import PRESETS as PRESET_NAMES
 from .resample import OVERSHOOTING, Resampler
 
 LAYOUTS = ("NCHW", "NHWC")

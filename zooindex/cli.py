@@ -64,9 +64,9 @@ def _table(rows: list[dict], headers: list[str]) -> str:
                     floatfmt=".4f")
 
 
-# Options shared by several commands, each defined once from zooindex.options' constants
-# (a light module: no numpy, onnx or onnxruntime is imported for --help).
-from .options import (CROPS, DEFAULT_BATCH_SIZE, DEFAULT_DIM,  # noqa: E402
+# Options shared by several commands, each defined once from zooindex.choices' constants
+# (constants only: no numpy, onnx or onnxruntime is imported for --help).
+from .choices import (CROPS, DEFAULT_BATCH_SIZE, DEFAULT_DIM,  # noqa: E402
                       DEFAULT_METRIC, DEFAULT_SCORER, DEFAULT_SEED, DEVICES, EXECUTORS,
                       INPUT_RANGES, INTERPOLATIONS, METRICS, PRESETS, PROTOCOLS, SPLITS)
 

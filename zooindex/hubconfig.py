@@ -28,7 +28,8 @@ import math
 
 from .adapt import Preprocessing
 from .errors import AdaptError
-from .resample import INTERPOLATIONS, PIL_CODES
+from .choices import INTERPOLATIONS
+from .resample import PIL_CODES
 
 HF_PREPROCESSOR_FILE = "preprocessor_config.json"
 TIMM_CONFIG_FILE = "config.json"
