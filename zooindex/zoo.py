@@ -79,6 +79,22 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     from the node that fetched them, so on a cluster it must be a folder every node sees
     at the same path.
     """
+    refs, items = _sources(paths, manifest, cache_dir, source)
+    user = _user_preprocessing(preprocessing, preprocessing_fields)
+    inspect = functools.partial(inspect_file, layer=layer, tags=tags, preprocessing=user,
+                                input_name=input, output_name=output)
+    records, failed = _inspect_all(refs, items, inspect, name=name, cache_dir=cache_dir,
+                                   executor=executor, keep_going=keep_going)
+    if not records:
+        return failed
+    done = _store(records, index, tags=tags, replace=replace, keep_going=keep_going)
+    # the models stored first, then those that failed: to inspect, then to store
+    return ([a for a in done if a.status != "failed"] + failed
+            + [a for a in done if a.status == "failed"])
+
+
+def _sources(paths, manifest, cache_dir, source) -> tuple[list, list]:
+    """``(hf:// references, local and manifest items)`` to add; refuses an empty list."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = list(paths)
@@ -87,9 +103,13 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     if not items and not refs:
         raise ZooIndexError("nothing to add: give model files, folders, hf:// references "
                             "or --manifest")
-    user = _user_preprocessing(preprocessing, preprocessing_fields)
-    inspect = functools.partial(inspect_file, layer=layer, tags=tags, preprocessing=user,
-                                input_name=input, output_name=output)
+    return refs, items
+
+
+def _inspect_all(refs: list, items: list, inspect, *, name, cache_dir, executor,
+                 keep_going: bool) -> tuple[list[ModelRecord], list[Added]]:
+    """Fetch and inspect every reference and file: ``(records, failed)``. Nothing is
+    written; without ``keep_going`` the first failure is raised."""
     from tqdm.auto import tqdm
 
     # a bar on stderr when it is a terminal and there is more than one file to read
@@ -105,25 +125,15 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     with bar:
         fetch = functools.partial(_hub_records, cache_dir=_downloads(cache_dir), name=name,
                                   inspect=inspect)
-        for ref, got in _each_ref(fetch, refs, executor):
-            bar.update(1)
+        for path, got in _hub_outcomes(fetch, refs, executor, bar):
             if isinstance(got, ZooIndexError):
-                fail(ref, got)
-                continue
-            for path, record in got:
-                if isinstance(record, ZooIndexError):
-                    fail(path, record)
-                elif not os.path.exists(record.path):
-                    fail(path, ModelError(
-                        f"{ref} was fetched to {record.path} on another machine, which this "
-                        "one does not see; use a downloads folder every node shares "
-                        "(--cache-dir or $ZOOINDEX_CACHE)", path=record.path))
-                else:
-                    records.append(record)
-        if name is not None and len(records) + len(failed) + len(items) > 1:
-            raise ZooIndexError(f"--name gives one name but "
-                                f"{len(records) + len(failed) + len(items)} model files were "
-                                "found; add them one at a time or drop --name")
+                fail(path, got)
+            else:
+                records.append(got)
+        found = len(records) + len(failed) + len(items)
+        if name is not None and found > 1:
+            raise ZooIndexError(f"--name gives one name but {found} model files were found; "
+                                "add them one at a time or drop --name")
         for f, default_name, src in items:
             bar.update(1)
             try:
@@ -135,41 +145,66 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     if dupes:
         raise ZooIndexError(f"several files would get the name '{dupes[0]}'; "
                             "add them separately with --name")
-    results = []
-    if not records:
-        return failed
+    return records, failed
+
+
+def _hub_outcomes(fetch, refs: list, executor, bar):
+    """``(path, ModelRecord or the ZooIndexError it met)`` for every file of every
+    ``hf://`` reference (the reference itself as the path when it failed as a whole)."""
+    for ref, got in _each_ref(fetch, refs, executor):
+        bar.update(1)
+        if isinstance(got, ZooIndexError):
+            yield ref, got
+            continue
+        for path, record in got:
+            if not isinstance(record, ZooIndexError) and not os.path.exists(record.path):
+                record = ModelError(
+                    f"{ref} was fetched to {record.path} on another machine, which this "
+                    "one does not see; use a downloads folder every node shares "
+                    "(--cache-dir or $ZOOINDEX_CACHE)", path=record.path)
+            yield path, record
+
+
+def _store(records: list[ModelRecord], index, *, tags, replace: bool,
+           keep_going: bool) -> list[Added]:
+    """Write the records into the index in one transaction: what happened to each."""
     with opened(index) as idx, idx.transaction():
-        catalogue = idx.catalogue
-        for rec in records:
-            if catalogue.has_model(rec.name):
-                old = catalogue.get_model(rec.name)
-                same = (old.sha256 == rec.sha256 and old.default_layer == rec.default_layer
-                        and old.output_name == rec.output_name
-                        and old.preprocessing == rec.preprocessing
-                        and (not tags or old.tags == rec.tags))
-                if same:
-                    if old.path != rec.path or old.mtime != rec.mtime:
-                        catalogue.put_model(_keep(old, rec), replace=True)
-                    results.append(Added(rec.name, "unchanged", rec.path, rec.sha256,
-                                         rec.default_layer))
-                    continue
-                if not replace:
-                    conflict = (f"a model named '{rec.name}' is already indexed with other "
-                                "content or settings; pass --replace to overwrite it, or "
-                                "--name to add this one under another name")
-                    if not keep_going:
-                        raise ZooIndexError(conflict)
-                    failed.append(Added(rec.name, "failed", rec.path, rec.sha256,
-                                        rec.default_layer, reason=conflict))
-                    continue
-                catalogue.put_model(rec, replace=True)
-                results.append(Added(rec.name, "replaced", rec.path, rec.sha256,
-                                     rec.default_layer))
-            else:
-                catalogue.put_model(rec)
-                results.append(Added(rec.name, "added", rec.path, rec.sha256,
-                                     rec.default_layer))
-    return results + failed
+        return [_store_one(idx.catalogue, rec, tags=tags, replace=replace,
+                           keep_going=keep_going) for rec in records]
+
+
+def _store_one(catalogue, rec: ModelRecord, *, tags, replace: bool,
+               keep_going: bool) -> Added:
+    """Add, replace or keep one record, or refuse it (``failed`` with ``keep_going``)."""
+    def added(status: str, reason: str | None = None) -> Added:
+        return Added(rec.name, status, rec.path, rec.sha256, rec.default_layer,
+                     reason=reason)
+
+    if not catalogue.has_model(rec.name):
+        catalogue.put_model(rec)
+        return added("added")
+    old = catalogue.get_model(rec.name)
+    if _same_model(old, rec, tags):
+        if old.path != rec.path or old.mtime != rec.mtime:
+            catalogue.put_model(_keep(old, rec), replace=True)
+        return added("unchanged")
+    if not replace:
+        conflict = (f"a model named '{rec.name}' is already indexed with other "
+                    "content or settings; pass --replace to overwrite it, or "
+                    "--name to add this one under another name")
+        if not keep_going:
+            raise ZooIndexError(conflict)
+        return added("failed", conflict)
+    catalogue.put_model(rec, replace=True)
+    return added("replaced")
+
+
+def _same_model(old: ModelRecord, new: ModelRecord, tags) -> bool:
+    """Whether adding ``new`` over ``old`` changes nothing worth a ``--replace``."""
+    return (old.sha256 == new.sha256 and old.default_layer == new.default_layer
+            and old.output_name == new.output_name
+            and old.preprocessing == new.preprocessing
+            and (not tags or old.tags == new.tags))
 
 
 # what a hub download on another machine must see as this one does (never a token: each
