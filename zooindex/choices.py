@@ -15,6 +15,8 @@ INPUT_RANGES = ("0-1", "0-255")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
 CROPS = ("none", "center", "squash")
 PRESETS = ("imagenet", "clip", "inception", "none")
+# the order of a 3-channel model's input channels (targets are read as RGB)
+CHANNEL_ORDERS = ("rgb", "bgr")
 DEFAULT_DIM = 10
 DEFAULT_METRIC = "cosine"
 DEFAULT_SCORER = "recommended"
