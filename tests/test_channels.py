@@ -191,3 +191,17 @@ def test_the_command_line_option(run, tmp_path, target):
     code, out, _ = run("show", "--index", index, "m")
     assert json.loads(out)["preprocessing"]["channels"] == "bgr"
     np.testing.assert_allclose(_features(target, index), BGR_CHANNEL0, atol=TOL)
+
+
+def test_a_record_stored_before_channels_existed_is_re_added_unchanged(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "m.onnx"
+    onnx.save(channel0_model(), path)
+    index = tmp_path / "i.db"
+    zooindex.add(path, index=index, mean=MEAN)
+    with sqlite3.connect(index) as db:  # as an earlier version wrote it: no channels key
+        [(text,)] = db.execute("SELECT preprocessing FROM models").fetchall()
+        old = {k: v for k, v in json.loads(text).items() if k != "channels"}
+        db.execute("UPDATE models SET preprocessing = ?", [json.dumps(old)])
+    assert [a.status for a in zooindex.add(path, index=index, mean=MEAN)] == ["unchanged"]

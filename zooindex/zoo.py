@@ -203,7 +203,9 @@ def _same_model(old: ModelRecord, new: ModelRecord, tags) -> bool:
     """Whether adding ``new`` over ``old`` changes nothing worth a ``--replace``."""
     return (old.sha256 == new.sha256 and old.default_layer == new.default_layer
             and old.output_name == new.output_name
-            and old.preprocessing == new.preprocessing
+            # as values: a record stored before a field existed lacks its key
+            and Preprocessing.from_dict(old.preprocessing)
+            == Preprocessing.from_dict(new.preprocessing)
             and (not tags or old.tags == new.tags))
 
 
