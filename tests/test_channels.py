@@ -188,7 +188,7 @@ def test_the_command_line_option(run, tmp_path, target):
     code, _, err = run("add", "--index", index, path, "--channels", "BGR", "--mean",
                        "0.1,0.2,0.3", "--std", "0.5,1,1")
     assert code == 0, err
-    code, out, _ = run("show", "--index", index, "m")
+    code, out, _ = run("show", "--index", index, "m", "--json")
     assert json.loads(out)["preprocessing"]["channels"] == "bgr"
     np.testing.assert_allclose(_features(target, index), BGR_CHANNEL0, atol=TOL)
 

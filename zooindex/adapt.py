@@ -318,6 +318,53 @@ class Preprocessing:
         text = json.dumps(d, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def resolved(self, input_shape, input_dtype=None) -> dict:
+        """What will be applied to a model with this input, every default filled in.
+
+        ``layout`` (``NCHW``, ``NHWC``, ``NHW`` or ``vector``), ``channels`` (``rgb``,
+        ``bgr``, ``grey``), ``input_size`` (the ``[height, width]`` fed to the model, ``None`` where it
+        takes any size and no ``input_size`` is set), the resize (``crop``: ``none``
+        stretches to ``input_size``, ``center`` resizes the shorter side to ``resize_size``,
+        ``squash`` both sides; then ``crop_size`` is cut from the centre), its
+        ``interpolation`` and ``antialias`` (when shrinking), and the numbers: ``scale``
+        (applied to pixels in [0, 1]), ``mean`` and ``std`` per channel in the model's
+        order. The resize sizes are those of a square target; a ``center`` crop of a
+        non-square target resizes its shorter side to ``resize_size``. A vector input has
+        no resize (those fields are ``None``).
+        """
+        a = self._applied()
+        try:
+            dtype = model_dtype(input_dtype)
+        except AdaptError:
+            dtype = np.dtype(np.float32)
+        out = {"layout": None, "channels": None, "input_size": None, "crop": a["crop"],
+               "resize_size": None, "crop_size": None, "crop_pct": a["crop_pct"],
+               "interpolation": a["interpolation"], "antialias": a["antialias"],
+               "scale": self.scale if self.scale is not None else (
+                   255.0 if dtype.kind in "iu" else 1.0),
+               "mean": list(self.mean) if self.mean is not None else [0.0],
+               "std": list(self.std) if self.std is not None else [1.0],
+               "dtype": dtype.name}
+        try:
+            layout = input_layout(input_shape, self)
+        except AdaptError:
+            return out
+        out["layout"] = layout[0]
+        if layout[0] == "vector":
+            out.update(crop=None, crop_pct=None, interpolation=None, antialias=None)
+            return out
+        _, channels, h, w = layout
+        out["channels"] = "grey" if channels == 1 else (self.channels or "rgb")
+        h = h or (self.input_size[0] if self.input_size else None)
+        w = w or (self.input_size[1] if self.input_size else None)
+        if h and w:
+            out["input_size"] = [h, w]
+            out["resize_size"] = list(_resize_target((h, w), self))
+            out["crop_size"] = None if a["crop"] == "none" else [h, w]
+        elif a["resize_size"]:
+            out["resize_size"] = a["resize_size"]
+        return out
+
     def describe(self, input_shape=None) -> str:
         """One line saying what will be applied, e.g. for ``zooindex show``::
 

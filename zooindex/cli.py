@@ -587,11 +587,26 @@ def check_cmd(fix, index_path, as_json):
 @cli.command()
 @click.argument("model")
 @index_option
-def show(model, index_path):
-    """Show everything the index holds about MODEL (JSON)."""
+@json_option
+def show(model, index_path, as_json):
+    """Show what MODEL is and how its inputs will be prepared.
+
+    \b
+    File and sha256, input, the preprocessing as it will be applied, the default
+    layer and why, the class-score output, hub metadata and cached targets; with
+    --json, everything the index holds, the preprocessing resolved under
+    "preprocessing_resolved".
+    """
     from . import zoo
 
-    _dump_json(zoo.show(model, index=index_path))
+    shown = zoo.show(model, index=index_path)
+    if as_json:
+        _dump_json(shown)
+        return
+    lines = zoo.summary(shown)
+    pad = max(len(label) for label, _ in lines)
+    for label, text in lines:
+        click.echo(f"{label:<{pad}}  {text}")
 
 
 @cli.command()

@@ -351,14 +351,138 @@ def ls(*, index=None, filter: Filter | None = None) -> list[dict]:
 
 
 def show(model: str, *, index=None) -> dict:
-    """Everything the index holds about one model."""
+    """Everything the index holds about one model, as ``zooindex show --json`` prints it.
+
+    The stored record (``preprocessing`` as it was given, ``None`` where a default
+    applies), its ``status``, and what will be applied to its inputs:
+    ``preprocessing_resolved`` (every value, defaults and sizes worked out; see
+    :meth:`~zooindex.adapt.Preprocessing.resolved`) and ``preprocessing_applied`` (the same
+    in one line); ``targets``: each target the index holds this model's scores for, with
+    its rank per scorer. :func:`summary` turns the dict into readable lines.
+    """
+    from .history import model_scores
+
     with opened(index, create=False) as idx:
         rec = idx.catalogue.get_model(model)
         d = rec.to_dict()
         d["status"] = rec.status()
-        d["preprocessing_applied"] = Preprocessing.from_dict(rec.preprocessing).describe(
-            rec.input_shape)
+        prep = Preprocessing.from_dict(rec.preprocessing)
+        d["preprocessing_resolved"] = prep.resolved(rec.input_shape, rec.input_dtype)
+        d["preprocessing_applied"] = prep.describe(rec.input_shape)
+        d["targets"] = _targets(model_scores(model, index=idx))
         return d
+
+
+def _targets(scores: list[dict]) -> list[dict]:
+    """``model_scores`` rows grouped by target, newest first."""
+    out: dict[str, dict] = {}
+    for row in scores:
+        target = out.setdefault(row["target"], {
+            "key": row["target"], "source": row["source"], "samples": row["n"],
+            "classes": row["classes"], "scores": []})
+        target["scores"].append({k: row[k] for k in ("label", "estimator", "layer", "default",
+                                                     "score", "rank", "of")})
+    return list(out.values())
+
+
+def summary(shown: dict) -> list[tuple[str, str]]:
+    """``(label, text)`` lines that say what a user needs to know of a model, from the
+    dict :func:`show` returns: for ``zooindex show`` and the web page."""
+    lines = [("model", f"{shown['name']} ({shown['status']})"),
+             ("file", shown["path"] + (" (+ external weights)" if shown["external_data"]
+                                       else "")),
+             ("sha256", shown["sha256"]),
+             ("size", f"{shown['params']:,} parameters, {shown['size'] / 1e6:.1f} MB, "
+                      f"opset {shown['opset']}")]
+    res = shown.get("preprocessing_resolved") or {}
+    dims = "x".join("?" if d is None else str(d) for d in shown["input_shape"])
+    lines.append(("input", f"{shown['input_name']}: {shown['input_dtype']} {dims}"
+                           + (f" ({_layout_text(res)})" if res.get("layout") else "")))
+    lines.append(("preprocessing", _preprocessing_text(res)))
+    if shown["default_layer"]:
+        width = next((l["width"] for l in shown["layers"] if l["is_default"]), None)
+        wide = f", {width} wide" if width else ""
+        why = f": {shown['default_reason']}" if shown.get("default_reason") else ""
+        lines.append(("default layer", f"{shown['default_layer']}{wide}{why}"))
+    else:
+        why = f" ({shown['default_reason']})" if shown.get("default_reason") else ""
+        lines.append(("default layer", f"none{why}; search it with --layer"))
+    if shown["output_name"]:
+        kind = "softmax output" if shown["output_is_probs"] else "logits; softmax applied"
+        lines.append(("class scores", f"{shown['output_name']} ({kind})"))
+    else:
+        lines.append(("class scores", "none found (LEEP and NCE cannot score it; "
+                                      "add --output NAME)"))
+    if shown["tags"]:
+        lines.append(("tags", ", ".join(f"{k}={v}" for k, v in shown["tags"].items())))
+    lines.append(("source", _source_text(shown["source"])))
+    lines.append(("added", shown["added_at"]))
+    targets = shown.get("targets") or []
+    if not targets:
+        lines.append(("cached targets", "none yet"))
+    for t in targets:
+        lines.append(("cached target", f"{t['key'][:12]} {t['source']} ({t['samples']} "
+                                       f"samples, {t['classes']} classes): "
+                                       f"{_ranks_text(t['scores'])}"))
+    return lines
+
+
+def _ranks_text(scores: list[dict]) -> str:
+    """``rank logme 2/6, knn 1/6``: the model's rank per scorer at its default layer
+    (scorers named in full where one was scored with several options)."""
+    default = [s for s in scores if s["default"]]
+    names = [s["estimator"] for s in default]
+    ranks = ", ".join(f"{s['estimator'] if names.count(s['estimator']) == 1 else s['label']} "
+                      f"{s['rank']}/{s['of']}" for s in default)
+    text = f"rank {ranks}" if ranks else "no scores at the default layer"
+    others = len(scores) - len(default)
+    return text + (f"; {others} score(s) at other layers" if others else "")
+
+
+def _layout_text(res: dict) -> str:
+    if res["layout"] == "vector":
+        return "vector"
+    channels = {"rgb": "RGB", "bgr": "BGR", "grey": "grey", None: "?"}[res["channels"]]
+    return f"{res['layout']}, {channels}"
+
+
+def _preprocessing_text(res: dict) -> str:
+    """The resolved preprocessing in the order it is applied."""
+    if not res.get("layout"):
+        return "unknown: the model input is not one zooindex can feed"
+    steps = []
+    if res["layout"] != "vector":
+        how = res["interpolation"]
+        if how != "nearest":
+            how += ", anti-aliased when shrinking" if res["antialias"] else ", not anti-aliased"
+        size, resize = res["input_size"], res["resize_size"]
+        if size is None:
+            steps.append("no resize (the model takes the target's size)" if resize is None
+                         else f"resize to {resize[0]}x{resize[1]} ({how}), centre crop")
+        elif res["crop"] == "none":
+            steps.append(f"resize to {size[0]}x{size[1]} ({how})")
+        else:
+            side = (f"the shorter side to {resize[0]}" if res["crop"] == "center"
+                    and resize[0] == resize[1] else f"to {resize[0]}x{resize[1]}")
+            steps.append(f"resize {side} ({how}), centre crop {size[0]}x{size[1]}")
+    steps.append("pixels to [0, 1]" + (f", scale {res['scale']:g}" if res["scale"] != 1
+                                       else ""))
+    if res["channels"] == "bgr":
+        steps.append("channels reversed to BGR")
+    steps.append("mean " + ",".join(f"{v:.8g}" for v in res["mean"]) + ", std "
+                 + ",".join(f"{v:.8g}" for v in res["std"]))
+    if res["channels"] == "grey":
+        steps.append("channels grey (RGB targets by BT.601 luminance)")
+    elif res["channels"] is not None:
+        steps.append(f"channels {res['channels'].upper()}")
+    return ", ".join(steps)
+
+
+def _source_text(source: dict) -> str:
+    hub = source.get("hub", "local")
+    details = [f"{k} {v if not isinstance(v, (list, tuple)) else ','.join(map(str, v))}"
+               for k, v in sorted(source.items()) if k != "hub" and v not in (None, "", [])]
+    return hub + (f": {'; '.join(details)}" if details else "")
 
 
 def rm(model: str, *, index=None) -> dict:
@@ -388,5 +512,5 @@ def cache_clear(*, index=None) -> dict:
         return idx.cache.clear()
 
 
-__all__ = ["Added", "Filter", "add", "layers", "ls", "show", "rm", "hub_search", "cache_info",
+__all__ = ["Added", "Filter", "add", "layers", "ls", "show", "summary", "rm", "hub_search", "cache_info",
            "cache_clear", "inspect_file"]
