@@ -150,7 +150,7 @@ def test_layers_ls_show_rm_scorers(run, setup):
     assert code == 0 and "*" in out
     code, out, _ = run("ls", "--index", index)
     assert "team=vision" in out and "ok" in out
-    code, out, _ = run("show", "--index", index, "good")
+    code, out, _ = run("show", "--index", index, "good", "--json")
     assert json.loads(out)["tags"] == {"team": "vision"}
     code, out, _ = run("rm", "--index", index, "noise")
     assert code == 0

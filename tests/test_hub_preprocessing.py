@@ -165,7 +165,7 @@ def test_add_with_a_preset_from_the_command_line(tmp_path, capsys):
     main(["add", "--index", str(tmp_path / "i.db"), str(path), "--preset", "imagenet",
           "--crop-pct", "0.9"])
     capsys.readouterr()
-    main(["show", "--index", str(tmp_path / "i.db"), "m"])
+    main(["show", "--index", str(tmp_path / "i.db"), "m", "--json"])
     shown = json.loads(capsys.readouterr().out)
     prep = Preprocessing.from_dict(shown["preprocessing"])
     assert prep == Preprocessing(preset="imagenet", crop_pct=0.9)

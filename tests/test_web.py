@@ -135,6 +135,7 @@ def test_model_page_has_layers_preprocessing_metadata_and_scores(searched):
                                                                             _index(client))]
     assert [r[0] for r in layers].count("★") == 1
     assert 'id="preprocessing"' in page.text and "sha256" in page.text
+    assert 'id="preprocessing-applied"' in page.text and "pixels to [0, 1]" in page.text
     scores = cells(page.text, "scores")
     assert {r[2].split(" ")[0] for r in scores} == {"silhouette", "knn"}
     assert all(r[5] == "1 of 3" for r in scores if r[2].startswith("silhouette"))

@@ -9,7 +9,9 @@ The steps, in order (each only when needed), for one batch ``(n, ...)`` of a tar
    as stored, unless the target's ``input_range`` says they are 0..255 pixels (then they
    are divided by 255 too; see :func:`zooindex.target.detect_input_range`);
 3. **channels**: grey to RGB by repetition, RGB to grey by ITU-R BT.601 luminance
-   ``0.299 R + 0.587 G + 0.114 B``;
+   ``0.299 R + 0.587 G + 0.114 B``; RGB to BGR (reversed) for models whose
+   ``channels`` is ``bgr`` (Caffe, OpenCV, PaddlePaddle), so that the ``mean`` and
+   ``std`` below are given in the model's own channel order;
 4. **resize and crop** to the model's height x width (see :class:`Preprocessing`):
    ``crop="none"`` stretches the image to the model's size; ``"center"`` resizes its
    shorter side to ``size / crop_pct`` (or to ``resize_size``), keeping the aspect ratio,
@@ -50,8 +52,8 @@ from dataclasses import InitVar, dataclass, fields, replace
 import numpy as np
 
 from .errors import AdaptError
-from .options import CROPS, INPUT_RANGES, INTERPOLATIONS
-from .options import PRESETS as PRESET_NAMES
+from .choices import CHANNEL_ORDERS, CROPS, INPUT_RANGES, INTERPOLATIONS
+from .choices import PRESETS as PRESET_NAMES
 from .resample import OVERSHOOTING, Resampler
 
 LAYOUTS = ("NCHW", "NHWC")
@@ -59,7 +61,8 @@ METADATA_KEYS = {"layout": "zooindex.layout", "scale": "zooindex.scale",
                  "mean": "zooindex.mean", "std": "zooindex.std",
                  "interpolation": "zooindex.interpolation", "antialias": "zooindex.antialias",
                  "crop": "zooindex.crop", "crop_pct": "zooindex.crop_pct",
-                 "resize_size": "zooindex.resize_size", "input_size": "zooindex.input_size"}
+                 "resize_size": "zooindex.resize_size", "input_size": "zooindex.input_size",
+                 "channels": "zooindex.channels"}
 PRESET_METADATA_KEY = "zooindex.preset"
 LUMINANCE = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
 CONVERTIBLE_CHANNELS = (1, 3)
@@ -116,6 +119,10 @@ class Preprocessing:
       raised to it (nothing is padded);
     - ``input_size``: ``(height, width)`` fed to a model whose input dimensions are
       symbolic (HF's ``crop_size``, timm's ``input_size``); fixed model dimensions win;
+    - ``channels``: the order of a 3-channel model's input channels, ``rgb`` (default)
+      or ``bgr`` (Caffe, OpenCV, PaddlePaddle): the target's channels are reversed
+      before ``mean`` and ``std`` apply, so those are given in the model's own order.
+      Grey and vector inputs have no channel order: ``bgr`` is refused for them;
     - ``preset`` (constructor only, not stored): ``imagenet``, ``clip``, ``inception`` or
       ``none`` fills every field of :data:`PRESETS` that is not given explicitly.
 
@@ -132,6 +139,7 @@ class Preprocessing:
     crop_pct: float | None = None
     resize_size: tuple | None = None
     input_size: tuple | None = None
+    channels: str | None = None
     preset: InitVar[str | None] = None
 
     def __post_init__(self, preset):
@@ -159,7 +167,8 @@ class Preprocessing:
         if self.std is not None and any(s <= 0 for s in self.std):
             raise AdaptError(f"std {','.join(map(str, self.std))} must be positive in every "
                              "channel")
-        for name, choices in (("interpolation", INTERPOLATIONS), ("crop", CROPS)):
+        for name, choices in (("interpolation", INTERPOLATIONS), ("crop", CROPS),
+                              ("channels", CHANNEL_ORDERS)):
             value = getattr(self, name)
             if value is not None:
                 text = str(value).strip().lower()
@@ -235,7 +244,8 @@ class Preprocessing:
 
         Keys: ``zooindex.layout``, ``.scale``, ``.mean``, ``.std`` (comma-separated),
         ``.interpolation``, ``.antialias`` (true/false), ``.crop``, ``.crop_pct``,
-        ``.resize_size`` and ``.input_size`` (``H,W`` or one number), ``.preset``.
+        ``.resize_size`` and ``.input_size`` (``H,W`` or one number), ``.channels``
+        (``rgb``/``bgr``), ``.preset``.
         """
         values = {}
         for name, key in {**METADATA_KEYS, "preset": PRESET_METADATA_KEY}.items():
@@ -303,8 +313,57 @@ class Preprocessing:
              "mean": None if self.mean is None else list(self.mean),
              "std": None if self.std is None else list(self.std),
              **self._applied(), "rules": _RULES_VERSION}
+        if self.channels == "bgr":  # only then: RGB models keep the keys they had
+            d["channels"] = "bgr"
         text = json.dumps(d, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def resolved(self, input_shape, input_dtype=None) -> dict:
+        """What will be applied to a model with this input, every default filled in.
+
+        ``layout`` (``NCHW``, ``NHWC``, ``NHW`` or ``vector``), ``channels`` (``rgb``,
+        ``bgr``, ``grey``), ``input_size`` (the ``[height, width]`` fed to the model, ``None`` where it
+        takes any size and no ``input_size`` is set), the resize (``crop``: ``none``
+        stretches to ``input_size``, ``center`` resizes the shorter side to ``resize_size``,
+        ``squash`` both sides; then ``crop_size`` is cut from the centre), its
+        ``interpolation`` and ``antialias`` (when shrinking), and the numbers: ``scale``
+        (applied to pixels in [0, 1]), ``mean`` and ``std`` per channel in the model's
+        order. The resize sizes are those of a square target; a ``center`` crop of a
+        non-square target resizes its shorter side to ``resize_size``. A vector input has
+        no resize (those fields are ``None``).
+        """
+        a = self._applied()
+        try:
+            dtype = model_dtype(input_dtype)
+        except AdaptError:
+            dtype = np.dtype(np.float32)
+        out = {"layout": None, "channels": None, "input_size": None, "crop": a["crop"],
+               "resize_size": None, "crop_size": None, "crop_pct": a["crop_pct"],
+               "interpolation": a["interpolation"], "antialias": a["antialias"],
+               "scale": self.scale if self.scale is not None else (
+                   255.0 if dtype.kind in "iu" else 1.0),
+               "mean": list(self.mean) if self.mean is not None else [0.0],
+               "std": list(self.std) if self.std is not None else [1.0],
+               "dtype": dtype.name}
+        try:
+            layout = input_layout(input_shape, self)
+        except AdaptError:
+            return out
+        out["layout"] = layout[0]
+        if layout[0] == "vector":
+            out.update(crop=None, crop_pct=None, interpolation=None, antialias=None)
+            return out
+        _, channels, h, w = layout
+        out["channels"] = "grey" if channels == 1 else (self.channels or "rgb")
+        h = h or (self.input_size[0] if self.input_size else None)
+        w = w or (self.input_size[1] if self.input_size else None)
+        if h and w:
+            out["input_size"] = [h, w]
+            out["resize_size"] = list(_resize_target((h, w), self))
+            out["crop_size"] = None if a["crop"] == "none" else [h, w]
+        elif a["resize_size"]:
+            out["resize_size"] = a["resize_size"]
+        return out
 
     def describe(self, input_shape=None) -> str:
         """One line saying what will be applied, e.g. for ``zooindex show``::
@@ -362,6 +421,8 @@ class Preprocessing:
             parts.append(", ".join(numbers) + (f" ({named})" if named else ""))
         else:
             parts.append("no mean/std")
+        if self.channels == "bgr":
+            parts.append("channels BGR (the target's RGB reversed before mean/std)")
         extra = []
         if self.layout is not None:
             extra.append(f"layout {self.layout}")
@@ -452,10 +513,19 @@ def input_layout(input_shape, prep: Preprocessing | None = None) -> tuple:
 
     Unknown dimensions come back as ``None``. Without ``prep.layout`` a 4-D input is NHWC
     when its last dimension is 1 or 3 and its second is not; otherwise NCHW. A 3-D input
-    ``(N, H, W)`` is a grey image (layout ``"NHW"``).
+    ``(N, H, W)`` is a grey image (layout ``"NHW"``). Channel order ``bgr`` is refused
+    for inputs without colour channels (vectors, grey images).
     """
     prep = prep or Preprocessing()
-    shape = list(input_shape)
+    layout = _layout(list(input_shape), prep)
+    if prep.channels == "bgr" and (layout[0] in ("vector", "NHW") or layout[1] == 1):
+        raise AdaptError(f"channel order bgr was given but the model input "
+                         f"{list(input_shape)} has no colour channels to reorder (grey or a "
+                         "vector); drop the channel order (--channels, zooindex.channels)")
+    return layout
+
+
+def _layout(shape: list, prep: Preprocessing) -> tuple:
     dims = [_dim(d) for d in shape]
     if len(dims) == 2:
         if prep.layout is not None:
@@ -470,13 +540,16 @@ def input_layout(input_shape, prep: Preprocessing | None = None) -> tuple:
     if len(dims) != 4:
         raise AdaptError(f"model input has shape {shape}; zooindex fits targets to image "
                          "inputs (NCHW, NHWC, NHW) and vector inputs (N, features) only")
-    layout = prep.layout
-    if layout is None:
-        channels_last = dims[3] in CONVERTIBLE_CHANNELS and dims[1] not in CONVERTIBLE_CHANNELS
-        layout = "NHWC" if channels_last else "NCHW"
+    layout = prep.layout or _guess_layout(dims)
     if layout == "NCHW":
         return (layout, dims[1], dims[2], dims[3])
     return (layout, dims[3], dims[1], dims[2])
+
+
+def _guess_layout(dims: list) -> str:
+    """NHWC when the last dimension is 1 or 3 and the second is not; else NCHW."""
+    channels_last = dims[3] in CONVERTIBLE_CHANNELS and dims[1] not in CONVERTIBLE_CHANNELS
+    return "NHWC" if channels_last else "NCHW"
 
 
 @dataclass(frozen=True)
@@ -552,6 +625,7 @@ class _Plan:
     width: int | None
     reshape: tuple | None = None    # per-sample shape a flattened image is given
     resize: tuple | None = None     # (resized h, resized w, top, left) when resampling
+    reverse: bool = False           # RGB to BGR: the sample's channels reversed
 
     @property
     def converts(self) -> str | None:
@@ -632,7 +706,9 @@ def _plan(sample_shape, input_shape, prep: Preprocessing) -> _Plan:
     resize = None
     if (rh, rw, height, width) != (sample.height, sample.width) * 2:
         resize = (rh, rw, int(round((rh - height) / 2.0)), int(round((rw - width) / 2.0)))
-    return _Plan(model, sample, channels, height, width, reshape, resize)
+    # a grey target repeated into three channels is the same in either order
+    reverse = prep.channels == "bgr" and channels == 3 and sample.channels == 3
+    return _Plan(model, sample, channels, height, width, reshape, resize, reverse)
 
 
 def check_fit(sample_shape, input_shape, prep: Preprocessing | None = None) -> None:
@@ -668,6 +744,8 @@ def describe_fit(sample_shape, input_shape, prep: Preprocessing | None = None) -
         steps.append("RGB to grey")
     elif plan.converts == "rgb":
         steps.append("grey to RGB")
+    if plan.reverse:
+        steps.append("RGB to BGR")
     if plan.resize is not None:
         rh, rw, _, _ = plan.resize
         h, w = plan.sample.height, plan.sample.width
@@ -754,6 +832,8 @@ def adapt(x, input_shape, input_dtype, prep: Preprocessing | None = None, *,
         return _cast(_normalise(data, values), dtype)
     if plan.reshape is not None:
         x = x.reshape((len(x),) + plan.reshape)
+    if plan.reverse:  # a view: the float copy below reads it in BGR order
+        x = x[..., ::-1] if plan.sample.form == "HWC" else x[:, ::-1]
     if plan.resize is None:
         data = _unresized(x, plan, values, work)
     else:

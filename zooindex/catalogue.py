@@ -152,7 +152,8 @@ def inspect_file(path, *, name: str | None = None, layer: str | None = None,
     import time
 
     from . import graph
-    from .adapt import Preprocessing
+    from .adapt import Preprocessing, input_layout
+    from .errors import AdaptError
     from .hashing import sha256_model
 
     path = Path(path).resolve()
@@ -167,6 +168,11 @@ def inspect_file(path, *, name: str | None = None, layer: str | None = None,
     prep = (base or Preprocessing()).merged(Preprocessing.from_metadata(info.metadata))
     if preprocessing is not None:
         prep = prep.merged(preprocessing)
+    if prep.channels == "bgr":  # a channel order for a grey or vector input: refused now
+        try:
+            input_layout(info.input_shape, prep)
+        except AdaptError as exc:
+            raise AdaptError(f"model '{name}': {exc}", model=name) from None
     # stat before hashing: a file changed meanwhile then fails the next cheap check
     st = path.stat()
     weight_files = graph.external_files(proto)

@@ -64,9 +64,9 @@ def _table(rows: list[dict], headers: list[str]) -> str:
                     floatfmt=".4f")
 
 
-# Options shared by several commands, each defined once from zooindex.options' constants
-# (a light module: no numpy, onnx or onnxruntime is imported for --help).
-from .options import (CROPS, DEFAULT_BATCH_SIZE, DEFAULT_DIM,  # noqa: E402
+# Options shared by several commands, each defined once from zooindex.choices' constants
+# (constants only: no numpy, onnx or onnxruntime is imported for --help).
+from .choices import (CHANNEL_ORDERS, CROPS, DEFAULT_BATCH_SIZE, DEFAULT_DIM,  # noqa: E402
                       DEFAULT_METRIC, DEFAULT_SCORER, DEFAULT_SEED, DEVICES, EXECUTORS,
                       INPUT_RANGES, INTERPOLATIONS, METRICS, PRESETS, PROTOCOLS, SPLITS)
 
@@ -233,6 +233,10 @@ def cli():
               help="Resize to this size before the crop (HF's size), e.g. 256.")
 @click.option("--input-size", callback=_int_list, metavar="H,W",
               help="Size to feed a model whose input size is not fixed, e.g. 224,224.")
+@click.option("--channels", type=click.Choice(CHANNEL_ORDERS, case_sensitive=False),
+              help="Channel order of a colour model's input: bgr for models trained on BGR "
+              "images (Caffe, OpenCV, PaddlePaddle); --mean/--std are then in BGR order "
+              "[default: rgb].")
 @click.option("--input", "input_name", help="For models with several inputs: the one that "
               "takes the data (the others get default values).")
 @click.option("--output", "output_name", help="The graph output that carries class scores "
@@ -251,8 +255,8 @@ def cli():
 @index_option
 @json_option
 def add(paths, name, layer, tags, replace, scale, mean, std, layout, preset, interpolation,
-        antialias, crop, crop_pct, resize_size, input_size, input_name, output_name, manifest,
-        cache_dir, keep_going, executor, ray_address, index_path, as_json):
+        antialias, crop, crop_pct, resize_size, input_size, channels, input_name, output_name,
+        manifest, cache_dir, keep_going, executor, ray_address, index_path, as_json):
     """Index ONNX models: files, folders (recursive), hf://OWNER/REPO[@REV][/FILE.onnx]."""
     from . import zoo
     from .store import default_path
@@ -269,7 +273,8 @@ def add(paths, name, layer, tags, replace, scale, mean, std, layout, preset, int
                       scale=scale, mean=mean,
                       std=std, layout=layout, preset=preset, interpolation=interpolation,
                       antialias=antialias, crop=crop, crop_pct=crop_pct,
-                      resize_size=resize_size, input_size=input_size)
+                      resize_size=resize_size, input_size=input_size,
+                      channels=channels)
     if not existed and os.path.exists(where):
         click.echo(f"created the index {where}", err=True)
     if as_json:
@@ -582,11 +587,26 @@ def check_cmd(fix, index_path, as_json):
 @cli.command()
 @click.argument("model")
 @index_option
-def show(model, index_path):
-    """Show everything the index holds about MODEL (JSON)."""
+@json_option
+def show(model, index_path, as_json):
+    """Show what MODEL is and how its inputs will be prepared.
+
+    \b
+    File and sha256, input, the preprocessing as it will be applied, the default
+    layer and why, the class-score output, hub metadata and cached targets; with
+    --json, everything the index holds, the preprocessing resolved under
+    "preprocessing_resolved".
+    """
     from . import zoo
 
-    _dump_json(zoo.show(model, index=index_path))
+    shown = zoo.show(model, index=index_path)
+    if as_json:
+        _dump_json(shown)
+        return
+    lines = zoo.summary(shown)
+    pad = max(len(label) for label, _ in lines)
+    for label, text in lines:
+        click.echo(f"{label:<{pad}}  {text}")
 
 
 @cli.command()

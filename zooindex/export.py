@@ -3,7 +3,7 @@
 zooindex ranks ONNX models only; these helpers write one from a PyTorch module
 (:func:`from_torch`), a fitted scikit-learn estimator (:func:`from_sklearn`) or a Keras 3
 model (:func:`from_keras`), and record how the model wants its inputs in the file's
-``metadata_props`` (the ``zooindex.layout``/``scale``/``mean``/``std`` keys that
+``metadata_props`` (the ``zooindex.layout``/``scale``/``mean``/``std``/``channels`` keys that
 :meth:`zooindex.adapt.Preprocessing.from_metadata` reads), so that ``zooindex add`` needs
 no preprocessing flags. :func:`stamp` does the recording alone, for files written by
 any other exporter.
@@ -59,7 +59,8 @@ def stamp(path_or_proto, preprocessing=None, metadata: dict | None = None):
 
 def from_torch(module, path, *, input_shape, preprocessing=None, metadata: dict | None = None,
                opset: int = 17, dynamo: bool = False, layout: str | None = None,
-               scale: float | None = None, mean=None, std=None) -> Path:
+               scale: float | None = None, mean=None, std=None,
+               channels: str | None = None) -> Path:
     """Export a PyTorch module to a single ONNX file at ``path`` and return the path.
 
     ``input_shape`` is the shape of one sample, without the batch dimension (``(3, 224,
@@ -71,11 +72,13 @@ def from_torch(module, path, *, input_shape, preprocessing=None, metadata: dict 
     may fail for some operators).
 
     Preprocessing comes as a :class:`~zooindex.adapt.Preprocessing` (or dict) and/or the
-    keywords ``layout``, ``scale``, ``mean``, ``std``, which override its fields; see
-    :func:`stamp` for ``metadata``.
+    keywords ``layout``, ``scale``, ``mean``, ``std`` and ``channels`` (``"bgr"`` for a
+    network trained on BGR images, with ``mean``/``std`` in that order), which override
+    its fields; see :func:`stamp` for ``metadata``.
     """
     torch = require("torch", "exporting a PyTorch model needs torch: pip install torch")
-    prep = _preprocessing(preprocessing, layout=layout, scale=scale, mean=mean, std=std)
+    prep = _preprocessing(preprocessing, layout=layout, scale=scale, mean=mean, std=std,
+                          channels=channels)
     shape = tuple(int(d) for d in input_shape)
     # A batch of two: torch.export specialises a dimension of size 1 to a constant. The
     # example lives where the weights do, so a module on a GPU exports as it is.
@@ -153,13 +156,14 @@ def from_sklearn(estimator, path, *, n_features: int, preprocessing=None,
 
 def from_keras(model, path, *, preprocessing=None, metadata: dict | None = None,
                layout: str | None = None, scale: float | None = None, mean=None,
-               std=None, **export_kwargs) -> Path:
+               std=None, channels: str | None = None, **export_kwargs) -> Path:
     """Export a Keras 3 model with ``model.export(path, format="onnx")``; return the path.
 
     Keras works channels-last, so an image model (4-D input) is stamped with layout
     ``NHWC`` unless ``layout`` or ``preprocessing`` says otherwise; a vector model gets
     no layout. Keras models trained on 0..255 pixels (the usual ``Rescaling(1/255)``
-    inside the model) want ``scale=255``. ``export_kwargs`` go to ``model.export`` (for
+    inside the model) want ``scale=255``; ``channels="bgr"`` records a BGR channel order
+    (as in :func:`from_torch`). ``export_kwargs`` go to ``model.export`` (for
     example ``input_signature`` or ``opset_version``). Keras picks the ONNX exporter of
     its backend (tf2onnx for TensorFlow and JAX, torch.onnx for PyTorch), which must be
     installed; the result is re-saved as a single file and stamped as :func:`stamp`
@@ -170,7 +174,8 @@ def from_keras(model, path, *, preprocessing=None, metadata: dict | None = None,
     if major < 3:
         raise DependencyError(f"exporting to ONNX needs Keras 3, found {keras.__version__}: "
                               "pip install -U keras", package="keras")
-    prep = _preprocessing(preprocessing, layout=layout, scale=scale, mean=mean, std=std)
+    prep = _preprocessing(preprocessing, layout=layout, scale=scale, mean=mean, std=std,
+                          channels=channels)
     path = Path(os.fspath(path))
     with _scratch(path) as scratch:
         exported = os.path.join(scratch, path.name)

@@ -7,11 +7,15 @@ Two formats, read by pure functions from a parsed JSON dict to a
   ``image_mean``/``image_std`` (with ``do_normalize``), ``rescale_factor`` (with
   ``do_rescale``, and EfficientNet's ``rescale_offset``), ``size`` as ``shortest_edge``
   or ``height``/``width`` (or one number), ``crop_size`` with ``do_center_crop``,
-  ConvNeXT's ``crop_pct``, and ``resample`` as a Pillow code;
+  ConvNeXT's ``crop_pct``, ``resample`` as a Pillow code, and
+  ``do_flip_channel_order`` (MobileViT's processors, which default it to true): the
+  model takes BGR, so ``channels`` is ``bgr``;
 - timm's ``config.json``, whose ``pretrained_cfg`` holds ``mean``, ``std``,
   ``input_size`` ``[C, H, W]``, ``interpolation``, ``crop_pct`` and ``crop_mode``;
   what it leaves out takes timm's own defaults (``resolve_data_config``: bicubic,
-  ImageNet mean/std, crop_pct 0.875, crop_mode center).
+  ImageNet mean/std, crop_pct 0.875, crop_mode center). No ``pretrained_cfg`` key
+  states a channel order (timm's models all take RGB), so a timm config never sets
+  ``channels``; a BGR model says so in its ONNX metadata or with ``add --channels bgr``.
 
 Approximations, where zooindex's fixed model input cannot follow the library exactly:
 HF's ``shortest_edge`` without a crop keeps the aspect ratio and so gives images of
@@ -28,7 +32,8 @@ import math
 
 from .adapt import Preprocessing
 from .errors import AdaptError
-from .resample import INTERPOLATIONS, PIL_CODES
+from .choices import INTERPOLATIONS
+from .resample import PIL_CODES
 
 HF_PREPROCESSOR_FILE = "preprocessor_config.json"
 TIMM_CONFIG_FILE = "config.json"
@@ -76,12 +81,33 @@ def from_hf_preprocessor_config(config: dict) -> Preprocessing:
         fields.update(_hf_size(config, crop_size))
     elif crop_size is not None:
         fields["input_size"] = crop_size
+    if _flips_channels(config):
+        fields["channels"] = "bgr"
+        # transformers flips after normalising, so its mean/std are in RGB order; here
+        # they apply after the flip, in the model's order
+        for name in ("mean", "std"):
+            if name in fields:
+                fields[name] = tuple(reversed(fields[name]))
     return Preprocessing(**fields)
+
+
+def _processor(config: dict) -> str:
+    return str(config.get("image_processor_type") or config.get("feature_extractor_type")
+               or "")
+
+
+def _flips_channels(config: dict) -> bool:
+    """``do_flip_channel_order``, or its default where the config leaves it out: true for
+    MobileViT's processors (which flip by default), false for every other."""
+    flip = config.get("do_flip_channel_order")
+    if flip is None:
+        return _processor(config).startswith("MobileViT")
+    return _bool(flip, "do_flip_channel_order")
 
 
 def _hf_size(config: dict, crop_size) -> dict:
     size = config["size"]
-    kind = str(config.get("image_processor_type") or config.get("feature_extractor_type") or "")
+    kind = _processor(config)
     if isinstance(size, (int, float)) and not isinstance(size, bool):
         shortest = any(kind.startswith(p) for p in _SHORTEST_EDGE_PROCESSORS)
         size = {"shortest_edge": size} if shortest else {"height": size, "width": size}

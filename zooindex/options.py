@@ -4,8 +4,8 @@
 stratified subsample, a split); :class:`SearchOptions` says how each model is run and
 scored (layer, D, metric, estimators, batch size, device). Both validate themselves on
 construction, so everything downstream trusts them, and both are frozen and picklable:
-they travel with each per-model unit of work. The constants here are the single source
-of the CLI's choices and defaults. Nothing heavy is imported.
+they travel with each per-model unit of work. The CLI's choices and defaults are
+defined once in :mod:`zooindex.choices` and re-exported here. Nothing heavy is imported.
 """
 
 from __future__ import annotations
@@ -13,23 +13,10 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass, fields, replace
 
+from .choices import (CROPS, DEFAULT_BATCH_SIZE, DEFAULT_DIM, DEFAULT_METRIC,  # noqa: F401
+                      DEFAULT_SCORER, DEFAULT_SEED, DEVICES, EXECUTORS, INPUT_RANGES,
+                      INTERPOLATIONS, METRICS, PRESETS, PROTOCOLS, SPLITS)
 from .errors import ZooIndexError
-
-METRICS = ("cosine", "euclidean", "sqeuclidean")
-DEVICES = ("auto", "cpu", "cuda")
-EXECUTORS = ("pipeline", "sequential", "ray")  # zooindex.executor registers each
-PROTOCOLS = ("logits", "probe")  # zooindex.transfer registers each
-SPLITS = ("train", "test")
-INPUT_RANGES = ("0-1", "0-255")
-# how targets are fitted to a model's input (zooindex.adapt, zooindex.resample)
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
-CROPS = ("none", "center", "squash")
-PRESETS = ("imagenet", "clip", "inception", "none")
-DEFAULT_DIM = 10
-DEFAULT_METRIC = "cosine"
-DEFAULT_SCORER = "recommended"
-DEFAULT_BATCH_SIZE = None  # chosen per model by memory (zooindex.runner.auto_batch_size)
-DEFAULT_SEED = 0
 
 
 def _positive(value, flag: str) -> int:
@@ -153,4 +140,5 @@ def from_settings(options: SearchOptions | None = None,
 
 
 __all__ = ["SearchOptions", "TargetSelection", "from_settings", "METRICS", "DEVICES",
-           "EXECUTORS", "PROTOCOLS", "SPLITS", "INPUT_RANGES", "INTERPOLATIONS", "CROPS", "PRESETS", "DEFAULT_DIM", "DEFAULT_METRIC", "DEFAULT_SCORER"]
+           "EXECUTORS", "PROTOCOLS", "SPLITS", "INPUT_RANGES", "INTERPOLATIONS", "CROPS",
+           "PRESETS", "DEFAULT_DIM", "DEFAULT_METRIC", "DEFAULT_SCORER"]

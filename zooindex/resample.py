@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .options import INTERPOLATIONS
+from .choices import INTERPOLATIONS
 
 # Pillow's resample codes, as HF preprocessor configs store them
 PIL_CODES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .adapt import INPUT_RANGES
+from .choices import INPUT_RANGES
 from .errors import TargetError
 
 ARRAYS = "<arrays>"

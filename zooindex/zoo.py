@@ -79,6 +79,22 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     from the node that fetched them, so on a cluster it must be a folder every node sees
     at the same path.
     """
+    refs, items = _sources(paths, manifest, cache_dir, source)
+    user = _user_preprocessing(preprocessing, preprocessing_fields)
+    inspect = functools.partial(inspect_file, layer=layer, tags=tags, preprocessing=user,
+                                input_name=input, output_name=output)
+    records, failed = _inspect_all(refs, items, inspect, name=name, cache_dir=cache_dir,
+                                   executor=executor, keep_going=keep_going)
+    if not records:
+        return failed
+    done = _store(records, index, tags=tags, replace=replace, keep_going=keep_going)
+    # the models stored first, then those that failed: to inspect, then to store
+    return ([a for a in done if a.status != "failed"] + failed
+            + [a for a in done if a.status == "failed"])
+
+
+def _sources(paths, manifest, cache_dir, source) -> tuple[list, list]:
+    """``(hf:// references, local and manifest items)`` to add; refuses an empty list."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = list(paths)
@@ -87,9 +103,13 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     if not items and not refs:
         raise ZooIndexError("nothing to add: give model files, folders, hf:// references "
                             "or --manifest")
-    user = _user_preprocessing(preprocessing, preprocessing_fields)
-    inspect = functools.partial(inspect_file, layer=layer, tags=tags, preprocessing=user,
-                                input_name=input, output_name=output)
+    return refs, items
+
+
+def _inspect_all(refs: list, items: list, inspect, *, name, cache_dir, executor,
+                 keep_going: bool) -> tuple[list[ModelRecord], list[Added]]:
+    """Fetch and inspect every reference and file: ``(records, failed)``. Nothing is
+    written; without ``keep_going`` the first failure is raised."""
     from tqdm.auto import tqdm
 
     # a bar on stderr when it is a terminal and there is more than one file to read
@@ -105,25 +125,15 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     with bar:
         fetch = functools.partial(_hub_records, cache_dir=_downloads(cache_dir), name=name,
                                   inspect=inspect)
-        for ref, got in _each_ref(fetch, refs, executor):
-            bar.update(1)
+        for path, got in _hub_outcomes(fetch, refs, executor, bar):
             if isinstance(got, ZooIndexError):
-                fail(ref, got)
-                continue
-            for path, record in got:
-                if isinstance(record, ZooIndexError):
-                    fail(path, record)
-                elif not os.path.exists(record.path):
-                    fail(path, ModelError(
-                        f"{ref} was fetched to {record.path} on another machine, which this "
-                        "one does not see; use a downloads folder every node shares "
-                        "(--cache-dir or $ZOOINDEX_CACHE)", path=record.path))
-                else:
-                    records.append(record)
-        if name is not None and len(records) + len(failed) + len(items) > 1:
-            raise ZooIndexError(f"--name gives one name but "
-                                f"{len(records) + len(failed) + len(items)} model files were "
-                                "found; add them one at a time or drop --name")
+                fail(path, got)
+            else:
+                records.append(got)
+        found = len(records) + len(failed) + len(items)
+        if name is not None and found > 1:
+            raise ZooIndexError(f"--name gives one name but {found} model files were found; "
+                                "add them one at a time or drop --name")
         for f, default_name, src in items:
             bar.update(1)
             try:
@@ -135,41 +145,68 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     if dupes:
         raise ZooIndexError(f"several files would get the name '{dupes[0]}'; "
                             "add them separately with --name")
-    results = []
-    if not records:
-        return failed
+    return records, failed
+
+
+def _hub_outcomes(fetch, refs: list, executor, bar):
+    """``(path, ModelRecord or the ZooIndexError it met)`` for every file of every
+    ``hf://`` reference (the reference itself as the path when it failed as a whole)."""
+    for ref, got in _each_ref(fetch, refs, executor):
+        bar.update(1)
+        if isinstance(got, ZooIndexError):
+            yield ref, got
+            continue
+        for path, record in got:
+            if not isinstance(record, ZooIndexError) and not os.path.exists(record.path):
+                record = ModelError(
+                    f"{ref} was fetched to {record.path} on another machine, which this "
+                    "one does not see; use a downloads folder every node shares "
+                    "(--cache-dir or $ZOOINDEX_CACHE)", path=record.path)
+            yield path, record
+
+
+def _store(records: list[ModelRecord], index, *, tags, replace: bool,
+           keep_going: bool) -> list[Added]:
+    """Write the records into the index in one transaction: what happened to each."""
     with opened(index) as idx, idx.transaction():
-        catalogue = idx.catalogue
-        for rec in records:
-            if catalogue.has_model(rec.name):
-                old = catalogue.get_model(rec.name)
-                same = (old.sha256 == rec.sha256 and old.default_layer == rec.default_layer
-                        and old.output_name == rec.output_name
-                        and old.preprocessing == rec.preprocessing
-                        and (not tags or old.tags == rec.tags))
-                if same:
-                    if old.path != rec.path or old.mtime != rec.mtime:
-                        catalogue.put_model(_keep(old, rec), replace=True)
-                    results.append(Added(rec.name, "unchanged", rec.path, rec.sha256,
-                                         rec.default_layer))
-                    continue
-                if not replace:
-                    conflict = (f"a model named '{rec.name}' is already indexed with other "
-                                "content or settings; pass --replace to overwrite it, or "
-                                "--name to add this one under another name")
-                    if not keep_going:
-                        raise ZooIndexError(conflict)
-                    failed.append(Added(rec.name, "failed", rec.path, rec.sha256,
-                                        rec.default_layer, reason=conflict))
-                    continue
-                catalogue.put_model(rec, replace=True)
-                results.append(Added(rec.name, "replaced", rec.path, rec.sha256,
-                                     rec.default_layer))
-            else:
-                catalogue.put_model(rec)
-                results.append(Added(rec.name, "added", rec.path, rec.sha256,
-                                     rec.default_layer))
-    return results + failed
+        return [_store_one(idx.catalogue, rec, tags=tags, replace=replace,
+                           keep_going=keep_going) for rec in records]
+
+
+def _store_one(catalogue, rec: ModelRecord, *, tags, replace: bool,
+               keep_going: bool) -> Added:
+    """Add, replace or keep one record, or refuse it (``failed`` with ``keep_going``)."""
+    def added(status: str, reason: str | None = None) -> Added:
+        return Added(rec.name, status, rec.path, rec.sha256, rec.default_layer,
+                     reason=reason)
+
+    if not catalogue.has_model(rec.name):
+        catalogue.put_model(rec)
+        return added("added")
+    old = catalogue.get_model(rec.name)
+    if _same_model(old, rec, tags):
+        if old.path != rec.path or old.mtime != rec.mtime:
+            catalogue.put_model(_keep(old, rec), replace=True)
+        return added("unchanged")
+    if not replace:
+        conflict = (f"a model named '{rec.name}' is already indexed with other "
+                    "content or settings; pass --replace to overwrite it, or "
+                    "--name to add this one under another name")
+        if not keep_going:
+            raise ZooIndexError(conflict)
+        return added("failed", conflict)
+    catalogue.put_model(rec, replace=True)
+    return added("replaced")
+
+
+def _same_model(old: ModelRecord, new: ModelRecord, tags) -> bool:
+    """Whether adding ``new`` over ``old`` changes nothing worth a ``--replace``."""
+    return (old.sha256 == new.sha256 and old.default_layer == new.default_layer
+            and old.output_name == new.output_name
+            # as values: a record stored before a field existed lacks its key
+            and Preprocessing.from_dict(old.preprocessing)
+            == Preprocessing.from_dict(new.preprocessing)
+            and (not tags or old.tags == new.tags))
 
 
 # what a hub download on another machine must see as this one does (never a token: each
@@ -314,14 +351,138 @@ def ls(*, index=None, filter: Filter | None = None) -> list[dict]:
 
 
 def show(model: str, *, index=None) -> dict:
-    """Everything the index holds about one model."""
+    """Everything the index holds about one model, as ``zooindex show --json`` prints it.
+
+    The stored record (``preprocessing`` as it was given, ``None`` where a default
+    applies), its ``status``, and what will be applied to its inputs:
+    ``preprocessing_resolved`` (every value, defaults and sizes worked out; see
+    :meth:`~zooindex.adapt.Preprocessing.resolved`) and ``preprocessing_applied`` (the same
+    in one line); ``targets``: each target the index holds this model's scores for, with
+    its rank per scorer. :func:`summary` turns the dict into readable lines.
+    """
+    from .history import model_scores
+
     with opened(index, create=False) as idx:
         rec = idx.catalogue.get_model(model)
         d = rec.to_dict()
         d["status"] = rec.status()
-        d["preprocessing_applied"] = Preprocessing.from_dict(rec.preprocessing).describe(
-            rec.input_shape)
+        prep = Preprocessing.from_dict(rec.preprocessing)
+        d["preprocessing_resolved"] = prep.resolved(rec.input_shape, rec.input_dtype)
+        d["preprocessing_applied"] = prep.describe(rec.input_shape)
+        d["targets"] = _targets(model_scores(model, index=idx))
         return d
+
+
+def _targets(scores: list[dict]) -> list[dict]:
+    """``model_scores`` rows grouped by target, newest first."""
+    out: dict[str, dict] = {}
+    for row in scores:
+        target = out.setdefault(row["target"], {
+            "key": row["target"], "source": row["source"], "samples": row["n"],
+            "classes": row["classes"], "scores": []})
+        target["scores"].append({k: row[k] for k in ("label", "estimator", "layer", "default",
+                                                     "score", "rank", "of")})
+    return list(out.values())
+
+
+def summary(shown: dict) -> list[tuple[str, str]]:
+    """``(label, text)`` lines that say what a user needs to know of a model, from the
+    dict :func:`show` returns: for ``zooindex show`` and the web page."""
+    lines = [("model", f"{shown['name']} ({shown['status']})"),
+             ("file", shown["path"] + (" (+ external weights)" if shown["external_data"]
+                                       else "")),
+             ("sha256", shown["sha256"]),
+             ("size", f"{shown['params']:,} parameters, {shown['size'] / 1e6:.1f} MB, "
+                      f"opset {shown['opset']}")]
+    res = shown.get("preprocessing_resolved") or {}
+    dims = "x".join("?" if d is None else str(d) for d in shown["input_shape"])
+    lines.append(("input", f"{shown['input_name']}: {shown['input_dtype']} {dims}"
+                           + (f" ({_layout_text(res)})" if res.get("layout") else "")))
+    lines.append(("preprocessing", _preprocessing_text(res)))
+    if shown["default_layer"]:
+        width = next((l["width"] for l in shown["layers"] if l["is_default"]), None)
+        wide = f", {width} wide" if width else ""
+        why = f": {shown['default_reason']}" if shown.get("default_reason") else ""
+        lines.append(("default layer", f"{shown['default_layer']}{wide}{why}"))
+    else:
+        why = f" ({shown['default_reason']})" if shown.get("default_reason") else ""
+        lines.append(("default layer", f"none{why}; search it with --layer"))
+    if shown["output_name"]:
+        kind = "softmax output" if shown["output_is_probs"] else "logits; softmax applied"
+        lines.append(("class scores", f"{shown['output_name']} ({kind})"))
+    else:
+        lines.append(("class scores", "none found (LEEP and NCE cannot score it; "
+                                      "add --output NAME)"))
+    if shown["tags"]:
+        lines.append(("tags", ", ".join(f"{k}={v}" for k, v in shown["tags"].items())))
+    lines.append(("source", _source_text(shown["source"])))
+    lines.append(("added", shown["added_at"]))
+    targets = shown.get("targets") or []
+    if not targets:
+        lines.append(("cached targets", "none yet"))
+    for t in targets:
+        lines.append(("cached target", f"{t['key'][:12]} {t['source']} ({t['samples']} "
+                                       f"samples, {t['classes']} classes): "
+                                       f"{_ranks_text(t['scores'])}"))
+    return lines
+
+
+def _ranks_text(scores: list[dict]) -> str:
+    """``rank logme 2/6, knn 1/6``: the model's rank per scorer at its default layer
+    (scorers named in full where one was scored with several options)."""
+    default = [s for s in scores if s["default"]]
+    names = [s["estimator"] for s in default]
+    ranks = ", ".join(f"{s['estimator'] if names.count(s['estimator']) == 1 else s['label']} "
+                      f"{s['rank']}/{s['of']}" for s in default)
+    text = f"rank {ranks}" if ranks else "no scores at the default layer"
+    others = len(scores) - len(default)
+    return text + (f"; {others} score(s) at other layers" if others else "")
+
+
+def _layout_text(res: dict) -> str:
+    if res["layout"] == "vector":
+        return "vector"
+    channels = {"rgb": "RGB", "bgr": "BGR", "grey": "grey", None: "?"}[res["channels"]]
+    return f"{res['layout']}, {channels}"
+
+
+def _preprocessing_text(res: dict) -> str:
+    """The resolved preprocessing in the order it is applied."""
+    if not res.get("layout"):
+        return "unknown: the model input is not one zooindex can feed"
+    steps = []
+    if res["layout"] != "vector":
+        how = res["interpolation"]
+        if how != "nearest":
+            how += ", anti-aliased when shrinking" if res["antialias"] else ", not anti-aliased"
+        size, resize = res["input_size"], res["resize_size"]
+        if size is None:
+            steps.append("no resize (the model takes the target's size)" if resize is None
+                         else f"resize to {resize[0]}x{resize[1]} ({how}), centre crop")
+        elif res["crop"] == "none":
+            steps.append(f"resize to {size[0]}x{size[1]} ({how})")
+        else:
+            side = (f"the shorter side to {resize[0]}" if res["crop"] == "center"
+                    and resize[0] == resize[1] else f"to {resize[0]}x{resize[1]}")
+            steps.append(f"resize {side} ({how}), centre crop {size[0]}x{size[1]}")
+    steps.append("pixels to [0, 1]" + (f", scale {res['scale']:g}" if res["scale"] != 1
+                                       else ""))
+    if res["channels"] == "bgr":
+        steps.append("channels reversed to BGR")
+    steps.append("mean " + ",".join(f"{v:.8g}" for v in res["mean"]) + ", std "
+                 + ",".join(f"{v:.8g}" for v in res["std"]))
+    if res["channels"] == "grey":
+        steps.append("channels grey (RGB targets by BT.601 luminance)")
+    elif res["channels"] is not None:
+        steps.append(f"channels {res['channels'].upper()}")
+    return ", ".join(steps)
+
+
+def _source_text(source: dict) -> str:
+    hub = source.get("hub", "local")
+    details = [f"{k} {v if not isinstance(v, (list, tuple)) else ','.join(map(str, v))}"
+               for k, v in sorted(source.items()) if k != "hub" and v not in (None, "", [])]
+    return hub + (f": {'; '.join(details)}" if details else "")
 
 
 def rm(model: str, *, index=None) -> dict:
@@ -351,5 +512,5 @@ def cache_clear(*, index=None) -> dict:
         return idx.cache.clear()
 
 
-__all__ = ["Added", "Filter", "add", "layers", "ls", "show", "rm", "hub_search", "cache_info",
+__all__ = ["Added", "Filter", "add", "layers", "ls", "show", "summary", "rm", "hub_search", "cache_info",
            "cache_clear", "inspect_file"]

@@ -311,9 +311,11 @@ async def zoo_page(request: Request):
 
 def _model(idx, name: str) -> dict:
     from .. import history
-    from ..zoo import show
+    from ..zoo import show, summary
 
-    return {"model": show(name, index=idx), "scores": history.model_scores(name, index=idx)}
+    shown = show(name, index=idx)
+    return {"model": shown, "summary": dict(summary(shown)),
+            "scores": history.model_scores(name, index=idx)}
 
 
 async def model_page(request: Request):
