@@ -55,8 +55,12 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
         tags: dict | None = None, replace: bool = False, input: str | None = None,
         output: str | None = None, manifest: str | None = None, cache_dir=None,
         source: dict | None = None, keep_going: bool = False, executor=None,
-        preprocessing=None, **preprocessing_fields) -> list[Added]:
+        allow_pickle: bool = False, preprocessing=None, **preprocessing_fields) -> list[Added]:
     """Index ONNX models: files, folders (recursive), ``hf://`` references, a manifest.
+
+    A folder or hub repo that holds a transformers or timm checkpoint instead of ONNX
+    files is exported first (:mod:`zooindex.checkpoints`); pickled weights only with
+    ``allow_pickle``.
 
     The same content under the same name is a no-op; the same name with other content
     is refused unless ``replace``. Every file is fetched and checked before anything is
@@ -82,8 +86,8 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = list(paths)
-    refs = [p for p in paths if _is_hub_ref(p)]
-    items = _gather([p for p in paths if not _is_hub_ref(p)], manifest, cache_dir, source)
+    refs = [p for p in paths if _is_hub_ref(p) or _is_checkpoint(p)]
+    items = _gather([p for p in paths if p not in refs], manifest, cache_dir, source)
     if not items and not refs:
         raise ZooIndexError("nothing to add: give model files, folders, hf:// references "
                             "or --manifest")
@@ -104,7 +108,7 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
 
     with bar:
         fetch = functools.partial(_hub_records, cache_dir=_downloads(cache_dir), name=name,
-                                  inspect=inspect)
+                                  inspect=inspect, allow_pickle=allow_pickle)
         for ref, got in _each_ref(fetch, refs, executor):
             bar.update(1)
             if isinstance(got, ZooIndexError):
@@ -188,14 +192,22 @@ def _downloads(cache_dir) -> Path:
     return Path(cache_dir if cache_dir is not None else default_cache_dir()).expanduser().resolve()
 
 
-def _hub_records(ref: str, *, cache_dir, name: str | None, inspect) -> list:
+def _is_checkpoint(path) -> bool:
+    from .checkpoints import is_checkpoint_folder
+
+    return not _is_hub_ref(path) and is_checkpoint_folder(path)
+
+
+def _hub_records(ref: str, *, cache_dir, name: str | None, inspect,
+                 allow_pickle: bool = False) -> list:
     """Fetch one ``hf://`` reference and inspect its files: ``(path, ModelRecord or the
     ZooIndexError that file raised)`` for each, with the preprocessing the repository's
     config file describes. It touches no index, so it can run on any machine."""
-    from . import hub
+    from . import checkpoints, hub
 
     out = []
-    for f in hub.fetch(ref, cache_dir=cache_dir):
+    fetch = hub.fetch if _is_hub_ref(ref) else checkpoints.fetch_folder
+    for f in fetch(ref, cache_dir=cache_dir, allow_pickle=allow_pickle):
         src = dict(f.source)
         if f.preprocessing_from:
             src["preprocessing_from"] = f.preprocessing_from
