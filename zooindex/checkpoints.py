@@ -233,9 +233,10 @@ def _transformers_build(config: dict, folder: Path, weights: Path, pickled: bool
                          "transformers architecture this version knows; zooindex never runs "
                          "a repository's own code", path=str(folder))
     cfg = CONFIG_MAPPING[model_type].from_dict(config)
-    classifier = MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES.get(model_type)
+    classifiers = MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES.get(model_type) or ()
+    classifiers = (classifiers,) if isinstance(classifiers, str) else tuple(classifiers)
     named = config.get("architectures") or []
-    if classifier is not None and (not named or classifier in named):
+    if classifiers and (not named or any(n in classifiers for n in named)):
         auto, head = transformers.AutoModelForImageClassification, "logits"
     else:
         auto, head = transformers.AutoModel, "features"

@@ -313,29 +313,47 @@ def _read_config(hf, ref: HubRef, commit: str, path: str, sibling, local_dir: Pa
         return None, f"{path}: {exc}; not used"
 
 
-def search(query, *, library="onnx", task=None, limit=20) -> list[dict]:
-    """Hub models matching ``query`` that hold ``.onnx`` files, most downloaded first.
+# what `hub search --library` takes: ONNX files, or checkpoints zooindex exports on add
+SEARCH_LIBRARIES = ("onnx", "transformers", "timm")
 
-    ``library`` and ``task`` filter on the hub's library tag and pipeline tag. The hub's
-    library tag is not proof of an ONNX file, so each result's file list is checked and
-    repos without one are skipped; at most ``5 * limit`` repos are looked at.
+
+def search(query, *, library="onnx", task=None, limit=20,
+           allow_pickle: bool = False) -> list[dict]:
+    """Hub models matching ``query`` that zooindex can add, most downloaded first.
+
+    ``library`` (one of :data:`SEARCH_LIBRARIES`, or None for any) and ``task`` filter on
+    the hub's library tag and pipeline tag. With ``onnx`` or None, only repos that hold ``.onnx`` files are listed;
+    with ``transformers`` or ``timm``, also those that hold a checkpoint (``config.json``
+    and ``model.safetensors``, or pickled weights with ``allow_pickle``), marked
+    ``export: True``: ``add`` exports them. The hub's library tag is not proof of any
+    file, so each result's file list is checked; at most ``5 * limit`` repos are looked at.
     """
     if not isinstance(limit, int) or limit < 1:
         raise DownloadError(f"search limit must be a positive whole number, not {limit!r}")
+    if library is not None and library not in SEARCH_LIBRARIES:
+        raise DownloadError(f"library {library!r} is not one of {', '.join(SEARCH_LIBRARIES)}")
+    from .checkpoints import PICKLED_WEIGHTS, SAFE_WEIGHTS
+
     hf = _client()
     api = hf.HfApi(library_name="zooindex")
     found: list[dict] = []
     with _hub_errors(hf, None):
-        models = api.list_models(search=query or None, filter=library or None,
-                                 pipeline_tag=task or None, sort="downloads",
-                                 limit=5 * limit, expand=_SEARCH_EXPAND)
+        models = api.list_models(search=query or None, filter=library, pipeline_tag=task or None,
+                                 sort="downloads", limit=5 * limit, expand=_SEARCH_EXPAND)
         for model in models:
-            onnx_files = [s.rfilename for s in (model.siblings or [])
-                          if s.rfilename.lower().endswith(".onnx")]
+            names = [s.rfilename for s in (model.siblings or [])]
+            onnx_files = [n for n in names if n.lower().endswith(".onnx")]
+            weights = None
             if not onnx_files:
-                continue
+                if library in ("onnx", None) or CHECKPOINT_CONFIG not in names:
+                    continue
+                usable = (SAFE_WEIGHTS, *PICKLED_WEIGHTS) if allow_pickle else (SAFE_WEIGHTS,)
+                weights = next((w for w in usable if w in names), None)
+                if weights is None:
+                    continue
             found.append({"repo": model.id, "downloads": model.downloads, "likes": model.likes,
                           "license": _license(model), "onnx_files": onnx_files,
+                          "export": weights is not None, "weights": weights,
                           "pipeline": model.pipeline_tag})
             if len(found) >= limit:
                 break

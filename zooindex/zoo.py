@@ -343,12 +343,15 @@ def rm(model: str, *, index=None) -> dict:
 
 
 def hub_search(query: str = "", *, library: str = "onnx", task: str | None = None,
-               limit: int = 20) -> list[dict]:
-    """Models on the Hugging Face hub that carry ONNX files (repo, downloads, likes,
-    licence, pipeline, the ONNX files); add them with ``add("hf://REPO")``."""
+               limit: int = 20, allow_pickle: bool = False) -> list[dict]:
+    """Models on the Hugging Face hub that carry ONNX files, or (``library``
+    ``transformers`` or ``timm``) checkpoints that ``add`` exports (repo, downloads,
+    likes, licence, pipeline, the ONNX files, ``export``); add them with
+    ``add("hf://REPO")``."""
     from . import hub
 
-    return hub.search(query, library=library, task=task, limit=limit)
+    return hub.search(query, library=library, task=task, limit=limit,
+                      allow_pickle=allow_pickle)
 
 
 def cache_info(*, index=None) -> dict:
