@@ -212,7 +212,7 @@ def test_search_lists_only_repos_with_onnx_files(fake_hub):
     assert [r["repo"] for r in found] == ["acme/multi", "acme/tiny"]  # most downloaded first
     assert found[1] == {"repo": "acme/tiny", "downloads": 50, "likes": 0,
                         "license": "apache-2.0", "onnx_files": ["model.onnx"],
-                        "pipeline": "image-classification"}
+                        "export": False, "weights": None, "pipeline": "image-classification"}
     assert [r["repo"] for r in hub.search("tiny")] == ["acme/tiny"]
     assert [r["repo"] for r in hub.search("", task="feature-extraction")] == ["acme/multi"]
     assert [r["repo"] for r in hub.search("", limit=1)] == ["acme/multi"]

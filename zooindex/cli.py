@@ -245,6 +245,8 @@ def cli():
               "(ONNX_HUB_MANIFEST.json: a file, folder or URL).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False),
               help="Where downloaded models go [env ZOOINDEX_CACHE].")
+@click.option("--allow-pickle", is_flag=True, help="Export checkpoints whose weights are "
+              "pickled (pytorch_model.bin) too; read as tensors only, with a warning.")
 @click.option("--keep-going", is_flag=True, help="Add the models that can be added and "
               "report the others (exit code 1 if any failed), instead of adding none.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
@@ -256,8 +258,10 @@ def cli():
 @json_option
 def add(paths, name, layer, tags, replace, scale, mean, std, layout, preset, interpolation,
         antialias, crop, crop_pct, resize_size, input_size, channels, input_name, output_name,
-        manifest, cache_dir, keep_going, executor, ray_address, index_path, as_json):
-    """Index ONNX models: files, folders (recursive), hf://OWNER/REPO[@REV][/FILE.onnx]."""
+        manifest, cache_dir, allow_pickle, keep_going, executor, ray_address, index_path,
+        as_json):
+    """Index ONNX models: files, folders (recursive), hf://OWNER/REPO[@REV][/FILE.onnx];
+    transformers/timm checkpoints (folders, hub repos) are exported to ONNX first."""
     from . import zoo
     from .store import default_path
 
@@ -268,7 +272,7 @@ def add(paths, name, layer, tags, replace, scale, mean, std, layout, preset, int
     results = zoo.add(list(paths), index=index_path, name=name, layer=layer, tags=tags,
                       replace=replace, input=input_name, output=output_name,
                       manifest=manifest,
-                      cache_dir=cache_dir, keep_going=keep_going,
+                      cache_dir=cache_dir, keep_going=keep_going, allow_pickle=allow_pickle,
                       executor=_executor(executor, ray_address) if executor == "ray" else None,
                       scale=scale, mean=mean,
                       std=std, layout=layout, preset=preset, interpolation=interpolation,
@@ -684,32 +688,40 @@ def scorers(experimental, as_json):
 
 @cli.group()
 def hub():
-    """Find ONNX models on the Hugging Face hub."""
+    """Find ONNX models and checkpoints to export on the Hugging Face hub."""
 
 
 @hub.command(name="search")
 @click.argument("query", required=False, default="")
-@click.option("--library", default="onnx", show_default=True, help="Hub library tag.")
+@click.option("--library", type=click.Choice(["onnx", "transformers", "timm"]),
+              default="onnx", show_default=True,
+              help="Hub library tag: ONNX files only, or also checkpoints to export on add.")
 @click.option("--task", help="Pipeline tag, e.g. image-classification.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--add", "add_them", is_flag=True, help="Index every model found.")
+@click.option("--allow-pickle", is_flag=True,
+              help="Also list (and add) checkpoints with only pickled weights.")
 @index_option
 @json_option
-def hub_search(query, library, task, limit, add_them, index_path, as_json):
-    """List hub models that carry ONNX files; --add indexes them."""
+def hub_search(query, library, task, limit, add_them, allow_pickle, index_path, as_json):
+    """List hub models with ONNX files or checkpoints to export; --add indexes them."""
     from . import zoo
 
-    rows = zoo.hub_search(query, library=library, task=task, limit=limit)
+    rows = zoo.hub_search(query, library=library, task=task, limit=limit,
+                          allow_pickle=allow_pickle)
     if as_json and not add_them:
         _dump_json(rows)
         return
     if not as_json:
         for r in rows:
             r["files"] = len(r.get("onnx_files") or [])
-        click.echo(_table(rows, ["repo", "downloads", "likes", "license", "pipeline", "files"])
-                   if rows else "no hub models with ONNX files match")
+            r["export"] = "yes" if r.get("export") else ""
+        click.echo(_table(rows, ["repo", "downloads", "likes", "license", "pipeline", "files",
+                                 "export"])
+                   if rows else "no hub models with ONNX files or checkpoints match")
     if add_them and rows:
-        added = zoo.add([f"hf://{r['repo']}" for r in rows], index=index_path)
+        added = zoo.add([f"hf://{r['repo']}" for r in rows], index=index_path,
+                        allow_pickle=allow_pickle)
         if as_json:
             _dump_json([a.to_dict() for a in added])
         else:

@@ -46,6 +46,9 @@ PREPROCESSING_MAX_BYTES = 4 * 1024**2
 # (names as zooindex.hubconfig.HF_PREPROCESSOR_FILE and TIMM_CONFIG_FILE)
 PREPROCESSING_FILES = ("preprocessor_config.json", "config.json")
 
+# a checkpoint's model description (transformers or timm), at the repo's root
+CHECKPOINT_CONFIG = "config.json"
+
 SCHEME = "hf://"
 REF_FORM = "hf://OWNER/REPO[@REVISION][/PATH.onnx]"
 LOGIN_HINT = "log in with `hf auth login`"
@@ -126,7 +129,7 @@ def parse_ref(text) -> HubRef:
 
 
 def fetch(ref: HubRef | str, *, cache_dir=None, token=None,
-          max_bytes: int = DEFAULT_MAX_BYTES) -> list[HubFetched]:
+          max_bytes: int = DEFAULT_MAX_BYTES, allow_pickle: bool = False) -> list[HubFetched]:
     """Download the ONNX files of a hub repo (or the one file ``ref`` names).
 
     Returns one :class:`HubFetched` per ONNX file, in repo order, with its local path, a
@@ -136,6 +139,12 @@ def fetch(ref: HubRef | str, *, cache_dir=None, token=None,
     (:func:`zooindex.download.default_cache_dir` when None); ``token`` goes to the client
     as is, so None lets it find the user's login. Files over ``max_bytes`` are refused
     before anything is downloaded.
+
+    A repo without ONNX files that holds a transformers or timm checkpoint
+    (``config.json`` and ``model.safetensors``; pickled weights only with
+    ``allow_pickle``) is downloaded the same way and exported to ONNX in its commit
+    folder by :mod:`zooindex.checkpoints`: one :class:`HubFetched` for the exported file,
+    whose source records the export's settings and the weights' sha256.
     """
     hf = _client()
     ref = parse_ref(ref) if isinstance(ref, str) else ref
@@ -161,6 +170,10 @@ def fetch(ref: HubRef | str, *, cache_dir=None, token=None,
         wanted = [ref.path]
     elif onnx_files:
         wanted = onnx_files
+    elif CHECKPOINT_CONFIG in files:
+        return [_fetch_checkpoint(hf, api, ref, info, files, Path(cache_dir) if cache_dir
+                                  is not None else default_cache_dir(), token, max_bytes,
+                                  allow_pickle)]
     else:
         raise DownloadError(f"hf://{ref.repo} has no .onnx files at {_short(commit)}; pick a "
                             "repo with ONNX exports (see `zooindex hub search`)", url=str(ref))
@@ -193,6 +206,47 @@ def fetch(ref: HubRef | str, *, cache_dir=None, token=None,
             "url": hf.hf_hub_url(ref.repo, name, revision=commit, endpoint=api.endpoint)},
             preprocessing=prep, preprocessing_from=prep_from, preprocessing_note=note))
     return fetched
+
+
+def _fetch_checkpoint(hf, api, ref: HubRef, info, files: dict, root: Path, token,
+                      max_bytes: int, allow_pickle: bool) -> HubFetched:
+    """A repo's checkpoint at its pinned commit: config and weights downloaded and checked
+    as any file, then exported once into ``<commit folder>/zooindex-export/``."""
+    from . import checkpoints
+
+    commit = info.sha
+    where = f"hf://{ref.repo} at {_short(commit)}"
+    try:
+        weights = checkpoints.weights_name(files, allow_pickle=allow_pickle, where=where)
+    except ModelError as exc:
+        raise DownloadError(str(exc), url=str(ref)) from None
+    if weights is None:
+        raise DownloadError(f"{where} has no .onnx files and no {checkpoints.SAFE_WEIGHTS}; "
+                            "pick a repo with ONNX exports or safetensors weights (see "
+                            "`zooindex hub search`)", url=str(ref))
+    _check_file(ref, CHECKPOINT_CONFIG, files[CHECKPOINT_CONFIG], PREPROCESSING_MAX_BYTES)
+    _check_file(ref, weights, files[weights], max_bytes)
+    local_dir = root / "hf" / ref.repo.replace("/", "--") / commit
+    config_path = _download_file(hf, ref, commit, CHECKPOINT_CONFIG, files[CHECKPOINT_CONFIG],
+                                 local_dir, token, PREPROCESSING_MAX_BYTES)
+    config = checkpoints.read_config(config_path, f"{CHECKPOINT_CONFIG} of hf://{ref.repo}")
+    if checkpoints.library_of(config) is None:
+        raise DownloadError(f"{where} has no .onnx files, and its {CHECKPOINT_CONFIG} is "
+                            "neither a transformers nor a timm config; pick a repo with ONNX "
+                            "exports", url=str(ref))
+    path = _download_file(hf, ref, commit, weights, files[weights], local_dir, token, max_bytes)
+    digest = _lfs_sha256(files[weights])
+    digest = digest.lower() if digest else sha256_file(path)
+    prep, prep_from, note = _preprocessing(hf, ref, commit, weights, files, local_dir, token, {})
+    exported, settings = checkpoints.export(
+        local_dir, weights, config, weights_sha256=digest,
+        input_size=prep.input_size if prep is not None else None)
+    return HubFetched(path=exported, name=ref.repo.split("/")[1], source={
+        "hub": "hf", "repo": ref.repo, "revision": ref.revision, "commit": commit,
+        "file": weights, "license": _license(info), "tags": list(info.tags or []),
+        "pipeline": info.pipeline_tag, "external_data": [], "export": settings,
+        "url": hf.hf_hub_url(ref.repo, weights, revision=commit, endpoint=api.endpoint)},
+        preprocessing=prep, preprocessing_from=prep_from, preprocessing_note=note)
 
 
 def _config_candidates(name: str) -> list[str]:
@@ -259,29 +313,47 @@ def _read_config(hf, ref: HubRef, commit: str, path: str, sibling, local_dir: Pa
         return None, f"{path}: {exc}; not used"
 
 
-def search(query, *, library="onnx", task=None, limit=20) -> list[dict]:
-    """Hub models matching ``query`` that hold ``.onnx`` files, most downloaded first.
+# what `hub search --library` takes: ONNX files, or checkpoints zooindex exports on add
+SEARCH_LIBRARIES = ("onnx", "transformers", "timm")
 
-    ``library`` and ``task`` filter on the hub's library tag and pipeline tag. The hub's
-    library tag is not proof of an ONNX file, so each result's file list is checked and
-    repos without one are skipped; at most ``5 * limit`` repos are looked at.
+
+def search(query, *, library="onnx", task=None, limit=20,
+           allow_pickle: bool = False) -> list[dict]:
+    """Hub models matching ``query`` that zooindex can add, most downloaded first.
+
+    ``library`` (one of :data:`SEARCH_LIBRARIES`, or None for any) and ``task`` filter on
+    the hub's library tag and pipeline tag. With ``onnx`` or None, only repos that hold ``.onnx`` files are listed;
+    with ``transformers`` or ``timm``, also those that hold a checkpoint (``config.json``
+    and ``model.safetensors``, or pickled weights with ``allow_pickle``), marked
+    ``export: True``: ``add`` exports them. The hub's library tag is not proof of any
+    file, so each result's file list is checked; at most ``5 * limit`` repos are looked at.
     """
     if not isinstance(limit, int) or limit < 1:
         raise DownloadError(f"search limit must be a positive whole number, not {limit!r}")
+    if library is not None and library not in SEARCH_LIBRARIES:
+        raise DownloadError(f"library {library!r} is not one of {', '.join(SEARCH_LIBRARIES)}")
+    from .checkpoints import PICKLED_WEIGHTS, SAFE_WEIGHTS
+
     hf = _client()
     api = hf.HfApi(library_name="zooindex")
     found: list[dict] = []
     with _hub_errors(hf, None):
-        models = api.list_models(search=query or None, filter=library or None,
-                                 pipeline_tag=task or None, sort="downloads",
-                                 limit=5 * limit, expand=_SEARCH_EXPAND)
+        models = api.list_models(search=query or None, filter=library, pipeline_tag=task or None,
+                                 sort="downloads", limit=5 * limit, expand=_SEARCH_EXPAND)
         for model in models:
-            onnx_files = [s.rfilename for s in (model.siblings or [])
-                          if s.rfilename.lower().endswith(".onnx")]
+            names = [s.rfilename for s in (model.siblings or [])]
+            onnx_files = [n for n in names if n.lower().endswith(".onnx")]
+            weights = None
             if not onnx_files:
-                continue
+                if library in ("onnx", None) or CHECKPOINT_CONFIG not in names:
+                    continue
+                usable = (SAFE_WEIGHTS, *PICKLED_WEIGHTS) if allow_pickle else (SAFE_WEIGHTS,)
+                weights = next((w for w in usable if w in names), None)
+                if weights is None:
+                    continue
             found.append({"repo": model.id, "downloads": model.downloads, "likes": model.likes,
                           "license": _license(model), "onnx_files": onnx_files,
+                          "export": weights is not None, "weights": weights,
                           "pipeline": model.pipeline_tag})
             if len(found) >= limit:
                 break

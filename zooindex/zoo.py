@@ -55,8 +55,12 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
         tags: dict | None = None, replace: bool = False, input: str | None = None,
         output: str | None = None, manifest: str | None = None, cache_dir=None,
         source: dict | None = None, keep_going: bool = False, executor=None,
-        preprocessing=None, **preprocessing_fields) -> list[Added]:
+        allow_pickle: bool = False, preprocessing=None, **preprocessing_fields) -> list[Added]:
     """Index ONNX models: files, folders (recursive), ``hf://`` references, a manifest.
+
+    A folder or hub repo that holds a transformers or timm checkpoint instead of ONNX
+    files is exported first (:mod:`zooindex.checkpoints`); pickled weights only with
+    ``allow_pickle``.
 
     The same content under the same name is a no-op; the same name with other content
     is refused unless ``replace``. Every file is fetched and checked before anything is
@@ -84,7 +88,8 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     inspect = functools.partial(inspect_file, layer=layer, tags=tags, preprocessing=user,
                                 input_name=input, output_name=output)
     records, failed = _inspect_all(refs, items, inspect, name=name, cache_dir=cache_dir,
-                                   executor=executor, keep_going=keep_going)
+                                   executor=executor, keep_going=keep_going,
+                                   allow_pickle=allow_pickle)
     if not records:
         return failed
     done = _store(records, index, tags=tags, replace=replace, keep_going=keep_going)
@@ -98,8 +103,8 @@ def _sources(paths, manifest, cache_dir, source) -> tuple[list, list]:
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = list(paths)
-    refs = [p for p in paths if _is_hub_ref(p)]
-    items = _gather([p for p in paths if not _is_hub_ref(p)], manifest, cache_dir, source)
+    refs = [p for p in paths if _is_hub_ref(p) or _is_checkpoint(p)]
+    items = _gather([p for p in paths if p not in refs], manifest, cache_dir, source)
     if not items and not refs:
         raise ZooIndexError("nothing to add: give model files, folders, hf:// references "
                             "or --manifest")
@@ -107,7 +112,8 @@ def _sources(paths, manifest, cache_dir, source) -> tuple[list, list]:
 
 
 def _inspect_all(refs: list, items: list, inspect, *, name, cache_dir, executor,
-                 keep_going: bool) -> tuple[list[ModelRecord], list[Added]]:
+                 keep_going: bool, allow_pickle: bool = False
+                 ) -> tuple[list[ModelRecord], list[Added]]:
     """Fetch and inspect every reference and file: ``(records, failed)``. Nothing is
     written; without ``keep_going`` the first failure is raised."""
     from tqdm.auto import tqdm
@@ -124,7 +130,7 @@ def _inspect_all(refs: list, items: list, inspect, *, name, cache_dir, executor,
 
     with bar:
         fetch = functools.partial(_hub_records, cache_dir=_downloads(cache_dir), name=name,
-                                  inspect=inspect)
+                                  inspect=inspect, allow_pickle=allow_pickle)
         for path, got in _hub_outcomes(fetch, refs, executor, bar):
             if isinstance(got, ZooIndexError):
                 fail(path, got)
@@ -225,14 +231,22 @@ def _downloads(cache_dir) -> Path:
     return Path(cache_dir if cache_dir is not None else default_cache_dir()).expanduser().resolve()
 
 
-def _hub_records(ref: str, *, cache_dir, name: str | None, inspect) -> list:
+def _is_checkpoint(path) -> bool:
+    from .checkpoints import is_checkpoint_folder
+
+    return not _is_hub_ref(path) and is_checkpoint_folder(path)
+
+
+def _hub_records(ref: str, *, cache_dir, name: str | None, inspect,
+                 allow_pickle: bool = False) -> list:
     """Fetch one ``hf://`` reference and inspect its files: ``(path, ModelRecord or the
     ZooIndexError that file raised)`` for each, with the preprocessing the repository's
     config file describes. It touches no index, so it can run on any machine."""
-    from . import hub
+    from . import checkpoints, hub
 
     out = []
-    for f in hub.fetch(ref, cache_dir=cache_dir):
+    fetch = hub.fetch if _is_hub_ref(ref) else checkpoints.fetch_folder
+    for f in fetch(ref, cache_dir=cache_dir, allow_pickle=allow_pickle):
         src = dict(f.source)
         if f.preprocessing_from:
             src["preprocessing_from"] = f.preprocessing_from
@@ -492,12 +506,15 @@ def rm(model: str, *, index=None) -> dict:
 
 
 def hub_search(query: str = "", *, library: str = "onnx", task: str | None = None,
-               limit: int = 20) -> list[dict]:
-    """Models on the Hugging Face hub that carry ONNX files (repo, downloads, likes,
-    licence, pipeline, the ONNX files); add them with ``add("hf://REPO")``."""
+               limit: int = 20, allow_pickle: bool = False) -> list[dict]:
+    """Models on the Hugging Face hub that carry ONNX files, or (``library``
+    ``transformers`` or ``timm``) checkpoints that ``add`` exports (repo, downloads,
+    likes, licence, pipeline, the ONNX files, ``export``); add them with
+    ``add("hf://REPO")``."""
     from . import hub
 
-    return hub.search(query, library=library, task=task, limit=limit)
+    return hub.search(query, library=library, task=task, limit=limit,
+                      allow_pickle=allow_pickle)
 
 
 def cache_info(*, index=None) -> dict:

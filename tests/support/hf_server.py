@@ -55,7 +55,7 @@ class FakeRepo:
     listed_size: dict = field(default_factory=dict)
 
     def is_lfs(self, name: str) -> bool:
-        return name.endswith((".onnx", ".data"))
+        return name.endswith((".onnx", ".data", ".safetensors", ".bin"))
 
     def resolve(self, revision: str) -> str | None:
         if revision in ("main", self.commit):

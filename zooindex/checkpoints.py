@@ -1,0 +1,392 @@
+"""PyTorch checkpoints as the hubs hold them, exported to ONNX when they are added.
+
+Most image classifiers on the Hugging Face hub are transformers or timm checkpoints: a
+``config.json`` beside ``model.safetensors``, and no ONNX file. zooindex ranks ONNX models
+only, so such a checkpoint is exported once, with the libraries' own model factories and
+``torch.onnx.export`` (through :func:`zooindex.export.from_torch`: opset 17, dynamic
+batch, a single self-contained file):
+
+- transformers: the configuration class that ``model_type`` names in transformers'
+  registry, filled from ``config.json``; then ``AutoModelForImageClassification`` when
+  ``architectures`` names an image classifier of that registry, else ``AutoModel``
+  (feature extraction: its pooled output, or the first token's hidden state), loaded
+  from the weights with ``from_pretrained`` (never ``trust_remote_code``);
+- timm: ``timm.create_model(architecture, pretrained=False, num_classes=...)`` for an
+  architecture in timm's registry, then the weights' state dict, strictly.
+
+Nothing in the repository is executed: configs are read as JSON, architectures come
+only from the libraries' registries, and weights are read from safetensors. Pickled
+weights (``pytorch_model.bin``) are refused unless the caller allows them, and even
+then are read with ``torch.load(weights_only=True)``, which rebuilds tensors only.
+
+The export lands in ``<folder>/zooindex-export/model.onnx`` beside an ``export.json``
+that records its settings and the weights' sha256; a later add with the same settings
+finds it and exports nothing. The libraries are imported only when an export runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import DependencyError, ModelError, require
+
+CONFIG_FILE = "config.json"
+PREPROCESSOR_FILE = "preprocessor_config.json"
+SAFE_WEIGHTS = "model.safetensors"
+PICKLED_WEIGHTS = ("pytorch_model.bin",)
+EXPORT_FOLDER = "zooindex-export"
+EXPORT_FILE = "model.onnx"
+EXPORT_RECORD = "export.json"
+OPSET = 17  # as zooindex.export.from_torch
+DEFAULT_SIDE = 224  # input side when neither the preprocessing nor the config gives one
+CONFIG_MAX_BYTES = 4 * 1024**2  # as zooindex.hub.PREPROCESSING_MAX_BYTES
+EXPORT_EXTRA = "pip install 'zooindex[export]'"
+
+__all__ = ["LIBRARIES", "Library", "library_of", "weights_name", "is_checkpoint_folder",
+           "read_config", "export", "fetch_folder"]
+
+
+@dataclass(frozen=True)
+class Library:
+    """One checkpoint format: how to recognise its ``config.json``, build the model, and
+    the shape of one input sample."""
+
+    name: str
+    detect: object        # config dict -> bool
+    build: object         # (config, folder, weights, pickled) -> (torch module, settings)
+    sample_shape: object  # (config, input_size or None) -> (C, H, W)
+    versions: object      # () -> {package: version}
+
+
+LIBRARIES: dict[str, Library] = {}
+
+
+def register(library: Library) -> Library:
+    LIBRARIES[library.name] = library
+    return library
+
+
+def library_of(config) -> str | None:
+    """The registered library whose ``config.json`` this is, or None."""
+    if not isinstance(config, dict):
+        return None
+    return next((name for name, lib in LIBRARIES.items() if lib.detect(config)), None)
+
+
+def weights_name(files, *, allow_pickle: bool = False, where: str = "") -> str | None:
+    """The weights file to export from, among the file names ``files`` (repo paths or a
+    folder's names): ``model.safetensors``; a pickled file only with ``allow_pickle``
+    (with a warning); None when there is none of either. Raises :class:`ModelError` when
+    only pickled weights are there and they are not allowed."""
+    names = set(files)
+    if SAFE_WEIGHTS in names:
+        return SAFE_WEIGHTS
+    pickled = next((n for n in PICKLED_WEIGHTS if n in names), None)
+    if pickled is None:
+        return None
+    if not allow_pickle:
+        raise ModelError(f"{where or 'the checkpoint'} holds only pickled weights ({pickled}), "
+                         "and unpickling can run code; pass --allow-pickle (allow_pickle=True) "
+                         f"if you trust it, or use a checkpoint with {SAFE_WEIGHTS}")
+    warnings.warn(f"{where or 'the checkpoint'}: reading pickled weights {pickled} "
+                  "(allowed by --allow-pickle; tensors only, weights_only=True)", stacklevel=2)
+    return pickled
+
+
+def is_checkpoint_folder(path) -> bool:
+    """A folder with a ``config.json`` and weights but no ``.onnx`` file below it."""
+    p = Path(path) if isinstance(path, (str, os.PathLike)) else None
+    if p is None or not p.is_dir() or not (p / CONFIG_FILE).is_file():
+        return False
+    if not any((p / n).is_file() for n in (SAFE_WEIGHTS, *PICKLED_WEIGHTS)):
+        return False
+    return not any(q.is_file() for q in p.rglob("*.onnx"))
+
+
+def read_config(path, what: str | None = None) -> dict:
+    """A JSON config file as a dict: size-capped, parsed, never executed."""
+    path = Path(path)
+    what = what or str(path)
+    size = path.stat().st_size
+    if size > CONFIG_MAX_BYTES:
+        raise ModelError(f"{what} is {size} bytes, over the {CONFIG_MAX_BYTES} allowed for a "
+                         "config file", path=str(path))
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{what} is not valid JSON ({type(exc).__name__})",
+                         path=str(path)) from None
+    if not isinstance(config, dict):
+        raise ModelError(f"{what} holds {type(config).__name__}, not an object", path=str(path))
+    return config
+
+
+def export(folder, weights: str, config: dict, *, weights_sha256: str, out_dir=None,
+           input_size=None, opset: int = OPSET) -> tuple[Path, dict]:
+    """Export the checkpoint ``folder/weights`` (described by ``config``) to ONNX.
+
+    Returns ``(path of the ONNX file, settings)``, where the settings (library,
+    architecture, class, opset, sample shape, weights file and sha256, library
+    versions) are what the index records. ``out_dir`` defaults to
+    ``folder/zooindex-export``; an export already there with the same settings is
+    returned as it is. ``input_size`` ``(H, W)`` is the model's input from its
+    preprocessing, else the config's ``image_size`` or 224.
+    """
+    folder = Path(folder)
+    name = library_of(config)
+    if name is None:
+        raise ModelError(f"{folder / CONFIG_FILE} is neither a transformers config "
+                         "(model_type) nor a timm config (architecture, pretrained_cfg); "
+                         "zooindex exports only those", path=str(folder))
+    library = LIBRARIES[name]
+    pickled = weights in PICKLED_WEIGHTS
+    out_dir = Path(out_dir) if out_dir is not None else folder / EXPORT_FOLDER
+    path, record = out_dir / EXPORT_FILE, out_dir / EXPORT_RECORD
+    shape = [int(d) for d in library.sample_shape(config, input_size)]
+    wanted = {"library": name, "opset": opset, "dynamic_batch": True,
+              "exporter": "torch.onnx.export (TorchScript)", "sample_shape": shape,
+              "weights": weights, "weights_sha256": weights_sha256, "pickle": pickled}
+    previous = _previous(record, path)
+    if previous is not None and all(previous.get(k) == v for k, v in wanted.items()):
+        return path, previous
+    wanted["versions"] = library.versions()  # imports the library: fails here when missing
+    from .export import from_torch
+
+    module, about = library.build(config, folder, folder / weights, pickled)
+    settings = {**wanted, **about}
+    metadata = {f"zooindex.export.{k}": json.dumps(v) if not isinstance(v, str) else v
+                for k, v in settings.items()}
+    import torch
+
+    with warnings.catch_warnings():
+        # tracing fixes the sample's height and width, as intended: not worth a warning
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        from_torch(module, path, input_shape=shape, opset=opset, metadata=metadata)
+    _write_json(record, settings)
+    return path, settings
+
+
+def fetch_folder(folder, *, cache_dir=None, allow_pickle: bool = False) -> list:
+    """A local checkpoint folder (as ``save_pretrained`` or timm writes it), exported into
+    ``<cache>/checkpoints/<weights sha256>/`` and returned as one
+    :class:`zooindex.hub.HubFetched` with the preprocessing its config files describe."""
+    from . import hubconfig
+    from .download import default_cache_dir
+    from .errors import AdaptError
+    from .hashing import sha256_file
+    from .hub import HubFetched
+
+    folder = Path(folder).expanduser().resolve()
+    names = [p.name for p in folder.iterdir() if p.is_file()]
+    weights = weights_name(names, allow_pickle=allow_pickle, where=str(folder))
+    if weights is None:
+        raise ModelError(f"no {SAFE_WEIGHTS} in checkpoint folder '{folder}'", path=str(folder))
+    config = read_config(folder / CONFIG_FILE)
+    prep, prep_from, note = None, None, None
+    readers = [(PREPROCESSOR_FILE, hubconfig.from_hf_preprocessor_config),
+               (CONFIG_FILE, hubconfig.from_timm_config)]
+    for file, reader in readers:
+        if not (folder / file).is_file():
+            continue
+        try:
+            prep = reader(read_config(folder / file))
+        except (AdaptError, ModelError) as exc:
+            note = f"{file}: {exc}; not used"
+            continue
+        if prep is not None:
+            prep_from, note = file, None
+            break
+    digest = sha256_file(folder / weights)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path, settings = export(folder, weights, config, weights_sha256=digest,
+                            out_dir=root / "checkpoints" / digest,
+                            input_size=prep.input_size if prep is not None else None)
+    source = {"hub": "local", "path": str(folder), "export": settings}
+    return [HubFetched(path=path, name=folder.name, source=source, preprocessing=prep,
+                       preprocessing_from=prep_from, preprocessing_note=note)]
+
+
+# -- transformers ----------------------------------------------------------------------------
+
+def _transformers():
+    return require("transformers", "exporting a transformers checkpoint needs transformers "
+                   f"and torch: {EXPORT_EXTRA}")
+
+
+def _transformers_detect(config: dict) -> bool:
+    return isinstance(config.get("model_type"), str) and "architecture" not in config
+
+
+def _transformers_build(config: dict, folder: Path, weights: Path, pickled: bool):
+    transformers = _transformers()
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES, MODEL_MAPPING_NAMES)
+
+    model_type = config["model_type"]
+    if model_type not in CONFIG_MAPPING or model_type not in MODEL_MAPPING_NAMES:
+        raise ModelError(f"model_type '{model_type}' in {folder / CONFIG_FILE} is not a "
+                         "transformers architecture this version knows; zooindex never runs "
+                         "a repository's own code", path=str(folder))
+    cfg = CONFIG_MAPPING[model_type].from_dict(config)
+    classifiers = MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES.get(model_type) or ()
+    classifiers = (classifiers,) if isinstance(classifiers, str) else tuple(classifiers)
+    named = config.get("architectures") or []
+    if classifiers and (not named or any(n in classifiers for n in named)):
+        auto, head = transformers.AutoModelForImageClassification, "logits"
+    else:
+        auto, head = transformers.AutoModel, "features"
+    try:
+        model, info = auto.from_pretrained(
+            str(folder), config=cfg, local_files_only=True, trust_remote_code=False,
+            use_safetensors=not pickled, output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelError(f"transformers cannot load {weights}: {_short(exc)}",
+                         path=str(weights)) from exc
+    missing = sorted(info.get("missing_keys") or [])
+    if missing or info.get("mismatched_keys"):
+        bad = missing or [str(k) for k in info["mismatched_keys"]]
+        raise ModelError(f"{weights} does not fit {type(model).__name__}: {len(bad)} tensors "
+                         f"missing or of another shape ({', '.join(bad[:3])}...); the export "
+                         "would carry random weights", path=str(weights))
+    return _Output(model, head), {"architecture": model_type, "class": type(model).__name__,
+                                  "output": head}
+
+
+def _transformers_shape(config: dict, input_size) -> tuple:
+    channels = config.get("num_channels", 3)
+    if input_size is None:
+        side = config.get("image_size", DEFAULT_SIDE)
+        input_size = side if isinstance(side, (list, tuple)) else (side, side)
+    return (int(channels), int(input_size[0]), int(input_size[1]))
+
+
+def _transformers_versions() -> dict:
+    import torch
+
+    return {"torch": torch.__version__, "transformers": _transformers().__version__}
+
+
+def _output_module():
+    import torch
+
+    class Output(torch.nn.Module):
+        """Pixels in, one tensor out: a classifier's logits, or a feature extractor's
+        pooled output (the first token's hidden state when it has no pooler)."""
+
+        def __init__(self, model, head: str):
+            super().__init__()
+            self.model, self.head = model, head
+
+        def forward(self, pixel_values):
+            out = self.model(pixel_values=pixel_values, return_dict=True)
+            if self.head == "logits":
+                return out.logits
+            pooled = getattr(out, "pooler_output", None)
+            if pooled is not None:
+                return pooled.flatten(1)
+            return out.last_hidden_state[:, 0]
+
+    return Output
+
+
+def _Output(model, head: str):
+    return _output_module()(model, head)
+
+
+register(Library("transformers", _transformers_detect, _transformers_build,
+                 _transformers_shape, _transformers_versions))
+
+
+# -- timm ------------------------------------------------------------------------------------
+
+def _timm():
+    require("torch", f"exporting a timm checkpoint needs torch and timm: {EXPORT_EXTRA} timm")
+    try:
+        import timm
+    except ImportError:
+        raise DependencyError(f"exporting a timm checkpoint needs timm: {EXPORT_EXTRA} timm",
+                              package="timm") from None
+    except RuntimeError as exc:  # a torchvision built for another torch fails on import
+        raise DependencyError(f"timm cannot be imported beside this torch ({_short(exc)}); "
+                              "install the torchvision built for your torch",
+                              package="torchvision") from None
+    return timm
+
+
+def _timm_detect(config: dict) -> bool:
+    return isinstance(config.get("architecture"), str) and (
+        isinstance(config.get("pretrained_cfg"), dict) or "num_classes" in config)
+
+
+def _timm_build(config: dict, folder: Path, weights: Path, pickled: bool):
+    timm = _timm()
+    import torch
+
+    arch = config["architecture"]
+    if not timm.is_model(arch):
+        raise ModelError(f"architecture '{arch}' in {folder / CONFIG_FILE} is not in timm's "
+                         "registry of this version", path=str(folder))
+    pretrained = config.get("pretrained_cfg") or {}
+    kwargs = dict(config.get("model_args") or {})
+    num_classes = config.get("num_classes", pretrained.get("num_classes"))
+    if num_classes is not None:
+        kwargs["num_classes"] = int(num_classes)
+    if "global_pool" in config:
+        kwargs["global_pool"] = config["global_pool"]
+    try:
+        model = timm.create_model(arch, pretrained=False, **kwargs)
+        if pickled:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        else:
+            from safetensors.torch import load_file
+
+            state = load_file(str(weights))
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError, TypeError, KeyError, OSError) as exc:
+        raise ModelError(f"timm cannot load {weights} into {arch}: {_short(exc)}",
+                         path=str(weights)) from exc
+    return model, {"architecture": arch, "class": type(model).__name__, "output": "logits"}
+
+
+def _timm_shape(config: dict, input_size) -> tuple:
+    size = (config.get("pretrained_cfg") or {}).get("input_size") or (3, DEFAULT_SIDE,
+                                                                      DEFAULT_SIDE)
+    channels = int(size[0]) if len(size) == 3 else 3
+    h, w = input_size if input_size is not None else (size[-2], size[-1])
+    return (channels, int(h), int(w))
+
+
+def _timm_versions() -> dict:
+    import torch
+
+    return {"torch": torch.__version__, "timm": _timm().__version__}
+
+
+register(Library("timm", _timm_detect, _timm_build, _timm_shape, _timm_versions))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def _previous(record: Path, path: Path) -> dict | None:
+    if not (record.is_file() and path.is_file()):
+        return None
+    try:
+        return json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, content: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def _short(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
