@@ -357,7 +357,8 @@ def hed_trunk(net: Net, unpacked: Path):
     x = keras.Input((h, w, 3), name="input")
     y = x
     for block in (hed.block1, hed.block2, hed.block3, hed.block4, hed.block5):
-        y = block(y)
+        for layer in block.layers:  # the blocks were built at 64x64; their layers are not
+            y = layer(y)
     y = keras.layers.GlobalAveragePooling2D(name="conv5_3_pool")(y)
     trunk = keras.Model(x, y, name="hed_vgg16")
     return _keras_to_onnx(trunk), lambda batch: trunk.predict(batch, verbose=0)
