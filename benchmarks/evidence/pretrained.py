@@ -52,12 +52,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORD = Path(__file__).with_suffix(".json")
-DEFAULT_OUT = Path("/work/evidence-nets")
-DEFAULT_VENV = Path("/work/venvs/nets")
+DEFAULT_OUT = ROOT / "benchmarks" / ".pretrained"  # git-ignored
+DEFAULT_VENV = ROOT / ".venv-pretrained"
 DEFAULT_CACHE = Path.home() / ".cache" / "zooindex-pretrained"
-CIFAR = ROOT.parent.parent / "shared" / "data" / "cifar10" / "cifar10-jpeg.tar.gz"
-if not CIFAR.exists():
-    CIFAR = Path("/work/shared/data/cifar10/cifar10-jpeg.tar.gz")
+CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10-jpeg.tar.gz"
 VENV_REQUIREMENTS = ["tensorflow==2.21.0", "tf2onnx==1.17.0", "onnx", "onnxruntime",
                      "torch==2.13.0", "pillow", "numpy"]
 TORCHVISION = "torchvision==0.28.0"  # the release built for torch 2.13
