@@ -8,6 +8,12 @@ positions (SqueezeNet). A dense layer with another activation (a tanh pooler) ma
 features, not scores. Among several such outputs, one behind a Softmax or LogSoftmax
 wins (a detector's class scores over its box regression), then float tensors, then
 graph order; ``inspect(..., output_name=...)`` overrides the choice.
+
+The outputs tied at the top of that order, each behind a classifier of its own, are
+the model's heads (:func:`_class_scores`): one for most models, several for a network
+with, say, age, gender and race outputs behind their own dense layers, none of them
+behind a Softmax. What the default layer is then is decided in
+:mod:`zooindex.graph.representation`.
 """
 
 from __future__ import annotations
@@ -135,15 +141,24 @@ def _pointwise(topology: _Topology, unit: _Unit) -> bool:
 
 
 def _class_scores(graph: onnx.GraphProto, topology: _Topology, unit_of: dict[str, _Unit],
-                  shapes: _Shapes, output_name: str | None) -> tuple[str | None, _Head | None]:
-    """The graph output that carries class scores, and the classifier behind it.
+                  shapes: _Shapes, output_name: str | None
+                  ) -> tuple[str | None, _Head | None, list[tuple[str, _Head]]]:
+    """The graph output that carries class scores, the classifier behind it, and the heads.
 
     An output qualifies when it traces back to a classifier (:func:`_trace_head`) and
     holds one score vector per sample. Among those, one behind a Softmax or LogSoftmax
     comes first (the class scores of a detector beside its box regression, which comes
     from a dense layer too), then a float tensor (scikit-learn's label outputs are
     int64 and come first in its exports), then graph order. ``output_name`` forces the
-    choice; ``(None, None)`` when no output qualifies.
+    choice; ``(None, None, [])`` when no output qualifies.
+
+    The heads are ``(output, classifier)`` for the outputs tied with the chosen one in
+    that order, one per classifier (the first output of each in graph order), so that
+    a classifier's logits and its probabilities count once. There are several only when
+    no single classifier stands out: a Softmax behind one output and none behind the
+    others makes that one the class scores and the others regression, while outputs
+    that are all behind a Softmax, or none of them, are heads of equal standing. A
+    forced ``output_name`` has no heads besides its own.
     """
     names = [o.name for o in graph.output]
     if output_name is not None:
@@ -152,7 +167,8 @@ def _class_scores(graph: onnx.GraphProto, topology: _Topology, unit_of: dict[str
             raise LayerError(f"output '{output_name}' not in the model; its outputs: "
                              f"{listed}; pass --output with the one that holds class scores",
                              layer=output_name, candidates=names)
-        return output_name, _trace_head(topology, unit_of, output_name)
+        head = _trace_head(topology, unit_of, output_name)
+        return output_name, head, [] if head is None else [(output_name, head)]
     found = []
     for output in graph.output:
         head = _trace_head(topology, unit_of, output.name)
@@ -170,6 +186,10 @@ def _class_scores(graph: onnx.GraphProto, topology: _Topology, unit_of: dict[str
                     and output.type.tensor_type.elem_type in _FLOAT_TYPES)
         found.append(((not head.scores, not is_float), output.name, head))
     if not found:
-        return None, None
-    _, name, head = min(found, key=lambda entry: entry[0])  # min keeps graph order on ties
-    return name, head
+        return None, None, []
+    best, name, head = min(found, key=lambda entry: entry[0])  # min keeps graph order on ties
+    heads: dict[str, tuple[str, _Head]] = {}
+    for rank, output, traced in found:
+        if rank == best:
+            heads.setdefault(traced.unit.tensor, (output, traced))
+    return name, head, list(heads.values())

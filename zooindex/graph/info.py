@@ -40,8 +40,9 @@ class ModelInfo:
     ``default_layer`` is the representation entering the final classifier (see
     :mod:`zooindex.graph.representation`), one of ``layers``, or ``None``;
     ``default_reason`` says in one line why, e.g. "input of the final classifier Gemm
-    (2048 -> 1000): pooled features (GlobalAveragePool), through Flatten".
-    ``output_name`` is the graph output carrying
+    (2048 -> 1000): pooled features (GlobalAveragePool), through Flatten", or
+    "representation shared by 3 heads (age, gender, race): pooled features
+    (GlobalAveragePool)". ``output_name`` is the graph output carrying
     class scores, ``None`` when the model has none (a feature extractor);
     ``output_is_probs`` says whether a softmax is already applied to it.
     """
@@ -97,9 +98,9 @@ def inspect(model: onnx.ModelProto, input_name: str | None = None,
         if per_sample is not False:  # a first axis that is not the batch has no rows to read
             layers.append(_layer(unit.tensor, unit.op, unit.kind, shape, unit.position))
 
-    output_name, head = _class_scores(graph, topology, unit_of, shapes, output_name)
+    output_name, head, heads = _class_scores(graph, topology, unit_of, shapes, output_name)
     default, reason = _default_layer(graph, topology, unit_of, shapes, input_info.name,
-                                     output_name, head)
+                                     output_name, head, heads)
     if default is not None and all(layer.name != default.name for layer in layers):
         layers.append(default)
         layers.sort(key=lambda layer: layer.position)

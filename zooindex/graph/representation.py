@@ -18,13 +18,23 @@ This is the paper's "last hidden layer" generalised beyond dense heads:
    reads: every position is classified on its own and the scores pooled afterwards, so
    the map is the representation the classifier sees (SqueezeNet 1.0: 512x13x13); no
    tensor of the graph holds a pooled version of it.
-3. A model with no classifier (a feature extractor whose output is the embedding) takes
+3. A network with several heads of equal standing (several outputs behind classifiers
+   of their own, all or none of them behind a Softmax: a face model's age, gender and
+   race outputs) takes the representation the heads share: the nearest tensor that
+   every head's classifier input is computed from, walked back as in 1. A head whose
+   output another head's classifier reads is a hidden layer of that head, not a head
+   of its own. The first head's input stays the default when one head is left, when
+   a Softmax singles one out (class scores beside regression outputs), when the output
+   is forced, and when the heads share nothing but the model input.
+4. A model with no classifier (a feature extractor whose output is the embedding) takes
    its first float output, walked back the same way, and has ``output_name`` ``None``.
    A model with neither a classifier nor a float output of one row per sample has no
    default.
 
 The reason says which case applied in one line, e.g. "input of the final classifier
-Gemm (2048 -> 1000): pooled features (GlobalAveragePool), through Flatten".
+Gemm (2048 -> 1000): pooled features (GlobalAveragePool), through Flatten", or
+"representation shared by 3 heads (age, gender, race): pooled features
+(GlobalAveragePool)".
 """
 
 from __future__ import annotations
@@ -58,12 +68,26 @@ _KIND_TEXT = {
 
 def _default_layer(graph: onnx.GraphProto, topology: _Topology, unit_of: dict[str, _Unit],
                    shapes: _Shapes, input_name: str, output_name: str | None,
-                   head: _Head | None) -> tuple[Layer | None, str]:
-    """The default layer and the one-line reason for it (see the module's docstring)."""
+                   head: _Head | None, heads: list[tuple[str, _Head]] = ()
+                   ) -> tuple[Layer | None, str]:
+    """The default layer and the one-line reason for it (see the module's docstring).
+
+    ``head`` is the classifier behind the class-score output ``output_name``; ``heads``
+    the ``(output, classifier)`` pairs of equal standing (see
+    :func:`zooindex.graph.heads._class_scores`).
+    """
+    note = ""
+    shared = _shared_representation(topology, shapes, heads) if len(heads) > 1 else None
+    if shared is not None:
+        tensor, path, names = shared
+        layer = _representation_layer(topology, unit_of, shapes, input_name, tensor)
+        named = f"{len(names)} heads ({', '.join(names)})"
+        if layer.kind != "input":
+            return layer, f"representation shared by {named}: {_describe(layer, path)}"
+        note = f"; its {named} share nothing but the model input"
     if head is not None:
         classifier = topology.node_of(head.unit.chain[0])
-        source = head.unit.data_input if head.unit.kind == "dense" else classifier.input[0]
-        tensor, path = _representation(topology, shapes, source)
+        tensor, path = _representation(topology, shapes, _classifier_input(topology, head))
         layer = _representation_layer(topology, unit_of, shapes, input_name, tensor)
         if head.unit.kind == "conv":
             weight = topology.initializer_dims.get(classifier.input[1], ())
@@ -79,7 +103,7 @@ def _default_layer(graph: onnx.GraphProto, topology: _Topology, unit_of: dict[st
                    f"{_size(_count(shapes.sample(head.unit.chain[0])[0]))})"
         final = "final classifier" if head.summed == 1 else \
             f"first of {head.summed} final classifiers whose scores are added,"
-        return layer, f"input of the {final} {what}: {_describe(layer, path)}"
+        return layer, f"input of the {final} {what}: {_describe(layer, path)}{note}"
     if output_name is not None:
         return None, (f"output '{output_name}' comes from no classifier zooindex recognises "
                       "(a dense layer, or a 1x1 convolution)")
@@ -92,6 +116,58 @@ def _default_layer(graph: onnx.GraphProto, topology: _Topology, unit_of: dict[st
         layer = _representation_layer(topology, unit_of, shapes, input_name, tensor)
         return layer, f"no classifier: the model's output, {_describe(layer, path)}"
     return None, "no classifier and no float output of one row per sample"
+
+
+def _shared_representation(topology: _Topology, shapes: _Shapes,
+                           heads: list[tuple[str, _Head]]
+                           ) -> tuple[str, list[str], list[str]] | None:
+    """The representation several heads share: its tensor, the operators walked back
+    through, and the heads' outputs; ``None`` when fewer than two heads are independent.
+
+    A head is independent unless another head's classifier reads its classifier's output
+    (an embedding output with a classifier on top of it is that classifier's hidden
+    layer). The shared tensor is the nearest one, in graph order, that every head's
+    classifier input is computed from and that holds float values, one row per sample
+    (not the shape arithmetic of a Reshape they share); then it is walked back like a
+    classifier's input (:func:`_representation`).
+    """
+    reads = {output: _computed_from(topology, _classifier_input(topology, head))
+             for output, head in heads}
+    independent = [output for output, head in heads
+                   if not any(tensor in reads[other] for other, _ in heads if other != output
+                              for tensor in head.unit.chain)]
+    if len(independent) < 2:
+        return None
+    common = set.intersection(*(reads[output] for output in independent))
+    rows = [tensor for tensor in common
+            if shapes.is_float(tensor) is not False and shapes.sample(tensor)[1] is not False]
+    if not rows:
+        return None
+    nearest = max(rows, key=lambda tensor: topology.producer.get(tensor, (-1,))[0])
+    tensor, path = _representation(topology, shapes, nearest)
+    return tensor, path, independent
+
+
+def _classifier_input(topology: _Topology, head: _Head) -> str:
+    """The tensor a head's classifier reads (its data input; a convolution's first input)."""
+    if head.unit.kind == "dense":
+        return head.unit.data_input
+    return topology.node_of(head.unit.chain[0]).input[0]
+
+
+def _computed_from(topology: _Topology, tensor: str) -> set[str]:
+    """``tensor`` and every non-constant tensor it is computed from."""
+    seen = {tensor}
+    stack = [tensor]
+    while stack:
+        node = topology.node_of(stack.pop())
+        if node is None:
+            continue
+        for name in node.input:
+            if name and name not in seen and name not in topology.constant:
+                seen.add(name)
+                stack.append(name)
+    return seen
 
 
 def _representation(topology: _Topology, shapes: _Shapes, tensor: str

@@ -18,7 +18,7 @@ import math
 import onnx
 
 from ..layer import Layer
-from .proto import _dims, _weightless_copy
+from .proto import _FLOAT_TYPES, _dims, _weightless_copy
 
 # The batch size of the second shape-inference pass (see _Shapes): an odd prime, so that
 # a first axis of that size is the batch rather than a channel, head or token count.
@@ -109,6 +109,14 @@ class _Shapes:
             known = rest if rest is not None and len(rest) == len(probed) - 1 else None
             return _merged(known, probed[1:]), True
         return rest, None
+
+    def is_float(self, tensor: str) -> bool | None:
+        """Whether ``tensor`` holds floating-point values; ``None`` when unknown."""
+        known = self._types.get(tensor)
+        if known is None or not known.HasField("tensor_type") or \
+                not known.tensor_type.elem_type:
+            return None
+        return known.tensor_type.elem_type in _FLOAT_TYPES
 
     def _probed(self, tensor: str) -> tuple | None:
         if self._probe is None:
