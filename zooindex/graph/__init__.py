@@ -30,10 +30,10 @@ from .proto import all_tensors
 from .units import ACTIVATIONS, POOLS
 
 # Package-private helpers that zooindex.export and the tests reach through ``graph.``
-from .loading import _short  # noqa: E402,F401
-from .proto import _dims, _Topology  # noqa: E402,F401
-from .shapes import _value_types  # noqa: E402,F401
-from .units import _find_units  # noqa: E402,F401
+from .loading import _short  # noqa: F401
+from .proto import _dims, _Topology  # noqa: F401
+from .shapes import _value_types  # noqa: F401
+from .units import _find_units  # noqa: F401
 
 __all__ = [
     "ACTIVATIONS", "MAX_PROTO_BYTES", "POOLS", "ModelInfo", "all_tensors",
