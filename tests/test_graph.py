@@ -235,6 +235,10 @@ def test_class_scores_are_the_softmax_output_not_the_first_dense_one():
 def test_without_softmax_the_first_classifier_output_is_taken():
     info = graph.inspect(detector(softmax=False))
     assert info.output_name == "boxes" and info.output_is_probs is False
+    # two heads of equal standing: the default is the trunk they share
+    assert info.default_layer == "trunk"
+    assert info.default_reason == ("representation shared by 2 heads (boxes, logits): "
+                                   "hidden dense layer (Relu)")
 
 
 def test_output_name_forces_the_class_score_output():

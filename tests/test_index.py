@@ -120,7 +120,7 @@ def test_a_failed_activation_row_leaves_no_file(tmp_path, monkeypatch):
         def full(limit):
             raise sqlite3.OperationalError("database or disk is full")
 
-        monkeypatch.setattr(idx.cache, "_evict", full)
+        monkeypatch.setattr(idx.cache.activation_files, "evict", full)
         assert idx.cache.put_activations("s", "h", "t", "p", a) is False
         assert any("could not cache activations" in w and "full" in w
                    for w in idx.warnings)
