@@ -173,12 +173,12 @@ def export(folder, weights: str, config: dict, *, weights_sha256: str, out_dir=N
 def fetch_folder(folder, *, cache_dir=None, allow_pickle: bool = False) -> list:
     """A local checkpoint folder (as ``save_pretrained`` or timm writes it), exported into
     ``<cache>/checkpoints/<weights sha256>/`` and returned as one
-    :class:`zooindex.hub.HubFetched` with the preprocessing its config files describe."""
+    :class:`zooindex.download.HubFetched` with the preprocessing its config files describe."""
     from . import hubconfig
     from .download import default_cache_dir
     from .errors import AdaptError
     from .hashing import sha256_file
-    from .hub import HubFetched
+    from .download import HubFetched
 
     folder = Path(folder).expanduser().resolve()
     names = [p.name for p in folder.iterdir() if p.is_file()]

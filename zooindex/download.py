@@ -21,9 +21,13 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import DownloadError
 from .hashing import sha256_file
+
+if TYPE_CHECKING:
+    from .adapt import Preprocessing
 
 DEFAULT_MAX_BYTES = 2_000_000_000
 CACHE_ENV = "ZOOINDEX_CACHE"
@@ -43,6 +47,21 @@ class Fetched:
     path: Path
     name: str
     source: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HubFetched(Fetched):
+    """A model fetched from the hub, with the preprocessing its repo describes.
+
+    ``preprocessing``: what the repo's config file says (:mod:`zooindex.hubconfig`), or
+    None. ``preprocessing_from``: the repo path of that file, e.g.
+    ``"preprocessor_config.json"``. ``preprocessing_note``: why a config file that was
+    found could not be used (too big, not JSON, values of the wrong form), else None.
+    """
+
+    preprocessing: Preprocessing | None = None
+    preprocessing_from: str | None = None
+    preprocessing_note: str | None = None
 
 
 def default_cache_dir() -> Path:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from .download import DEFAULT_MAX_BYTES, Fetched, default_cache_dir
+from .download import DEFAULT_MAX_BYTES, Fetched, HubFetched, default_cache_dir
 from .errors import AdaptError, DependencyError, DownloadError, ModelError, require
 from .hashing import sha256_file
 
@@ -55,21 +55,6 @@ LOGIN_HINT = "log in with `hf auth login`"
 _REPO_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _SEARCH_EXPAND = ["downloads", "likes", "cardData", "siblings", "pipeline_tag", "tags"]
-
-
-@dataclass(frozen=True)
-class HubFetched(Fetched):
-    """A model fetched from the hub, with the preprocessing its repo describes.
-
-    ``preprocessing``: what the repo's config file says (:mod:`zooindex.hubconfig`), or
-    None. ``preprocessing_from``: the repo path of that file, e.g.
-    ``"preprocessor_config.json"``. ``preprocessing_note``: why a config file that was
-    found could not be used (too big, not JSON, values of the wrong form), else None.
-    """
-
-    preprocessing: Preprocessing | None = None
-    preprocessing_from: str | None = None
-    preprocessing_note: str | None = None
 
 
 @dataclass(frozen=True)
