@@ -394,6 +394,35 @@ def test_a_1x1_convolution_classifier_reads_the_feature_map(pool):
                                    "position): convolution output (Relu), through Dropout")
 
 
+def xception_like(softmax=True):
+    """mini-Xception's head: conv 3x3 + ReLU (the features, 4 x 5 x 5), a 3x3 convolution
+    to one map per class (4 -> 3), global average pooling, Flatten[, Softmax]."""
+    model = squeezenet_like()
+    g = model.graph
+    g.initializer[2].CopyFrom(_w("Wc", (3, 4, 3, 3)))
+    g.node[3].attribute.append(helper.make_attribute("pads", [1, 1, 1, 1]))
+    del g.node[4]  # no ReLU after the classifier
+    g.node[3].output[0] = "c"
+    if softmax:
+        g.node[-1].output[0] = "flat"
+        g.node.append(helper.make_node("Softmax", ["flat"], ["logits"]))
+    onnx.checker.check_model(model)
+    return model
+
+
+def test_a_wider_convolution_classifier_pooled_into_a_softmax_reads_its_feature_map():
+    info = graph.inspect(xception_like())
+    assert info.output_name == "logits" and info.default_layer == "features"
+    assert info.default_reason == ("input of the final classifier 3x3 Conv (4 -> 3 per "
+                                   "position): convolution output (Relu), through Dropout")
+
+
+def test_a_feature_extractor_ending_in_a_convolution_and_a_pooling_keeps_its_output():
+    # without a Softmax a 3x3 convolution then a pooling makes features, not class scores
+    info = graph.inspect(xception_like(softmax=False))
+    assert info.output_name is None and info.default_layer == "pooled"  # walked back: Flatten
+
+
 def test_a_convolution_output_map_is_not_class_scores():
     model = squeezenet_like()
     g = model.graph

@@ -18,7 +18,7 @@ behind a Softmax. What the default layer is then is decided in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import onnx
 
@@ -48,6 +48,7 @@ class _Head:
     scores: bool = False  # a Softmax or LogSoftmax: surely class scores
     pooled: bool = False  # a global pooling after a convolution classifier
     summed: int = 1       # how many classifiers' scores are added up (DeiT's two heads)
+    wide: bool = False    # a convolution classifier whose kernel is wider than 1x1
 
 
 def _trace_head(topology: _Topology, unit_of: dict[str, _Unit], tensor: str,
@@ -70,9 +71,8 @@ def _trace_head(topology: _Topology, unit_of: dict[str, _Unit], tensor: str,
     if unit is not None:
         if unit.kind == "dense" and unit.activation in (None, "Sigmoid"):
             return _Head(unit)
-        if unit.kind == "conv" and unit.activation in (None, "Relu", "Sigmoid") and \
-                _pointwise(topology, unit):
-            return _Head(unit)
+        if unit.kind == "conv" and unit.activation in (None, "Relu", "Sigmoid"):
+            return _Head(unit, wide=not _pointwise(topology, unit))
         if unit.kind == "pool" and unit.op in _GLOBAL_POOLS:
             return _pooled(_trace_head(topology, unit_of, unit.data_input, depth + 1))
         return None
@@ -85,8 +85,8 @@ def _trace_head(topology: _Topology, unit_of: dict[str, _Unit], tensor: str,
         found = _trace_head(topology, unit_of, node.input[0], depth + 1)
         if found is None:
             return None
-        return _Head(found.unit, found.probs or op == "Softmax",
-                     found.scores or op in _SCORE_OPS, found.pooled, found.summed)
+        return replace(found, probs=found.probs or op == "Softmax",
+                       scores=found.scores or op in _SCORE_OPS)
     if op in _GLOBAL_POOLS:
         return _pooled(_trace_head(topology, unit_of, node.input[0], depth + 1))
     scaled = op == "Mul" or (op == "Div" and variable[:1] == [node.input[0]])
@@ -103,9 +103,19 @@ def _trace_head(topology: _Topology, unit_of: dict[str, _Unit], tensor: str,
             found = traced.pop()
             if found is not None:
                 pair = op == "Concat" and found.unit.activation == "Sigmoid"
-                return _Head(found.unit, found.probs or pair, found.scores or pair,
-                             found.pooled, found.summed)
+                return replace(found, probs=found.probs or pair, scores=found.scores or pair)
     return None
+
+
+def _classifier(topology: _Topology, unit_of: dict[str, _Unit], tensor: str) -> _Head | None:
+    """:func:`_trace_head`, where a convolution wider than 1x1 counts as a classifier only
+    when its maps are pooled over all positions into a Softmax (mini-Xception's head: a
+    3x3 convolution to one map per class, then global pooling); a feature extractor that
+    ends in a convolution and a pooling, with no Softmax, keeps its output as the layer."""
+    head = _trace_head(topology, unit_of, tensor)
+    if head is not None and head.wide and not (head.pooled and head.scores):
+        return None
+    return head
 
 
 def _averaged(topology: _Topology, unit_of: dict[str, _Unit], node: onnx.NodeProto,
@@ -120,15 +130,15 @@ def _averaged(topology: _Topology, unit_of: dict[str, _Unit], node: onnx.NodePro
     if len(traced) < 2 or not all(traced):
         return None
     first = min(traced, key=lambda found: found.unit.position)
-    return _Head(first.unit, all(t.probs for t in traced), all(t.scores for t in traced),
-                 first.pooled, sum(t.summed for t in traced))
+    return replace(first, probs=all(t.probs for t in traced),
+                   scores=all(t.scores for t in traced), summed=sum(t.summed for t in traced))
 
 
 def _pooled(found: _Head | None) -> _Head | None:
     """A global pooling after a convolution classifier; after anything else, no classifier."""
     if found is None or found.unit.kind != "conv":
         return None
-    return _Head(found.unit, found.probs, found.scores, True, found.summed)
+    return replace(found, pooled=True)
 
 
 def _pointwise(topology: _Topology, unit: _Unit) -> bool:
@@ -167,11 +177,11 @@ def _class_scores(graph: onnx.GraphProto, topology: _Topology, unit_of: dict[str
             raise LayerError(f"output '{output_name}' not in the model; its outputs: "
                              f"{listed}; pass --output with the one that holds class scores",
                              layer=output_name, candidates=names)
-        head = _trace_head(topology, unit_of, output_name)
+        head = _classifier(topology, unit_of, output_name)
         return output_name, head, [] if head is None else [(output_name, head)]
     found = []
     for output in graph.output:
-        head = _trace_head(topology, unit_of, output.name)
+        head = _classifier(topology, unit_of, output.name)
         if head is None:
             continue
         shape, per_sample = shapes.sample(output.name)

@@ -14,10 +14,11 @@ This is the paper's "last hidden layer" generalised beyond dense heads:
    ViTs with a pooled ``fc_norm``), ``"token"`` (a Gather or Slice along the sequence:
    the class token of ViT and DeiT), or ``"feature"`` (anything else, e.g. a Concat).
    It is added to the candidates when it is not one already.
-2. For a 1x1 convolution classifier, the default is the feature map the convolution
+2. For a convolution classifier, the default is the feature map the convolution
    reads: every position is classified on its own and the scores pooled afterwards, so
-   the map is the representation the classifier sees (SqueezeNet 1.0: 512x13x13); no
-   tensor of the graph holds a pooled version of it.
+   the map is the representation the classifier sees (SqueezeNet 1.0: 512x13x13, its
+   1x1 convolution; mini-Xception: 128x4x4, a 3x3 convolution to one map per class,
+   pooled into a Softmax); no tensor of the graph holds a pooled version of it.
 3. A network with several heads of equal standing (several outputs behind classifiers
    of their own, all or none of them behind a Softmax: a face model's age, gender and
    race outputs) takes the representation the heads share: the nearest tensor that
@@ -92,7 +93,8 @@ def _default_layer(graph: onnx.GraphProto, topology: _Topology, unit_of: dict[st
         if head.unit.kind == "conv":
             weight = topology.initializer_dims.get(classifier.input[1], ())
             width = weight[0] if weight else (shapes.sample(head.unit.chain[0])[0] or (None,))[0]
-            what = f"1x1 Conv ({_size(layer.shape[0] if layer.shape else None)} -> " \
+            kernel = "x".join(str(k) for k in weight[2:]) if len(weight) > 2 else "1x1"
+            what = f"{kernel} Conv ({_size(layer.shape[0] if layer.shape else None)} -> " \
                    f"{_size(width)} per position)"
         else:
             op = classifier.op_type  # not the unit's op, which may be a sigmoid after it
