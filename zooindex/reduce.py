@@ -212,3 +212,34 @@ class StreamingPCA:
         rank = int(np.sum(values > values.max() * 1e-12)) if values.max() > 0 else 0
         k = max(1, min(k, rank or 1, len(values)))
         return vectors[:, order[:k]]
+
+
+def within_samples(features, labels, limit: int, *, seed: int = 0) -> np.ndarray:
+    """``features`` ``(n, d)`` on at most ``limit`` leading principal components.
+
+    For estimators that estimate a ``d x d`` (within-class or total) covariance and
+    invert it: once ``d`` approaches the number of samples that estimate it, the inverse
+    separates any labelling perfectly and the score sits at its ceiling for every model.
+    The caller says how many dimensions its samples support (``limit``, see
+    :func:`fisher_limit`). Features already at most ``limit`` wide are returned as they
+    are (float64), so narrow layers score exactly as before; wider ones go through
+    :func:`pca` (``m <= limit`` components, fewer where the rank is lower).
+    """
+    x = np.asarray(features)
+    if x.shape[1] <= limit:
+        return x.astype(np.float64, copy=False)
+    return pca(x, max(1, limit), seed=seed)[0]
+
+
+def fisher_limit(labels) -> int:
+    """Dimensions a Fisher-type estimate supports: half the within-class degrees of
+    freedom, ``(n - k) // 2`` (at least 1).
+
+    The within-class scatter of ``n`` samples in ``k`` classes has ``n - k`` degrees of
+    freedom. With ``m`` dimensions its inverse is inflated by about ``(n - k) / (n - k -
+    m - 1)`` (the mean of an inverse Wishart matrix), without bound as ``m`` reaches
+    ``n - k``; at ``m <= (n - k) / 2`` the inflation stays below two, and pure noise
+    no longer separates its classes in the sample it was fitted on.
+    """
+    labels = np.asarray(labels)
+    return max(1, (len(labels) - (int(labels.max()) + 1)) // 2)
