@@ -130,8 +130,6 @@ def _leading_eigen(centred: np.ndarray, residual: np.ndarray, k: int, seed: int)
     (descending) and eigenvectors ``(d, k)`` in float64 with the largest loading of each
     positive; ``None`` when the products overflow.
     """
-    from scipy.linalg import eigh
-
     n, d = centred.shape
     with np.errstate(over="ignore", invalid="ignore"):
         scatter = (centred.T @ centred).astype(np.float64)
@@ -150,7 +148,11 @@ def _leading_eigen(centred: np.ndarray, residual: np.ndarray, k: int, seed: int)
         except ArpackError:  # no convergence: the dense solver always answers
             values = None
     if values is None:
-        values, vectors = eigh(scatter, subset_by_index=[d - k, d - 1])
+        # numpy's eigensolver releases the GIL; scipy's holds it for the whole call
+        # (seconds for a 2,048-wide matrix), during which a search in another thread
+        # could not even take Ctrl-C
+        values, vectors = np.linalg.eigh(scatter)
+        values, vectors = values[d - k:], vectors[:, d - k:]
     order = np.argsort(values)[::-1]
     values, vectors = values[order], vectors[:, order]
     largest = np.argmax(np.abs(vectors), axis=0)

@@ -30,7 +30,7 @@ def _fisher_posteriors(features, labels, shrinkage=None):
     class scores in the projected space, ``x~^T mu~_c - 1/2 mu~_c^T mu~_c + log pi_c``,
     equal the shrunk-LDA discriminant computed here with one Cholesky solve.
     """
-    from scipy.linalg import LinAlgError, cho_factor, cho_solve, pinvh
+    from scipy.linalg import LinAlgError, cho_solve, pinvh
     from scipy.special import softmax
 
     n, d = features.shape
@@ -48,7 +48,9 @@ def _fisher_posteriors(features, labels, shrinkage=None):
     shrunk = (1.0 - shrinkage) * scatter
     shrunk.flat[:: d + 1] += shrinkage * np.trace(scatter) / d
     try:
-        weights = cho_solve(cho_factor(shrunk), means.T)  # (S_w^lambda)^-1 mu_c, (d, k)
+        # numpy's factorisation releases the GIL (scipy's cho_factor holds it)
+        factor = np.linalg.cholesky(shrunk)
+        weights = cho_solve((factor, True), means.T)  # (S_w^lambda)^-1 mu_c, (d, k)
     except LinAlgError:
         weights = pinvh(shrunk) @ means.T
     logits = (features @ weights - 0.5 * np.einsum("kd,dk->k", means, weights)
