@@ -224,9 +224,9 @@ def test_gbc_matches_explicit_gaussian_formulas():
 # ---------------------------------------------------------------- TransRate
 
 def test_transrate_matches_explicit_log_determinants():
-    # d = 25 exceeds every class size (20), so the per-class rates go through the
-    # n x n Gram matrix; here they are computed from the d x d one
-    features, labels = blobs(n=60, d=25, seed=8)
+    # every class (100 samples) is at least twice as wide as d = 25: the features are
+    # used whole; the rates here come from the d x d matrices
+    features, labels = blobs(n=300, d=25, seed=8)
     eps = 1e-4
     z = features - features.mean(axis=0)
     z /= np.sqrt(np.mean(np.sum(z ** 2, axis=1)))
@@ -236,6 +236,24 @@ def test_transrate_matches_explicit_log_determinants():
 
     expected = rate(z) - np.mean([rate(z[labels == c]) for c in range(3)])
     assert get("transrate")(features, labels) == pytest.approx(expected, rel=1e-10)
+
+
+def test_the_coding_rate_of_fewer_rows_than_columns_uses_the_gram_matrix():
+    from zooindex.estimators.transrate import coding_rate
+
+    z = np.random.default_rng(8).normal(size=(20, 25))
+    explicit = 0.5 * np.linalg.slogdet(np.eye(25) + z.T @ z / (20 * 1e-4))[1]
+    assert coding_rate(z) == pytest.approx(explicit, rel=1e-10)
+
+
+def test_transrate_reduces_a_layer_wider_than_half_its_smallest_class():
+    # classes of 20, 25 dimensions: projected on the 10 leading principal components
+    from zooindex.reduce import pca
+
+    features, labels = blobs(n=60, d=25, seed=8)
+    reduced, _ = pca(features, 10)
+    assert get("transrate")(features, labels) == pytest.approx(
+        get("transrate")(reduced, labels), rel=1e-9)
 
 
 def test_transrate_ignores_feature_scale():

@@ -171,3 +171,21 @@ def test_features_whose_squares_overflow_are_still_projected(dtype, magnitude):
     assert used == 4 and np.all(np.isfinite(projected))
     _assert_equal_up_to_sign(projected / magnitude, reference,
                              atol=1e-5 * np.abs(reference).max())
+
+
+def test_within_samples_keeps_narrow_layers_and_reduces_wide_ones_exactly():
+    from zooindex.reduce import fisher_limit, within_samples
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 5
+    # (60 - 5) // 2 = 27 dimensions: half the within-class degrees of freedom
+    assert fisher_limit(labels) == 27
+    narrow = rng.normal(size=(60, 20))
+    assert np.array_equal(within_samples(narrow, labels, 27), narrow)
+    # wider than the samples: the exact Gram route, equal to the PCA up to each
+    # component's sign (distinct, decaying variances: the axes are well defined)
+    wide = rng.normal(size=(60, 300)) * np.linspace(3.0, 0.1, 300)
+    gram = within_samples(wide, labels, 27)
+    direct, used = pca(wide, 27)
+    assert gram.shape == direct.shape == (60, 27) and used == 27
+    np.testing.assert_allclose(np.abs(gram), np.abs(direct), atol=1e-9 * np.abs(direct).max())

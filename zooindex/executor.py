@@ -11,8 +11,8 @@ outcome as it comes. Which executor runs them is the caller's choice:
   estimators, cache files), each in a thread of its own. Up to three models are in
   memory at once. Inference runs in a thread too, so that the calling thread stays free
   to take Ctrl-C at once: the batch in flight is then abandoned
-  (:func:`zooindex.runtime.stop_runs`), no new one starts, and only the scoring thread
-  is waited for, as it may be writing cache files.
+  (:func:`zooindex.runtime.stop_runs`), no new one starts, and the scores being
+  computed are abandoned too; only cache files being written are waited for.
 
 Executors take two hooks: ``after(task, outcome)`` runs where the outcome was scored
 (the scoring thread) before it is yielded, for work that needs no database, such as writing
@@ -27,6 +27,7 @@ task on a cluster, with the same interface and hooks.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
@@ -62,10 +63,27 @@ class Pipeline:
             discard: Callable | None = None) -> Iterator[Outcome]:
         from . import runtime
 
+        # Scoring computes, then ``after`` writes cache files. A stop abandons the
+        # computing (it touches nothing and may sit in one long LAPACK call) but must
+        # not leave a file half-written: the lock covers the writing, and once
+        # ``stopping`` is set no scoring thread starts to write.
+        stopping = threading.Event()
+        writing = threading.Lock()
+        written: list = []  # outcomes whose files exist and that were not yielded yet
+
         def finish(work):
             outcome = unit.score(work)
-            if after is not None:
-                after(work.task, outcome)
+            with writing:
+                if stopping.is_set():
+                    return outcome
+                if after is not None:
+                    after(work.task, outcome)
+                written.append(outcome)
+            return outcome
+
+        def handed(outcome):
+            with writing:  # by identity: outcomes hold arrays, which == cannot compare
+                written[:] = [o for o in written if o is not outcome]
             return outcome
 
         upcoming = iter(tasks)
@@ -90,27 +108,30 @@ class Pipeline:
                 load_next()  # look ahead: plan and start loading the next model
                 work = device.submit(unit.infer, prepared.result()).result()
                 if scoring:
-                    yield scoring.popleft().result()
+                    yield handed(scoring.popleft().result())
                 scoring.append(scorer.submit(finish, work))
             while scoring:
-                yield scoring.popleft().result()
+                yield handed(scoring.popleft().result())
             finished = True
         finally:
             if finished:
                 for pool in pools:
                     pool.shutdown(wait=True)
             else:  # the caller stopped early (Ctrl-C, an error, close())
-                # The running batch is abandoned and no new one starts; loading and
-                # inference touch no file, so they are not waited for; scoring may be
-                # writing cache files, so it is, and what it finished is discarded.
+                # The running batch is abandoned and no new one starts; loading,
+                # inference and the scores' computation touch no file, so they are not
+                # waited for (an abandoned thread finishes its call and writes
+                # nothing); only cache files being written are, and what was written
+                # but not handed to the caller is discarded.
                 runtime.stop_runs()
-                loader.shutdown(wait=False, cancel_futures=True)
-                device.shutdown(wait=False, cancel_futures=True)
-                scorer.shutdown(wait=True, cancel_futures=True)
-                for future in scoring:
-                    if discard is not None and future.done() and not future.cancelled() \
-                            and future.exception() is None:
-                        discard(future.result())
+                with writing:
+                    stopping.set()
+                    abandoned, written[:] = list(written), []
+                for pool in pools:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                if discard is not None:
+                    for outcome in abandoned:
+                        discard(outcome)
 
 
 def _ray(**settings):

@@ -130,8 +130,6 @@ def _leading_eigen(centred: np.ndarray, residual: np.ndarray, k: int, seed: int)
     (descending) and eigenvectors ``(d, k)`` in float64 with the largest loading of each
     positive; ``None`` when the products overflow.
     """
-    from scipy.linalg import eigh
-
     n, d = centred.shape
     with np.errstate(over="ignore", invalid="ignore"):
         scatter = (centred.T @ centred).astype(np.float64)
@@ -150,7 +148,11 @@ def _leading_eigen(centred: np.ndarray, residual: np.ndarray, k: int, seed: int)
         except ArpackError:  # no convergence: the dense solver always answers
             values = None
     if values is None:
-        values, vectors = eigh(scatter, subset_by_index=[d - k, d - 1])
+        # numpy's eigensolver releases the GIL; scipy's holds it for the whole call
+        # (seconds for a 2,048-wide matrix), during which a search in another thread
+        # could not even take Ctrl-C
+        values, vectors = np.linalg.eigh(scatter)
+        values, vectors = values[d - k:], vectors[:, d - k:]
     order = np.argsort(values)[::-1]
     values, vectors = values[order], vectors[:, order]
     largest = np.argmax(np.abs(vectors), axis=0)
@@ -212,3 +214,57 @@ class StreamingPCA:
         rank = int(np.sum(values > values.max() * 1e-12)) if values.max() > 0 else 0
         k = max(1, min(k, rank or 1, len(values)))
         return vectors[:, order[:k]]
+
+
+def within_samples(features, labels, limit: int, *, seed: int = 0) -> np.ndarray:
+    """``features`` ``(n, d)`` on at most ``limit`` leading principal components.
+
+    For estimators that estimate a ``d x d`` (within-class or total) covariance and
+    invert it: once ``d`` approaches the number of samples that estimate it, the inverse
+    separates any labelling perfectly and the score sits at its ceiling for every model.
+    The caller says how many dimensions its samples support (``limit``, see
+    :func:`fisher_limit`). Features already at most ``limit`` wide are returned as they
+    are (float64), so narrow layers score exactly as before; wider ones go through
+    :func:`pca` (``m <= limit`` components, fewer where the rank is lower), or, wider
+    than the samples, through the exact Gram route of :func:`_gram_components`, whose
+    cost is bounded by the number of samples rather than the width.
+    """
+    x = np.asarray(features)
+    n, d = x.shape
+    if d <= limit:
+        return x.astype(np.float64, copy=False)
+    if d > n:
+        return _gram_components(x, max(1, limit))
+    return pca(x, max(1, limit), seed=seed)[0]
+
+
+def _gram_components(x: np.ndarray, limit: int) -> np.ndarray:
+    """Principal component scores ``(n, m)`` of a layer wider than its samples, exactly,
+    from the ``n x n`` Gram matrix of the centred rows: ``Xc Xc^T = U diag(s) U^T`` gives
+    the scores ``U sqrt(s)``. ``O(n^2 d + n^3)`` time and ``O(n^2)`` beyond the features,
+    whatever the width (a 25,088-wide conv map and 1,000 samples: one 1,000 x 1,000
+    matrix), with no ``d x d`` matrix and no randomised sketch. Components whose variance
+    is rounding noise (below ``max(n, d) * eps`` of the largest) are dropped, as in
+    :func:`pca`; signs are arbitrary (the callers' scores do not depend on them)."""
+    n, d = x.shape
+    centred = x.astype(np.float64) - x.mean(axis=0, dtype=np.float64)
+    values, vectors = np.linalg.eigh(centred @ centred.T)  # releases the GIL
+    values, vectors = values[::-1][:limit], vectors[:, ::-1][:, :limit]
+    keep = values > max(values[0], 0.0) * max(n, d) * np.finfo(np.float64).eps
+    if not keep.any():  # constant features
+        return np.zeros((n, 1))
+    return vectors[:, keep] * np.sqrt(values[keep])
+
+
+def fisher_limit(labels) -> int:
+    """Dimensions a Fisher-type estimate supports: half the within-class degrees of
+    freedom, ``(n - k) // 2`` (at least 1).
+
+    The within-class scatter of ``n`` samples in ``k`` classes has ``n - k`` degrees of
+    freedom. With ``m`` dimensions its inverse is inflated by about ``(n - k) / (n - k -
+    m - 1)`` (the mean of an inverse Wishart matrix), without bound as ``m`` reaches
+    ``n - k``; at ``m <= (n - k) / 2`` the inflation stays below two, and pure noise
+    no longer separates its classes in the sample it was fitted on.
+    """
+    labels = np.asarray(labels)
+    return max(1, (len(labels) - (int(labels.max()) + 1)) // 2)

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from zooindex.audit import check
@@ -120,3 +121,51 @@ def test_a_signal_stops_the_search_at_once_and_leaves_the_index_sound(setup, tmp
     # the models stored before the signal keep their scores: they do not run again
     assert json.loads(resumed.stdout)["stats"]["from_scores"] == with_rows
     assert check(index=index).ok
+
+
+# The scoring of a wide layer: one estimator's LAPACK call on a 2,048-wide matrix lasts
+# seconds on a busy machine, and a stop used to wait for the scoring thread (and for
+# LAPACK calls that hold the GIL), 6-11 s on a 7-model sweep. Half of the limit the
+# test allows is margin for a loaded machine; the stop itself is measured and printed.
+WIDE, WIDE_N, WIDE_MODELS = 2048, 3000, 3
+SCORING_STOP_WITHIN_S = 2.0
+
+
+def test_ctrl_c_while_a_wide_layer_is_scored_stops_within_a_second(tmp_path):
+    from tests.support import onnx_factory
+
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    for i in range(WIDE_MODELS):
+        onnx_factory.save(onnx_factory.mlp(input_dim=32, hidden=(WIDE,), classes=10, seed=i),
+                          zoo / f"wide{i}.onnx")
+    rng = np.random.default_rng(0)
+    y = np.arange(WIDE_N) % 5
+    x = rng.normal(size=(5, 32))[y] + rng.normal(size=(WIDE_N, 32))
+    np.savez(tmp_path / "t.npz", x=x.astype(np.float32), y=y)
+    env = dict(os.environ, ZOOINDEX_DEBUG="", PYTHONUNBUFFERED="1")
+    index = tmp_path / "i.db"
+    assert _cli("add", "--index", index, zoo, env=env).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "zooindex.cli", "search", "--index",
+                             str(index), str(tmp_path / "t.npz"), "--json"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+    deadline = time.monotonic() + 240
+    # the first model is scored and stored; inference of these models takes
+    # milliseconds, so the second one is being scored now
+    while _stored(index) < 1:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.3)  # well inside the next model's estimators
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    stopped_s = time.monotonic() - sent
+    print(f"stopped {stopped_s:.2f} s after Ctrl-C during the scoring of a {WIDE}-wide layer")
+    assert proc.returncode == 130, err
+    assert stopped_s < SCORING_STOP_WITHIN_S, stopped_s
+    assert err.strip().splitlines()[-1].endswith("nothing half-written was kept.")
+    report = check(index=index)
+    assert report.ok, report.problems
+    assert 1 <= report.cache["activations"] < WIDE_MODELS

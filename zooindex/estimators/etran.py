@@ -64,15 +64,22 @@ def etran(features, labels, **_):
     sigma_max(S_w)), 1e-10)``: the first stage of :func:`zooindex.estimators.sfda.sfda`,
     without its self-challenging second stage. ``S_lda`` lies in (0, 1]; ``S_en`` is on
     the scale of the activations and usually dominates the sum, as in the paper, where
-    the terms are added without weights.
+    the terms are added without weights. As in SFDA, features wider than ``(n - k) // 2``
+    are projected on that many leading principal components before the LDA, which
+    otherwise separates any labelling of fewer samples than dimensions (``S_lda = 1``
+    for every wide model); the energy term reads the features as they are.
 
     Not verified against the reference code: whether the energy is averaged over all
     samples (done here) or a selected share of them, and the exact LDA regulariser (here
     SFDA's, which the ETran paper builds on). The paper's SVD term is left out.
-    Cost ``O(n d^2 + d^3)`` (scatter matrix, one symmetric eigenvalue problem, one
-    Cholesky factorisation); memory ``O(n d + d^2)``. Minimum: two samples per class.
+    Cost ``O(n d^2 + d^3)`` with ``d <= (n - k) // 2`` (scatter matrix, one symmetric
+    eigenvalue problem, one Cholesky factorisation), plus the PCA of a wider layer;
+    memory ``O(n d + d^2)``. Minimum: two samples per class.
     Depends on no option.
     """
-    posteriors, _, _ = _fisher_posteriors(features, labels)
+    from ..reduce import fisher_limit, within_samples
+
+    reduced = within_samples(features, labels, fisher_limit(labels))
+    posteriors, _, _ = _fisher_posteriors(reduced, labels)
     s_lda = float(np.mean(posteriors[np.arange(len(labels)), labels]))
     return energy_score(features) + s_lda

@@ -37,13 +37,25 @@ def hscore(features, labels, **_):
     delta_c`` with ``delta_c = mu_c - mu``. ``^+`` is the pseudo-inverse through the
     eigendecomposition ``cov(f) = V diag(w) V^T``, dropping eigenvalues below ``d * eps``
     times the largest (``scipy.linalg.pinvh``'s default cut-off), so rank-deficient
-    features are allowed. Cost ``O(n d^2 + d^3)``, memory ``O(d^2)``.
-    Minimum: one sample per class, but the score carries no information unless the
-    centred features have rank below ``n - 1``, i.e. more samples than dimensions: when
-    they span all ``n - 1`` directions (``n <= d + 1`` for generic features), the class
-    means lie in that span and ``H = k - 1`` for *any* features. ``hscore-shrinkage``
-    does not have this failure. Depends on no option.
+    features are allowed.
+
+    Features wider than ``m = (n - k) // 2`` are first projected on their ``m`` leading
+    principal components (:func:`zooindex.reduce.fisher_limit`). Without it the score
+    carries no information once the centred features span all ``n - 1`` sample
+    directions (``n <= d + 1`` for generic features: a 512-wide layer and 100 samples per
+    class of five): the class means then lie in that span and ``H = k - 1``, its
+    ceiling, for *any* features, pure noise included. With at most half as many
+    dimensions as within-class degrees of freedom the inverse covariance is inflated by
+    less than two (an inverse Wishart mean), and ``H`` again grows with the share of
+    variance between classes. Layers no wider than ``m`` are scored as the paper does.
+    (``hscore-shrinkage`` regularises the covariance instead.)
+    Cost ``O(n d^2 + d^3)`` with ``d <= m``, plus the PCA of a wider layer; memory
+    ``O(n d + d^2)``. Minimum: one sample per class. Depends on no option (a wide
+    layer's PCA, randomised beyond 512 samples and dimensions, always uses seed 0).
     """
+    from ..reduce import fisher_limit, within_samples
+
+    features = within_samples(features, labels, fisher_limit(labels))
     n, d = features.shape
     offsets, counts = _class_offsets(features, labels)
     centred = features - features.mean(axis=0)

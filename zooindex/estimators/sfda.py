@@ -30,7 +30,7 @@ def _fisher_posteriors(features, labels, shrinkage=None):
     class scores in the projected space, ``x~^T mu~_c - 1/2 mu~_c^T mu~_c + log pi_c``,
     equal the shrunk-LDA discriminant computed here with one Cholesky solve.
     """
-    from scipy.linalg import LinAlgError, cho_factor, cho_solve, pinvh
+    from scipy.linalg import LinAlgError, cho_solve, pinvh
     from scipy.special import softmax
 
     n, d = features.shape
@@ -48,7 +48,9 @@ def _fisher_posteriors(features, labels, shrinkage=None):
     shrunk = (1.0 - shrinkage) * scatter
     shrunk.flat[:: d + 1] += shrinkage * np.trace(scatter) / d
     try:
-        weights = cho_solve(cho_factor(shrunk), means.T)  # (S_w^lambda)^-1 mu_c, (d, k)
+        # numpy's factorisation releases the GIL (scipy's cho_factor holds it)
+        factor = np.linalg.cholesky(shrunk)
+        weights = cho_solve((factor, True), means.T)  # (S_w^lambda)^-1 mu_c, (d, k)
     except LinAlgError:
         weights = pinvh(shrunk) @ means.T
     logits = (features @ weights - 0.5 * np.einsum("kd,dk->k", means, weights)
@@ -80,7 +82,21 @@ def _largest_eigenvalue(matrix: np.ndarray) -> float:
 def sfda(features, labels, **_):
     r"""SFDA of ``features`` ``(n, d)`` for ``labels`` ``(n,)``; higher is better (in (0, 1]).
 
-    Shao et al., ECCV 2022, following the authors' reference implementation:
+    Shao et al., ECCV 2022, following the authors' reference implementation after a
+    reduction of wide layers (step 0):
+
+    0. Features wider than ``m = (n - k) // 2`` (half the within-class degrees of
+       freedom, :func:`zooindex.reduce.fisher_limit`) are first projected on their
+       ``m`` leading principal components. The reference code keeps every dimension; with
+       a 512- to 2,048-wide layer and a few hundred samples the within-class scatter is
+       then estimated from fewer samples than it has entries, its adaptive shrinkage is
+       negligible (``lambda = exp(-5 sigma_max)`` vanishes for activations of unit scale
+       or more), and the Fisher discriminant separates the fitted samples whatever the
+       labels: SFDA was exactly 1 for every such model, pure noise included. Keeping
+       fewer dimensions than half the within-class degrees of freedom bounds the
+       inflation of the inverse scatter (see ``fisher_limit``) so that the score again
+       measures class signal. Layers no wider than ``m`` (the usual case with hundreds
+       of samples per class) are scored exactly as the reference does.
 
     1. Regularised FDA. ``S_w = sum_c pi_c cov_c`` is shrunk to
        ``S_w^lambda = (1 - lambda) S_w + lambda (tr S_w / d) I`` with the adaptive
@@ -100,13 +116,17 @@ def sfda(features, labels, **_):
 
            SFDA = 1/n sum_i p(y_i | x_i)   (no logarithm, as in the paper).
 
-    Cost ``O(n d^2 + d^3)`` (two scatter matrices, one symmetric eigenvalue problem, two
-    Cholesky factorisations); memory ``O(n d + d^2)``. Minimum: two samples per class
-    (a class of one has no within-class scatter). With fewer samples than dimensions the
-    shrinkage keeps the scatter invertible. Depends on no option.
+    Cost ``O(n d^2 + d^3)`` with ``d <= m`` after step 0 (two scatter matrices, one
+    symmetric eigenvalue problem, two Cholesky factorisations), plus the PCA of a wider
+    layer; memory ``O(n d + d^2)``. Minimum: two samples per class (a class of one has no
+    within-class scatter). Depends on no option (a wide layer's PCA, randomised beyond
+    512 samples and dimensions, always uses seed 0).
     """
     from scipy.special import softmax
 
+    from ..reduce import fisher_limit, within_samples
+
+    features = within_samples(features, labels, fisher_limit(labels))
     first, shrinkage, means = _fisher_posteriors(features, labels)
     confidence = softmax(first, axis=1)[np.arange(len(labels)), labels][:, None]
     others = (means.sum(axis=0) - means) / (len(means) - 1)  # mean of the other classes' means

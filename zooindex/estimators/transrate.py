@@ -42,15 +42,30 @@ def transrate(features, labels, **_):
         R(Z, eps) = 1/2 log det(I_d + Z^T Z / (n eps)),
 
     with ``Z`` the centred features, ``Z_c`` its rows of class ``c`` (``n_c`` of them,
-    not re-centred) and ``eps = 1e-4``. The full features are used (no PCA). Because the
+    not re-centred) and ``eps = 1e-4``. Features wider than half the smallest class
+    (``m = min_c n_c // 2``) are first projected on their ``m`` leading principal
+    components (:func:`zooindex.reduce.within_samples`); narrower ones are used whole, as
+    in the reference code. With more dimensions than a class has samples, ``R(Z_c)``
+    no longer measures the volume of the class but counts its samples (the rank of
+    ``Z_c`` is ``n_c`` whatever the features, and each direction adds about
+    ``1/2 log(1/eps)``), and TransRate ranked pure noise above features that carry the
+    classes (measured: 5 classes of 30, 2,048 wide, noise 101 against 83 for well
+    separated classes). With at most ``n_c / 2`` dimensions every class spans them all
+    and the rates compare volumes again. Because the
     rate grows with the scale of ``Z``, the centred features are first divided by their
     root-mean-square row norm (so the average ``|z_i|^2`` is 1): otherwise a model would
     score higher merely for having larger activations. Cost ``O(n d min(n, d))`` for the
-    Gram matrices plus ``O(min(n, d)^3)`` per class; memory ``O(min(n, d)^2)``. Minimum:
-    one sample per class (the coding rate is defined for any number of rows). Depends on
-    no option.
+    Gram matrices plus ``O(min(n, d)^3)`` per class, with ``d <= m`` after the PCA of a
+    wider layer; memory ``O(n d)``. Minimum: one sample per class (the coding rate is
+    defined for any number of rows; a class of one keeps one dimension). Depends on no
+    option (a wide layer's PCA, randomised beyond 512 samples and dimensions, always uses
+    seed 0).
     """
-    z = features - features.mean(axis=0)
+    from ..reduce import within_samples
+
+    smallest = int(np.bincount(labels).min())
+    z = within_samples(features, labels, max(1, smallest // 2))
+    z = z - z.mean(axis=0)
     scale = np.sqrt(np.sum(z * z) / len(z))
     if scale > 0:
         z = z / scale
