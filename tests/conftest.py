@@ -44,3 +44,15 @@ def zoo(tmp_path):
     made = three_model_zoo(tmp_path)
     zooindex.add(made["folder"], index=made["index"])
     return made
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    """An empty local Hugging Face hub the client is pointed at, with downloads in
+    ``tmp_path/cache`` (a test file's own ``fake_hub`` takes precedence)."""
+    from support.hf_server import FakeHub, point_client_at
+
+    with FakeHub() as server:
+        point_client_at(monkeypatch, server.endpoint, tmp_path / "hf_home")
+        monkeypatch.setenv("ZOOINDEX_CACHE", str(tmp_path / "cache"))
+        yield server

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import pytest
 
-from support.hf_server import FakeHub, FakeRepo, json_file, point_client_at
+from support.hf_server import FakeRepo, json_file
 from zooindex import checkpoints, graph, hub, zoo
 from zooindex.errors import DependencyError, DownloadError, ModelError
 
@@ -101,14 +101,6 @@ def run_layer(path, layer: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     got = dict(zip([o.name for o in session.get_outputs()],
                    session.run(None, {session.get_inputs()[0].name: x})))
     return got[layer].reshape(len(x), -1), got[output]
-
-
-@pytest.fixture
-def fake_hub(tmp_path, monkeypatch):
-    with FakeHub() as server:
-        point_client_at(monkeypatch, server.endpoint, tmp_path / "hf_home")
-        monkeypatch.setenv("ZOOINDEX_CACHE", str(tmp_path / "cache"))
-        yield server
 
 
 def add_repo(server, repo: str, files: dict, **kw) -> FakeRepo:

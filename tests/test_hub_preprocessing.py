@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from support import onnx_factory
-from support.hf_server import FakeHub, FakeRepo, json_file, point_client_at
+from support.hf_server import FakeRepo, json_file
 from support.hub_configs import CLIP, CONVNEXT, TIMM, VIT
 from zooindex import hub
 from zooindex.adapt import Preprocessing
@@ -19,14 +19,6 @@ TRANSFORMERS_CONFIG = {"architectures": ["ViTForImageClassification"], "hidden_s
 
 def model_bytes(seed: int = 0) -> bytes:
     return onnx_factory.cnn(input_shape=(3, 8, 8), seed=seed).SerializeToString()
-
-
-@pytest.fixture
-def fake_hub(tmp_path, monkeypatch):
-    with FakeHub() as server:
-        point_client_at(monkeypatch, server.endpoint, tmp_path / "hf_home")
-        monkeypatch.setenv("ZOOINDEX_CACHE", str(tmp_path / "cache"))
-        yield server
 
 
 def add(server, repo_id: str, files: dict, **kwargs) -> FakeRepo:
