@@ -818,6 +818,9 @@ def main(argv=None) -> None:
 
         if os.environ.get(DEBUG_ENV) or not isinstance(exc, ZooIndexError):
             raise
+        runtime = sys.modules.get("zooindex.runtime")
+        if runtime is not None:
+            runtime.restore_stderr()
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     finally:
@@ -828,7 +831,11 @@ def main(argv=None) -> None:
 def _stop_now(code: int, message: str) -> None:
     """Exit at once after a signal. The index was closed and what a stopped search had
     staged was removed while the exception unwound; a model still inside onnxruntime
-    is abandoned rather than waited for (its batch ends at the next node)."""
+    is abandoned rather than waited for (its batch ends at the next node), and so is one
+    still loading, which may have fd 2 redirected: it is pointed back first."""
+    runtime = sys.modules.get("zooindex.runtime")
+    if runtime is not None:
+        runtime.restore_stderr()
     click.echo(message, err=True)
     sys.stdout.flush()
     sys.stderr.flush()

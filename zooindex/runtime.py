@@ -110,6 +110,10 @@ def preload_cuda() -> None:
             preload()
 
 
+# the real fd 2 of every redirection in progress, outermost first (see restore_stderr)
+_REDIRECTED: list[int] = []
+
+
 @contextlib.contextmanager
 def _quiet_stderr():
     """Swallow what native code writes to fd 2 (CUDA loader noise), keep it for errors."""
@@ -119,15 +123,24 @@ def _quiet_stderr():
         yield lambda: ""
         return
     with tempfile.TemporaryFile(mode="w+b") as sink:
+        _REDIRECTED.append(fd)
         os.dup2(sink.fileno(), 2)
         captured = {"text": ""}
         try:
             yield lambda: captured["text"]
         finally:
             os.dup2(fd, 2)
+            _REDIRECTED.remove(fd)
             os.close(fd)
             sink.seek(0)
             captured["text"] = sink.read().decode(errors="replace")
+
+
+def restore_stderr() -> None:
+    """Point fd 2 back at the real stderr now, for a process about to exit while a
+    thread it abandons (a model being loaded) has it redirected."""
+    if _REDIRECTED:
+        os.dup2(_REDIRECTED[0], 2)
 
 
 @dataclass
@@ -239,7 +252,9 @@ def create_session(model_bytes: bytes, *, device: str = "auto", model: str = "mo
     threads = threads or default_threads()
     if threads:
         opts.intra_op_num_threads = threads
-    with _quiet_stderr() as noise:
+    # only CUDA's loader is noisy; fd 2 is the whole process's, so it is left alone else
+    quiet = _quiet_stderr() if CUDA in wanted else contextlib.nullcontext(lambda: "")
+    with quiet as noise:
         try:
             if CUDA in wanted:
                 preload_cuda()
