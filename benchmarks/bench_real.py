@@ -2,7 +2,8 @@
 
     python benchmarks/bench_real.py [--nets /work/evidence-nets] [--demo models/demo]
         [--data ../shared/data] [--work benchmarks/.real-work] [--targets all|A,B,...]
-        [--analyse-only] [--out benchmarks/REAL.md] [--json benchmarks/real-scores.json]
+        [--analyse-only] [--watch SECONDS] [--out benchmarks/REAL.md]
+        [--json benchmarks/real-scores.json]
 
 One command, resumable: the targets, every network's features per target, the transfer
 accuracies and every estimator's scores are cached under ``--work`` (see
@@ -120,26 +121,38 @@ def main(argv=None) -> None:
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "real-scores.json")
     ap.add_argument("--analyse-only", action="store_true")
     ap.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
+    ap.add_argument("--watch", type=float, default=0, metavar="SECONDS",
+                    help="keep looking for new networks in --nets for this long, "
+                    "measuring each and rewriting the report as it arrives")
     args = ap.parse_args(argv)
     command = "python benchmarks/bench_real.py " + " ".join(argv if argv is not None
                                                             else sys.argv[1:])
     if args.analyse_only:
         raw = json.loads(args.json.read_text())
-    else:
-        names = list(real_data.TARGETS) if args.targets == "all" else args.targets.split(",")
-        specs = [real_data.TARGETS[n] for n in names]
+        args.out.write_text(real_report.write(raw, draws=args.draws))
+        log(f"wrote {args.out}")
+        return
+    names = list(real_data.TARGETS) if args.targets == "all" else args.targets.split(",")
+    specs = [real_data.TARGETS[n] for n in names]
+    targets = {s.name: real_data.load(s, args.data, args.work) for s in specs}
+    until = time.time() + args.watch
+    seen = None
+    while True:
         nets = real_measure.demo_zoo(args.demo) + sorted(
             real_measure.nets_zoo(args.nets), key=lambda n: n.path.stat().st_size)
-        log(f"{len(nets)} networks, {len(specs)} targets")
-        targets = {s.name: real_data.load(s, args.data, args.work) for s in specs}
-        raw = measure_all(nets, specs, targets, args.work)
-        log("cost on the benchmark shape")
-        raw["cost"] = real_measure.cost(args.work)
-        raw["command"] = command
-        raw["date"] = time.strftime("%Y-%m-%d")
-        args.json.write_text(json.dumps(raw, indent=1, sort_keys=True))
-    args.out.write_text(real_report.write(raw, draws=args.draws))
-    log(f"wrote {args.out} and {args.json}")
+        if seen != [n.name for n in nets]:
+            seen = [n.name for n in nets]
+            log(f"{len(nets)} networks, {len(specs)} targets")
+            raw = measure_all(nets, specs, targets, args.work)
+            raw["cost"] = real_measure.cost(args.work)
+            raw["command"] = command
+            raw["date"] = time.strftime("%Y-%m-%d")
+            args.json.write_text(json.dumps(raw, indent=1, sort_keys=True))
+            args.out.write_text(real_report.write(raw, draws=args.draws))
+            log(f"wrote {args.out} and {args.json}")
+        if time.time() >= until:
+            break
+        time.sleep(60)
 
 
 if __name__ == "__main__":
