@@ -28,6 +28,7 @@ POOL = 8            # ensembles are built from the fold's POOL best single estim
 BUDGET = 2.0        # times the silhouette's seconds on the benchmark shape
 PRICE = 0.02        # weighted tau a candidate must gain per silhouette-multiple over BUDGET
 LABEL_FREE_BASELINES = (SIZE, SOURCE)
+COVERAGE = 0.9      # a candidate must score this share of the fold's (network, ranking)s
 
 RULE = f"""\
 Written before any result was read, and applied by the script:
@@ -52,7 +53,9 @@ Written before any result was read, and applied by the script:
    family included). The default is the candidate chosen in the most folds (ties: the
    higher mean held-out value over its folds, then the lower cost); its held-out value is
    the mean over folds of the fold's choice (the value of the procedure, not of one pick).
-5. Ties in the criterion go to the earlier candidate in the order of step 2 (singles, then
+5. A candidate competes only where it scores at least {COVERAGE:.0%} of the fold's
+   (network, ranking) pairs (an estimator refusing most networks, or the {SOURCE}
+   known for a few, is reported but not chosen). Ties in the criterion go to the earlier candidate in the order of step 2 (singles, then
    smaller ensembles): the simpler one.
 6. The held-out networks are read only at the end, for the report's last section.
 """
@@ -160,6 +163,13 @@ def taus(base: Base, cand: tuple, mask: np.ndarray, regimes=SMALL,
     return out
 
 
+def coverage(base: Base, cand: tuple, mask: np.ndarray, regimes=SMALL) -> float:
+    """The share of (network, ranking) pairs that ``cand`` scores."""
+    got = [np.isfinite(candidate_scores(cand, base.columns[k], mask)).mean()
+           for k in base.keys(regimes)]
+    return float(np.mean(got)) if got else 0.0
+
+
 def criterion(base: Base, cand: tuple, mask: np.ndarray, regimes=SMALL) -> float:
     return stats.nanmean(taus(base, cand, mask, regimes))
 
@@ -192,6 +202,7 @@ def candidates(base: Base, mask: np.ndarray, pool_from=None) -> list[tuple]:
 def choose(base: Base, mask: np.ndarray, cands: list[tuple] | None = None) -> Choice | None:
     """Steps 2, 3 and 5 of :data:`RULE` on the masked networks."""
     cands = cands if cands is not None else candidates(base, mask)
+    cands = [c for c in cands if coverage(base, c, mask) >= COVERAGE]
     table = {c: criterion(base, c, mask) for c in cands}
     sil = base.cost.get("silhouette", np.nan)
 
@@ -280,7 +291,10 @@ def label_free_folds(base: Base, exclude=()) -> list[Fold]:
         train = base.mask(exclude, families_out=(fam,))
         if train.sum() < 2:
             continue
-        table = {c: criterion(base, c, train) for c in cands}
+        table = {c: criterion(base, c, train) if coverage(base, c, train) >= COVERAGE
+                 else np.nan for c in cands}
+        if not np.isfinite(list(table.values())).any():
+            continue
         best = max(cands, key=lambda c: (np.nan_to_num(table[c], nan=-9), -cands.index(c)))
         folds.append(Fold(fam, int((full & ~train).sum()),
                           Choice(best, table[best], best, table),

@@ -312,23 +312,29 @@ def cost(work: Path, *, shape=COST_SHAPE, only=None, repeats: int = 3) -> dict:
     logits = rng.standard_normal((n, 1000)).astype(np.float64)
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
-    for est in estimators():
-        if only is not None and est.name not in only:
-            continue
-        if data.get(est.name, {}).get("code") == code_key(est) and "runs" in data[est.name]:
-            continue
-        runs = []
-        try:
-            for _ in range(repeats):
-                t = time.perf_counter()
+    todo = [e for e in estimators() if (only is None or e.name in only)
+            and not (data.get(e.name, {}).get("code") == code_key(e) and "runs" in data[e.name])]
+    runs: dict = {e.name: [] for e in todo}
+    errors: dict = {}
+    # rounds over all estimators, so that a busy spell of the shared machine slows one
+    # round of each rather than every run of one
+    for _ in range(repeats):
+        for est in todo:
+            if est.name in errors:
+                continue
+            t = time.perf_counter()
+            try:
                 est(x, labels if est.needs_labels else None, probs=probs, **OPTIONS)
-                runs.append(time.perf_counter() - t)
-            # the fastest run: what the code costs, not what a busy shared machine added
-            entry = {"seconds": min(runs), "runs": runs}
-        except Exception as exc:
-            entry = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+                runs[est.name].append(time.perf_counter() - t)
+            except Exception as exc:
+                errors[est.name] = f"{type(exc).__name__}: {exc}"[:200]
+    for est in todo:
+        # the fastest run: what the code costs, not what other work on the machine added
+        entry = ({"error": errors[est.name]} if est.name in errors
+                 else {"seconds": min(runs[est.name]), "runs": runs[est.name]})
         entry["code"] = code_key(est)
         data[est.name] = entry
         log(f"  cost {est.name}: {entry.get('seconds', float('nan')):.2f} s")
+    if todo:
         _json_write(path, data)
     return data
