@@ -90,6 +90,7 @@ class Base:
         self.truth = {t: np.array([raw["truth"].get(m, {}).get(t, {}).get(protocol, np.nan)
                                    for m in self.nets]) for t in self.targets}
         # columns[(target, regime, draw)][scorer] -> (nets,) array
+        self.memo: dict = {}  # taus() by (candidate, networks, regimes, truth)
         self.columns: dict[tuple, dict[str, np.ndarray]] = {}
         for t in self.targets:
             for r in self.regimes:
@@ -152,6 +153,9 @@ def taus(base: Base, cand: tuple, mask: np.ndarray, regimes=SMALL,
          truth: dict | None = None) -> np.ndarray:
     """``(targets, regimes)``: the weighted tau of ``cand`` on the masked networks,
     averaged over each regime's draws (NaN where undefined)."""
+    memo_key = (cand, mask.tobytes(), tuple(regimes), id(truth))
+    if memo_key in base.memo:
+        return base.memo[memo_key]
     truth = truth or base.truth
     out = np.full((len(base.targets), len(regimes)), np.nan)
     for i, t in enumerate(base.targets):
@@ -160,6 +164,7 @@ def taus(base: Base, cand: tuple, mask: np.ndarray, regimes=SMALL,
             vals = [stats.weighted_tau(candidate_scores(cand, base.columns[k], mask), acc)
                     for k in base.keys([r]) if k[0] == t]
             out[i, j] = stats.nanmean(vals)
+    base.memo[memo_key] = out
     return out
 
 

@@ -120,6 +120,18 @@ def write(raw: dict, *, draws: int = 1000) -> str:
     add(_table(["scorer", "criterion (probe)", "minus LogME", "criterion (logits)",
                 "cost vs silhouette"], rows) + "\n")
 
+    add("Per target (mean weighted tau at 10 and 30 per class; probe accuracy range "
+        "over the networks in brackets):\n")
+    rows = []
+    for c in main:
+        per = ra.taus(base, c, base_mask)
+        rows.append([f"`{ra.name(c)}`"] + [_f(stats.nanmean(r)) for r in per])
+    heads = []
+    for t in base.targets:
+        acc = base.truth[t][base_mask]
+        heads.append(f"{raw['targets'][t]} [{np.nanmin(acc):.2f}-{np.nanmax(acc):.2f}]")
+    add(_table(["scorer"] + heads, rows) + "\n")
+
     # -- per regime
     add("## Per regime\n")
     add("Mean weighted tau vs the probe over the targets, per number of labeled images "
@@ -206,8 +218,8 @@ def write(raw: dict, *, draws: int = 1000) -> str:
     # -- cost
     add("## Cost per model\n")
     add("Seconds per call on the benchmark shape (5,000 x 1,024 float32, 10 classes; "
-        "1,000 source classes for the estimators that read the classifier output), once "
-        "each on this machine, and the mean seconds per call on this base at 100 images "
+        "1,000 source classes for the estimators that read the classifier output): the "
+        "fastest of three calls, in rounds over all estimators, on this shared machine; and the mean seconds per call on this base at 100 images "
         "per class (500 samples, the networks' own widths).\n")
     sil = base.cost.get("silhouette", np.nan)
     rows = []
