@@ -53,7 +53,7 @@ def measure_all(nets, specs, targets: dict, work: Path, *, only=None) -> dict:
     (all registered when ``None``)."""
     held = set(real_measure.holdout(nets))
     raw = {"nets": {}, "targets": {s.name: s.label for s in specs}, "truth": {},
-           "scores": {}, "seconds": {}, "inference_seconds": {},
+           "scores": {}, "seconds": {}, "inference_seconds": {}, "errors": {},
            "estimators": {e.name: {"needs_labels": e.needs_labels,
                                    "experimental": e.experimental,
                                    "code": real_measure.code_key(e)}
@@ -99,6 +99,10 @@ def measure_all(nets, specs, targets: dict, work: Path, *, only=None) -> dict:
                 while len(rows) <= int(draw):
                     rows.append({})
                 rows[int(draw)][est] = v.get("value")
+                if "error" in v:
+                    err = raw["errors"].setdefault(net.name, {}).setdefault(
+                        est, {"count": 0, "reason": v["error"][:160]})
+                    err["count"] += 1
                 secs.setdefault(regime, {}).setdefault(est, []).append(v.get("seconds", 0.0))
             raw["scores"].setdefault(net.name, {})[s.name] = per
             raw["seconds"].setdefault(net.name, {})[s.name] = {

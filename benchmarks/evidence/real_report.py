@@ -215,6 +215,19 @@ def write(raw: dict, *, draws: int = 1000) -> str:
         add(_table(["network", "target", "probe rank"] + [f"`{ra.name(c)}`" for c in show],
                    rows) + "\n")
 
+    # -- missing scores
+    errors = raw.get("errors", {})
+    if errors:
+        add("## Missing scores\n")
+        add("Scores an estimator did not give (it refused the features, the network has no "
+            "classifier output, or the width is above the limit for estimators cubic in "
+            "it); a ranking leaves such a network out for that estimator, and a candidate "
+            f"scoring under {ra.COVERAGE:.0%} of a fold's (network, ranking) pairs is not "
+            "chosen.\n")
+        rows = [[m, e, v["count"], v["reason"].replace("|", "/")]
+                for m in sorted(errors) for e, v in sorted(errors[m].items())]
+        add(_table(["network", "estimator", "scores missing", "reason (first)"], rows) + "\n")
+
     # -- cost
     add("## Cost per model\n")
     add("Seconds per call on the benchmark shape (5,000 x 1,024 float32, 10 classes; "
