@@ -144,8 +144,10 @@ def main(argv=None) -> None:
     while True:
         nets = real_measure.demo_zoo(args.demo) + sorted(
             real_measure.nets_zoo(args.nets), key=lambda n: n.path.stat().st_size)
-        if seen != [n.name for n in nets]:
-            seen = [n.name for n in nets]
+        # a network rewritten in place (a new conversion) counts as new
+        signature = [(n.name, n.path.stat().st_size, n.path.stat().st_mtime_ns) for n in nets]
+        if seen != signature:
+            seen = signature
             log(f"{len(nets)} networks, {len(specs)} targets")
             raw = measure_all(nets, specs, targets, args.work)
             raw["cost"] = real_measure.cost(args.work)
