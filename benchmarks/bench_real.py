@@ -73,6 +73,7 @@ def measure_all(nets, specs, targets: dict, work: Path, *, only=None) -> dict:
                  "params": net.params, "source_accuracy": net.source_accuracy,
                  "input": record.input_shape, "default_layer": record.default_layer,
                  "held_out": net.name in held,
+                 "family_detail": net.info.get("family"),
                  **{k: net.info.get(k) for k in ("package", "version", "source", "licence",
                                                   "license", "input_size", "url")
                     if net.info.get(k) is not None}}

@@ -48,7 +48,9 @@ Written before any result was read, and applied by the script:
    silhouette is within budget. The best candidate over budget replaces the best within
    budget only if its criterion is higher by at least {PRICE} per silhouette-multiple
    above {BUDGET:g}x (e.g. a candidate at 5x must gain {PRICE * 3:.2f}).
-4. Families left out: for each family, the choice of steps 2-3 is made on the networks
+4. Families left out (a family is the architecture the manifest names, before any
+   bracketed detail: "MobileNet (MediaPipe Iris)" and "MobileNet (MobileNetV3-small)"
+   are one family): for each family, the choice of steps 2-3 is made on the networks
    of the other families only, and evaluated on the rankings of all networks (the left-out
    family included). The default is the candidate chosen in the most folds (ties: the
    higher mean held-out value over its folds, then the lower cost); its held-out value is
@@ -75,7 +77,8 @@ class Base:
         self.nets = list(raw["nets"])
         self.targets = list(raw["targets"])
         self.regimes = [r for r in ("10", "30", "100")]
-        self.family = {n: raw["nets"][n]["family"] for n in self.nets}
+        # families as real_measure.family_of groups them (idempotent on grouped names)
+        self.family = {n: raw["nets"][n]["family"].split(" (")[0] for n in self.nets}
         self.held_out = [n for n in self.nets if raw["nets"][n].get("held_out")]
         self.estimators = list(raw["estimators"])
         self.labeled = [e for e in self.estimators if raw["estimators"][e]["needs_labels"]]

@@ -32,7 +32,7 @@ OPTIONS = {"dim": 10, "metric": "cosine", "seed": 0}
 REGIMES = {10: 5, 30: 3, 100: 1}
 SMALL = (10, 30)
 PROTOCOLS = ("probe", "logits")
-DEMO_FAMILY = "zooindex demo CNN (28x28)"
+DEMO_FAMILY = "zooindex demo CNN"
 COST_SHAPE = (5000, 1024, 10)  # samples, width, classes: benchmarks/bench_search.py's
 HOLDOUT_SALT = "zooindex-real-holdout/"
 HOLDOUT_MAX = 4
@@ -134,11 +134,18 @@ def nets_zoo(folder: Path) -> list[Net]:
         if isinstance(acc, (int, float)) and acc > 1:
             acc = acc / 100.0
         out.append(Net(name=str(name), path=onnx_path,
-                       family=str(_first(r, "family", "architecture") or name),
+                       family=family_of(str(_first(r, "family", "architecture") or name)),
                        params=_first(r, "params", "parameters"),
                        source_accuracy=acc if isinstance(acc, (int, float)) else None,
                        info=r))
     return out
+
+
+def family_of(text: str) -> str:
+    """The architecture family of a manifest's family text: what precedes a bracketed
+    detail ("MobileNet (MediaPipe Iris)" -> "MobileNet"), so that networks sharing an
+    architecture are left out together."""
+    return text.split(" (")[0].strip() or text
 
 
 _SHA: dict = {}

@@ -51,7 +51,10 @@ def write(raw: dict, *, draws: int = 1000) -> str:
     for m in base.nets:
         e = raw["nets"][m]
         inf = sum(raw.get("inference_seconds", {}).get(m, {}).values())
-        rows.append([m + (" **(held out)**" if e.get("held_out") else ""), e["family"],
+        fam = base.family[m] + (f" ({e['family_detail'].partition(' (')[2]}"
+                                if e.get("family_detail") and " (" in e["family_detail"]
+                                else "")
+        rows.append([m + (" **(held out)**" if e.get("held_out") else ""), fam,
                      (e.get("package") or "–") + (f" {e['version']}" if e.get("version")
                                                   else ""),
                      e["sha256"][:12], f"{e['size']:,}", "x".join(str(d) for d in e["input"]),
