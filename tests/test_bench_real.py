@@ -87,6 +87,12 @@ def test_choice_pays_for_cost_only_when_the_gain_is_large_enough():
     assert ra.modal_choice(base, folds) == ("good",)
 
 
+def test_family_is_the_architecture_before_its_detail():
+    assert real_measure.family_of("MobileNet (MediaPipe Iris)") == "MobileNet"
+    assert real_measure.family_of("MobileNet (MobileNetV3-small, x0.35)") == "MobileNet"
+    assert real_measure.family_of("BlazeFace") == "BlazeFace"
+
+
 def test_holdout_rule_reads_names_only():
     nets = [real_measure.Net(name=f"net{i}", path=Path("x"), family=f"f{i % 5}")
             for i in range(40)]
