@@ -126,6 +126,8 @@ def main(argv=None) -> None:
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "real-scores.json")
     ap.add_argument("--analyse-only", action="store_true")
     ap.add_argument("--draws", type=int, default=1000, help="bootstrap draws")
+    ap.add_argument("--exclude", default="", metavar="NAME[,NAME]",
+                    help="networks to leave out of this run (the report names them)")
     ap.add_argument("--watch", type=float, default=0, metavar="SECONDS",
                     help="keep looking for new networks in --nets for this long, "
                     "measuring each and rewriting the report as it arrives")
@@ -140,11 +142,13 @@ def main(argv=None) -> None:
     names = list(real_data.TARGETS) if args.targets == "all" else args.targets.split(",")
     specs = [real_data.TARGETS[n] for n in names]
     targets = {s.name: real_data.load(s, args.data, args.work) for s in specs}
+    excluded = [n for n in args.exclude.split(",") if n]
     until = time.time() + args.watch
     seen = None
     while True:
         nets = real_measure.demo_zoo(args.demo) + sorted(
             real_measure.nets_zoo(args.nets), key=lambda n: n.path.stat().st_size)
+        nets = [n for n in nets if n.name not in excluded]
         # a network rewritten in place (a new conversion) counts as new
         signature = [(n.name, n.path.stat().st_size, n.path.stat().st_mtime_ns) for n in nets]
         if seen != signature:
@@ -153,6 +157,7 @@ def main(argv=None) -> None:
             raw = measure_all(nets, specs, targets, args.work)
             raw["cost"] = real_measure.cost(args.work)
             raw["command"] = command
+            raw["excluded"] = excluded
             raw["date"] = time.strftime("%Y-%m-%d")
             args.json.write_text(json.dumps(raw, indent=1, sort_keys=True))
             args.out.write_text(real_report.write(raw, draws=args.draws))

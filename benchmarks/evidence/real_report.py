@@ -61,6 +61,8 @@ def write(raw: dict, *, draws: int = 1000) -> str:
                      e.get("width", "–"), _f(e.get("source_accuracy")), f"{inf:.0f}"])
     add(_table(["network", "family", "package", "sha256", "size", "input", "width",
                 "source acc.", "inference s"], rows) + "\n")
+    if raw.get("excluded"):
+        add("Left out of this run (`--exclude`): " + ", ".join(raw["excluded"]) + ".\n")
     tot = sum(sum(v.values()) for v in raw.get("inference_seconds", {}).values())
     add(f"Inference in all: {tot / 60:.1f} minutes.\n")
     sizes = raw.get("sizes", {})
@@ -227,9 +229,15 @@ def write(raw: dict, *, draws: int = 1000) -> str:
             "it); a ranking leaves such a network out for that estimator, and a candidate "
             f"scoring under {ra.COVERAGE:.0%} of a fold's (network, ranking) pairs is not "
             "chosen.\n")
-        rows = [[m, e, v["count"], v["reason"].replace("|", "/")]
-                for m in sorted(errors) for e, v in sorted(errors[m].items())]
-        add(_table(["network", "estimator", "scores missing", "reason (first)"], rows) + "\n")
+        by_est: dict = {}
+        for m in sorted(errors):
+            for e, v in errors[m].items():
+                entry = by_est.setdefault(e, {"nets": [], "count": 0, "reason": v["reason"]})
+                entry["nets"].append(m)
+                entry["count"] += v["count"]
+        rows = [[e, v["count"], ", ".join(v["nets"]), v["reason"][:110].replace("|", "/")]
+                for e, v in sorted(by_est.items())]
+        add(_table(["estimator", "scores missing", "networks", "reason (first)"], rows) + "\n")
 
     # -- cost
     add("## Cost per model\n")
