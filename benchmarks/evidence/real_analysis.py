@@ -199,7 +199,9 @@ class Choice:
 def candidates(base: Base, mask: np.ndarray, pool_from=None) -> list[tuple]:
     singles = [(e,) for e in (pool_from or base.labeled)]
     ranked = sorted(singles, key=lambda c: -np.nan_to_num(criterion(base, c, mask), nan=-9))
-    pool = [c[0] for c in ranked[:POOL]]
+    # members in the registry's order, so that one set of members is one candidate
+    # whichever fold's ranking drew it
+    pool = sorted((c[0] for c in ranked[:POOL]), key=base.estimators.index)
     ensembles = stats.subsets(pool, (2, 3, 4))
     out = singles + [(SIZE,), (SOURCE,)] + [tuple(c) for c in ensembles]
     out += [(e, SIZE) for e in (pool_from or base.labeled)]
