@@ -72,7 +72,8 @@ def write(raw: dict, *, draws: int = 1000) -> str:
                                     for t, lab in raw["targets"].items()) + ".\n")
     add("Regimes: " + ", ".join(f"{k} labeled images per class ({v} draw"
                                 f"{'s' if v > 1 else ''})" for k, v in
-                                raw.get("regimes", {}).items()) +
+                                sorted(raw.get("regimes", {}).items(),
+                                       key=lambda kv: int(kv[0]))) +
         ", drawn stratified from the pool; every estimator scores the drawn images' "
         "features. Ground truth: `zooindex.transfer`'s `probe` (and `logits`) trained on "
         "the whole pool, tested on the test set.\n")
