@@ -1,6 +1,6 @@
 """The default ranking measured on networks by other authors: scores, truth, the choice.
 
-    python benchmarks/bench_real.py [--nets /work/evidence-nets] [--demo models/demo]
+    python benchmarks/bench_real.py [--nets benchmarks/.pretrained] [--demo models/demo]
         [--data ../shared/data] [--work benchmarks/.real-work] [--targets all|A,B,...]
         [--analyse-only] [--watch SECONDS] [--out benchmarks/REAL.md]
         [--json benchmarks/real-scores.json]
@@ -116,7 +116,7 @@ def measure_all(nets, specs, targets: dict, work: Path, *, only=None) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nets", type=Path, default=Path("/work/evidence-nets"))
+    ap.add_argument("--nets", type=Path, default=ROOT / "benchmarks" / ".pretrained")
     ap.add_argument("--demo", type=Path, default=ROOT / "models" / "demo")
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".real-work")
