@@ -58,12 +58,21 @@ def test_search_json_is_ranked_and_alone_on_stdout(run, setup):
     assert [r["model"] for r in rows] == ["good", "noise"]
     assert [r["rank"] for r in rows] == [1, 2]
     assert {"rank", "model", "score", "layer", "width", "components"} <= set(rows[0])
-    # the default scorer is the recommended ensemble; each row carries its members
-    assert doc["samples"] == 120 and doc["scorers"] == ["ensemble"] and doc["dim"] == 10
-    assert {"ensemble", "logme", "sfda", "knn", "ncti-sei"} <= set(rows[0])
-    assert rows[0]["ensemble"] == rows[0]["score"] == 1.0  # first on every member
+    # the default scorer is the recommended one, LogME; each row carries its score
+    assert doc["samples"] == 120 and doc["scorers"] == ["logme"] and doc["dim"] == 10
+    assert all(r["logme"] == r["score"] for r in rows)
+    assert rows[0]["score"] > rows[1]["score"]
     assert doc["metric"] == "cosine" and doc["zooindex"] == zooindex.__version__
     assert doc["stats"]["ranked"] == 2 and doc["stats"]["run"] == 2
+    # the ensemble, when named, carries its members beside the combined score
+    code, out, _ = run("search", "--index", index, folder / "t.npz", "--json",
+                       "--scorer", "ensemble")
+    assert code == 0
+    doc = json.loads(out)
+    rows = doc["results"]
+    assert doc["scorers"] == ["ensemble"] and [r["model"] for r in rows] == ["good", "noise"]
+    assert {"ensemble", "logme", "sfda", "knn", "ncti-sei"} <= set(rows[0])
+    assert rows[0]["ensemble"] == rows[0]["score"] == 1.0  # first on every member
 
 
 def test_search_table_and_csv(run, setup):
@@ -71,10 +80,18 @@ def test_search_table_and_csv(run, setup):
     run("add", "--index", index, folder)
     code, out, _ = run("search", "--index", index, folder / "t.npz")
     assert code == 0 and re.search(r"1\s+good", out)
-    # the default ensemble's members are columns beside its score
+    # the default (LogME alone) has no member columns
+    assert out.splitlines()[0].split()[:4] == ["rank", "model", "score", "layer"]
+    code, out, _ = run("search", "--index", index, folder / "t.npz", "--csv")
+    assert out.splitlines()[0].startswith("rank,model,score")
+    assert out.splitlines()[0].endswith(",logme")
+    # a named ensemble's members are columns beside its score
+    code, out, _ = run("search", "--index", index, folder / "t.npz", "--scorer", "ensemble")
+    assert code == 0 and re.search(r"1\s+good", out)
     assert out.splitlines()[0].split()[:7] == ["rank", "model", "score", "logme", "sfda",
                                                "knn", "ncti-sei"]
-    code, out, _ = run("search", "--index", index, folder / "t.npz", "--csv")
+    code, out, _ = run("search", "--index", index, folder / "t.npz", "--csv",
+                       "--scorer", "ensemble")
     assert out.splitlines()[0].startswith("rank,model,score")
     assert out.splitlines()[0].endswith("ensemble,logme,sfda,knn,ncti-sei")
 
@@ -130,7 +147,8 @@ def test_unknown_layer_is_a_one_line_error_and_inputs_alone_rank_without_labels(
     np.savez(folder / "nolabels.npz", x=x)
     code, out, err = run("search", "--index", index, folder / "nolabels.npz")
     assert code == 0 and "no labels" in err.splitlines()[0] and "good" in out
-    assert "note: target" in err and "has no labels: ranked by rankme" in err
+    assert "note: target" in err and "has no labels: ranked by cluster-silhouette" in err
+    assert "an unlabeled ranking is weak" in err
 
 
 def test_debug_variable_shows_the_traceback(run, setup, monkeypatch):

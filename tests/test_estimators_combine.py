@@ -56,7 +56,7 @@ def test_get_points_combined_names_to_resolve():
 
 
 def test_resolve_many_expands_all_drops_repeats_and_defaults_to_the_recommended():
-    assert [s.name for s in resolve_many(None)] == ["ensemble"]  # what recommended names
+    assert [s.name for s in resolve_many(None)] == ["logme"]  # what recommended names
     assert [s.name for s in resolve_many(None, "silhouette")] == ["silhouette"]
     assert [s.name for s in resolve_many("logme")] == ["logme"]
     everything = resolve_many(["all"])
@@ -107,10 +107,11 @@ def test_mean_rank_ignores_the_scale_of_each_member():
 def test_the_search_flow_ranks_models_by_their_signal():
     # what the search does: every member estimator per model (cached one by one), then
     # one combine step. Four "models" see the same classes with more and more noise.
+    # (the ensemble, named: the recommended default is LogME alone, no combination)
     rng = np.random.default_rng(1)
     labels = np.arange(300) % 3
     centres = rng.normal(size=(3, 12))
-    scorer = resolve("recommended")
+    scorer = resolve("ensemble")
     table = {}
     for noise in (0.5, 1.0, 2.0, 4.0):
         features = centres[labels] + noise * rng.normal(size=(300, 12))

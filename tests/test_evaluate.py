@@ -57,7 +57,7 @@ def test_evaluate_orders_models_like_their_features(setup):
     acc = {m.model: m.accuracy for m in ev.models}
     assert acc["good"] > acc["half"] > acc["noise"]
     assert [m.model for m in ev.models] == ["good", "half", "noise"]  # by accuracy
-    ag = ev.agreement["ensemble"]  # the default scorer
+    ag = ev.agreement["logme"]  # the default scorer
     assert ag["tau"] == pytest.approx(1.0) and ag["top1"] == pytest.approx(1.0)
     assert ag["models"] == 3
 
@@ -98,7 +98,7 @@ def test_evaluate_cli_json(setup, capsys):
           "--test", str(folder / "test.npz"), "--json"])
     out = json.loads(capsys.readouterr().out)
     assert [m["model"] for m in out["models"]] == ["good", "half", "noise"]
-    assert set(out["agreement"]["ensemble"]) >= {"tau_w", "tau", "spearman", "top1"}
+    assert set(out["agreement"]["logme"]) >= {"tau_w", "tau", "spearman", "top1"}
 
 
 def test_protocols_are_cached_with_their_parameters_and_give_intervals(setup, monkeypatch):
@@ -121,7 +121,7 @@ def test_protocols_are_cached_with_their_parameters_and_give_intervals(setup, mo
     again = zooindex.evaluate(**paths, protocol="logits", protocol_params={"epochs": 5})
     assert all(m.cached for m in again.models)
     assert {m.model: m.accuracy for m in again.models} == acc
-    ag = again.agreement["ensemble"]
+    ag = again.agreement["logme"]  # the default scorer
     low, high = ag["tau_interval"]
     assert low <= ag["tau"] <= high
     # other parameters are another result: computed, not served

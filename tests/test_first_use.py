@@ -142,7 +142,7 @@ def test_search_json_carries_its_context(run, zoo):
                          "--dim", "3", "--classes", "0,2")
     doc = json.loads(out)
     assert doc["samples"] == 80 and doc["classes"] == [0, 2] and doc["dim"] == 3
-    assert doc["scorers"] == ["ensemble"] and doc["layer"] is None
+    assert doc["scorers"] == ["logme"] and doc["layer"] is None  # the default scorer
     assert [r["rank"] for r in doc["results"]] == [1, 2, 3]
 
 

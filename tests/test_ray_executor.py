@@ -40,5 +40,8 @@ def test_a_cached_search_needs_no_ray_and_a_search_with_work_says_what_to_instal
     again = zooindex.search(made["target"], index=made["index"], executor="ray")
     assert [(r.model, r.score) for r in again.ranked] == \
         [(r.model, r.score) for r in first.ranked]
+    # another D for a scorer that reduces to D components (LogME, the default, does not
+    # depend on D: its cached scores would serve the search without work)
     with pytest.raises(DependencyError, match=r"pip install 'zooindex\[ray\]'"):
-        zooindex.search(made["target"], index=made["index"], executor="ray", dim=3)
+        zooindex.search(made["target"], index=made["index"], executor="ray", dim=3,
+                        scorers="ensemble")

@@ -114,6 +114,8 @@ def test_a_model_onnxruntime_refuses_names_the_reason():
 @pytest.mark.parametrize("cores, expected", [(2, None), (4, None), (8, 7), (16, 15)])
 def test_onnxruntime_leaves_a_core_to_the_pipeline_on_big_machines(monkeypatch, cores,
                                                                    expected):
+    # a Ray task run in this process (the Ray tests) may have set it
+    monkeypatch.delenv("ZOOINDEX_THREADS", raising=False)
     monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(cores)),
                         raising=False)
     assert runtime.default_threads() == expected

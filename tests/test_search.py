@@ -20,7 +20,11 @@ def test_informative_model_ranks_first(zoo):
     ranking = zooindex.search(zoo["target"], index=zoo["index"])
     assert [r.model for r in ranking.ranked] == ["good", "mixed", "noise"]
     assert [r.rank for r in ranking.ranked] == [1, 2, 3]
-    assert ranking.ranked[0].score > 0.5 > ranking.ranked[-1].score
+    # the default is LogME, an evidence on its own scale (not the ensemble's 0..1 mean
+    # rank, which this test once bounded by 0.5): the scores strictly fall with the rank
+    scores = [r.score for r in ranking.ranked]
+    assert scores[0] > scores[1] > scores[2]
+    assert all(r.scores["logme"] == r.score for r in ranking.ranked)
 
 
 def test_score_is_pca_silhouette_of_the_default_layer(zoo):
@@ -35,25 +39,29 @@ def test_score_is_pca_silhouette_of_the_default_layer(zoo):
 
 
 def test_repeat_runs_no_model_and_other_dim_reuses_activations(zoo, monkeypatch):
-    first = zooindex.search(zoo["target"], index=zoo["index"])
+    # the ensemble reduces to D components (its knn member does); LogME, the default,
+    # reads the full features, so another D would not change its score at all
+    first = zooindex.search(zoo["target"], index=zoo["index"], scorers="ensemble")
     assert not any(r.cached for r in first.ranked)
 
     def fail(*a, **k):
         raise AssertionError("a model ran although everything was cached")
 
     monkeypatch.setattr(runner, "run_model", fail)
-    again = zooindex.search(zoo["target"], index=zoo["index"])
+    again = zooindex.search(zoo["target"], index=zoo["index"], scorers="ensemble")
     assert all(r.cached for r in again.ranked)
     assert [(r.model, r.score) for r in again.ranked] == \
         [(r.model, r.score) for r in first.ranked]
     # another D and metric: new scores, from the cached activations
-    other = zooindex.search(zoo["target"], index=zoo["index"], dim=3, metric="euclidean")
+    other = zooindex.search(zoo["target"], index=zoo["index"], dim=3, metric="euclidean",
+                            scorers="ensemble")
     assert not any(r.cached for r in other.ranked)
     assert other.ranked[0].model == "good"
 
 
 def test_dim_larger_than_features_uses_what_exists_and_says_so(zoo):
-    ranking = zooindex.search(zoo["target"], index=zoo["index"], dim=50)
+    # a scorer that reduces to D components (LogME, the default, does not reduce)
+    ranking = zooindex.search(zoo["target"], index=zoo["index"], dim=50, scorers="ensemble")
     good = next(r for r in ranking.ranked if r.model == "good")
     assert good.components == 2
     assert any("D=50" in n for n in ranking.notes)
@@ -231,7 +239,10 @@ def test_a_cache_entry_lost_after_planning_loads_the_model_again(zoo, tmp_path,
                                                                  monkeypatch):
     """A cached entry found damaged when it is read is computed again: the model is
     loaded once, with every layer the cache could not give."""
-    first = zooindex.search(zoo["target"], index=zoo["index"], models=["good"])
+    # the ensemble reduces to D components, so another D scores every layer again (LogME,
+    # the default, does not reduce: its cached score of the default layer would be reused)
+    first = zooindex.search(zoo["target"], index=zoo["index"], models=["good"],
+                            scorers="ensemble")
     default = first.ranked[0].layer
     with Index(zoo["index"]) as idx:
         (cached,) = [idx.cache.folder / r[0] for r in idx.db.execute(
@@ -247,24 +258,37 @@ def test_a_cache_entry_lost_after_planning_loads_the_model_again(zoo, tmp_path,
     monkeypatch.setattr(runner, "load_model", load_model)
     # another D: every layer's score is computed, the default's from its cached entry
     swept = zooindex.search(zoo["target"], index=zoo["index"], models=["good"], layer="all",
-                            dim=3)
+                            dim=3, scorers="ensemble")
     assert len(loads) == 1 and default in loads[0]
     monkeypatch.undo()
     zooindex.add(zoo["folder"], index=tmp_path / "fresh.db")
     fresh = zooindex.search(zoo["target"], index=tmp_path / "fresh.db", models=["good"],
-                            layer="all", dim=3)
+                            layer="all", dim=3, scorers="ensemble")
     assert {r.layer: r.score for r in swept.ranked} == {r.layer: r.score for r in fresh.ranked}
     assert default in {r.layer for r in swept.ranked} and len(swept.ranked) > 1
 
 
-# -- the default scorer: the recommended ensemble -------------------------------------
+# -- the default scorer (LogME) and the ensemble, named -------------------------------
 
 
-def test_the_default_is_the_recommended_ensemble_with_its_members_beside_it(zoo):
+def test_the_default_scorer_is_logme_alone(zoo):
+    from zooindex.estimators import RECOMMENDED
+
+    ranking = zooindex.search(zoo["target"], index=zoo["index"])
+    assert RECOMMENDED == "logme"
+    assert ranking.scorers == ["logme"] and ranking.members == {}
+    assert all(r.score == r.scores["logme"] for r in ranking.ranked)
+    named = zooindex.search(zoo["target"], index=zoo["index"], scorers=["recommended"])
+    assert named.scorers == ["logme"]
+    assert [(r.model, r.score) for r in named.ranked] == \
+        [(r.model, r.score) for r in ranking.ranked]
+
+
+def test_the_ensemble_carries_its_members_beside_it(zoo):
     from zooindex.estimators.combine import ENSEMBLE_MEMBERS, mean_rank
 
     live = []
-    ranking = zooindex.search(zoo["target"], index=zoo["index"],
+    ranking = zooindex.search(zoo["target"], index=zoo["index"], scorers="ensemble",
                               on_result=lambda r: live.append((r.score, set(r.scores))))
     assert ranking.scorers == ["ensemble"]
     assert ranking.members == {"ensemble": ENSEMBLE_MEMBERS}
@@ -286,13 +310,14 @@ def test_the_default_is_the_recommended_ensemble_with_its_members_beside_it(zoo)
 
 
 def test_a_lone_model_scores_one_half_and_the_note_gives_its_members(zoo):
-    ranking = zooindex.search(zoo["target"], index=zoo["index"], models=["good"])
+    ranking = zooindex.search(zoo["target"], index=zoo["index"], models=["good"],
+                              scorers="ensemble")
     [row] = ranking.ranked
     assert row.score == 0.5
     [note] = [n for n in ranking.notes if n.startswith("one row ranked")]
     assert f"logme {row.scores['logme']:.4g}" in note and "other models" in note
     # --top 1 of a whole zoo is not a lone model
-    top = zooindex.search(zoo["target"], index=zoo["index"], top=1)
+    top = zooindex.search(zoo["target"], index=zoo["index"], top=1, scorers="ensemble")
     assert not any(n.startswith("one row ranked") for n in top.notes)
 
 
@@ -300,7 +325,7 @@ def test_a_member_the_target_is_too_small_for_is_left_out_once(zoo, tmp_path):
     x, y = zoo["x"], zoo["y"]
     keep = np.concatenate([np.flatnonzero(y == c)[:3] for c in np.unique(y)])  # 3 per class
     np.savez(tmp_path / "small.npz", x=x[keep], y=y[keep])
-    ranking = zooindex.search(tmp_path / "small.npz", index=zoo["index"])
+    ranking = zooindex.search(tmp_path / "small.npz", index=zoo["index"], scorers="ensemble")
     assert ranking.members == {"ensemble": ("logme", "sfda", "ncti-sei")}
     assert len(ranking.ranked) == 3 and not ranking.skipped
     assert all("knn" not in r.scores for r in ranking.ranked)
@@ -320,7 +345,8 @@ def test_streamed_activations_rank_on_the_members_that_read_reduced_features(
         zoo, tmp_path, monkeypatch):
     monkeypatch.setenv("ZOOINDEX_MAX_ACTIVATION_BYTES", "1")  # every layer streams
     zooindex.add(zoo["folder"], index=tmp_path / "other.db")
-    ranking = zooindex.search(zoo["target"], index=tmp_path / "other.db", dim=2)
+    ranking = zooindex.search(zoo["target"], index=tmp_path / "other.db", dim=2,
+                              scorers="ensemble")
     assert [r.model for r in ranking.ranked][0] == "good"
     for r in ranking.ranked:
         assert set(r.scores) == {"ensemble", "knn", "ncti-sei"}

@@ -107,4 +107,4 @@ def test_cached_targets_with_the_model_rank(run, tmp_path):
         {("knn", 2, 2), ("logme", 2, 2)}
     code, out, _ = run("show", "--index", index, "noise")
     assert f"{target['key'][:12]} {tmp_path / 't.npz'} ({len(y)} samples, 3 classes): " \
-        "rank knn 2/2, logme 2/2" in out
+        "rank logme 2/2, knn 2/2" in out  # the default scorer (LogME) first

@@ -28,15 +28,18 @@ def test_the_default_becomes_a_label_free_score_and_the_search_says_so(zoo):
     ranking = zooindex.search(zoo["unlabeled"], index=zoo["index"])
     from zooindex.estimators import UNLABELED_DEFAULT
 
-    assert ranking.scorers == [UNLABELED_DEFAULT] == ["rankme"]
-    assert any("has no labels" in n for n in ranking.notes)
+    assert ranking.scorers == [UNLABELED_DEFAULT] == ["cluster-silhouette"]
+    [note] = [n for n in ranking.notes if "has no labels" in n]
+    assert "ranked by cluster-silhouette" in note and "an unlabeled ranking is weak" in note
     assert len(ranking.ranked) == 3 and all(r.score is not None for r in ranking.ranked)
-    # by name, the clustering score finds that the model seeing the clustered dimensions
-    # groups them best (RankMe, the default, measures spread instead: the noise model's
-    # full-rank features score high, a known weakness, see benchmarks/ESTIMATORS.md)
+    # the clustering score, the default, finds that the model seeing the clustered
+    # dimensions groups them best
+    assert ranking.ranked[0].model == "good"
     clusters = zooindex.search(zoo["unlabeled"], index=zoo["index"],
                                scorers=["cluster-silhouette"])
     assert clusters.ranked[0].model == "good"
+    # named, the scorer is the same but the default's note is not given
+    assert not any("has no labels" in n for n in clusters.notes)
     # chosen label-free scores work; labelled ones are refused in one line
     chosen = zooindex.search(zoo["unlabeled"], index=zoo["index"], scorers=["rankme"])
     assert chosen.scorers == ["rankme"] and len(chosen.ranked) == 3

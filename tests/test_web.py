@@ -186,7 +186,8 @@ def test_a_search_from_the_form_shows_its_ranking_and_figures(small):
 
 def test_progress_streams_one_event_per_model_then_settles(small):
     client = small["client"]
-    reply = client.post("/api/search", json={"path": "target.npz", "dim": 3})
+    reply = client.post("/api/search", json={"path": "target.npz", "dim": 3,
+                                             "scorer": "ensemble"})
     job_id = reply.json()["id"]
     events = []
     with client.stream("GET", f"/search/{job_id}/events") as stream:
@@ -201,7 +202,7 @@ def test_progress_streams_one_event_per_model_then_settles(small):
     assert kinds[-1] == "settled" and events[-1][1]["state"] in ("figures", "done")
     progress = [d for k, d in events if k == "progress"]
     assert sorted(d["model"] for d in progress) == ["good", "mixed", "noise"]
-    # ranked by the default ensemble: each line gives the members' scores so far
+    # ranked by the ensemble: each line gives the members' scores so far
     assert all(re.match(r"^\w+: logme -?\d\.\d{4}, sfda -?\d\.\d{4}, knn .* \(", d["line"])
                for d in progress)
 
@@ -375,17 +376,35 @@ def test_api_mirrors_the_python_api(searched):
     offered = client.get("/api/scorers").json()
     assert [s["name"] for s in offered] == ["recommended"] + [
         r["name"] for r in listing() if not r["experimental"]]
-    assert offered[0]["default"] and "logme" in offered[0]["description"]
+    # the default, LogME, described as itself
+    assert offered[0]["default"] and offered[0]["description"].startswith("LogME")
+    assert offered[0]["description"] == next(
+        r["description"] for r in listing() if r["name"] == "logme")
     assert {e.name for e in zooindex.scorers()} <= {s["name"] for s in offered}
     assert client.get("/api/models/nope").status_code == 404
     assert client.get("/api/layers/nope").status_code == 404
 
 
-def test_a_search_without_a_scorer_ranks_by_the_recommended_ensemble(small):
+def test_a_search_without_a_scorer_ranks_by_the_recommended_logme(small):
     client = small["client"]
     form = client.get("/search").text
     assert '<option value="recommended" selected' in form
     reply = client.post("/api/search", json={"path": "target.npz"})
+    done = settled(client, reply.json()["id"])
+    got = done["ranking"]
+    assert got["scorers"] == ["logme"] and got["members"] == {}
+    assert [r["model"] for r in got["results"]][0] == "good"
+    assert all(r["score"] == r["scores"]["logme"] for r in got["results"])
+    # live progress gives each model's own score: no combination waits for the others
+    from zooindex.web.jobs import progress_line
+
+    lines = [progress_line(p) for p in done["progress"]]
+    assert len(lines) == 3 and all(re.match(r"^\w+: -?\d+\.\d{4} \(", line) for line in lines)
+
+
+def test_a_search_by_the_ensemble_shows_its_members(small):
+    client = small["client"]
+    reply = client.post("/api/search", json={"path": "target.npz", "scorer": "ensemble"})
     done = settled(client, reply.json()["id"])
     got = done["ranking"]
     assert got["scorers"] == ["ensemble"]
@@ -501,7 +520,10 @@ def test_read_only_server_answers_from_the_cache_and_refuses_the_rest(searched, 
     assert cached["state"] == "done" and cached["figures"], cached
     assert [r["model"] for r in cached["ranking"]["results"]] == \
         [r["model"] for r in done["ranking"]["results"]]
-    new = settled(ro, ro.post("/api/search", json={"path": "target.npz", "dim": 7}).json()["id"])
+    # another D: the ensemble's knn member would be computed again (LogME, the default,
+    # does not depend on D, and its cached score would be served)
+    new = settled(ro, ro.post("/api/search", json={"path": "target.npz", "dim": 7,
+                                                   "scorer": "ensemble"}).json()["id"])
     assert new["state"] == "failed" and "read-only" in new["error"]
     assert "good" in new["error"]
     assert zooindex.cache_info(index=index) == stats

@@ -4,7 +4,7 @@ The Python API mirrors the command line, command for command, with the same name
 
     import zooindex
     zooindex.add("models/demo")                        # index every .onnx under a folder
-    ranking = zooindex.search("target.npz")            # the recommended ensemble
+    ranking = zooindex.search("target.npz")            # the recommended scorer (LogME)
     for r in ranking.ranked:
         print(r.rank, r.model, r.score, r.scores)      # the members' scores too
     paper = zooindex.search("target.npz", scorers=["silhouette"])  # neuralRank's score

@@ -375,7 +375,8 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
                    "seconds"]
         labels = f"{len(ranking.classes)} classes" if ranking.classes else "no labels"
         click.echo(f"target {ranking.target}: {ranking.n} samples, {labels}; "
-                   f"{_scorer_label(ranking.scorers[0], ranking)}, D={dim}"
+                   f"{_scorer_label(ranking.scorers[0], ranking)}"
+                   f"{f', D={dim}' if _uses(ranking, 'dim') else ''}"
                    f"{', ' + metric if _uses(ranking, 'metric') else ''}", err=True)
         if ok:
             click.echo(_table(ok, headers))

@@ -7,9 +7,9 @@ scores of one target are the rankings past searches produced; joined with the ca
 they name the models indexed now. This module only reads: it opens the index, groups,
 sorts, and closes it.
 
-The default scorer is a combination (``ensemble``) whose value is a rank among the
-models searched together, so the index keeps its members' scores, not its own. Where a
-target holds every member's scores under one set of options, the combined ranking is
+A combination (``ensemble``, and the default scorer where it is one) scores a rank among
+the models searched together, so the index keeps its members' scores, not its own. Where
+a target holds every member's scores under one set of options, the combined ranking is
 recomputed from them over the models that have them, as the search does.
 
 A score belongs to a model when the model's content hash and preprocessing are those it
@@ -192,12 +192,19 @@ def _default_scorer():
 
 
 def _combined(rankings: list[PastRanking]) -> list[PastRanking]:
-    """The default scorer's rankings where it is a combination: one per set of options
-    under which every member was scored, over the (model, layer) rows that have at least
-    one member (as in a search, a row missing a member is ranked on the others)."""
-    scorer = _default_scorer()
-    if scorer.combiner is None:
-        return []
+    """The rankings of the combinations a search ranks by without naming members (the
+    default scorer where it is one, and ``ensemble``), from their members' rows."""
+    from .estimators.combine import resolve
+
+    scorers = {s.name: s for s in (_default_scorer(), resolve("ensemble"))
+               if s.combiner is not None}
+    return [r for scorer in scorers.values() for r in _combined_one(scorer, rankings)]
+
+
+def _combined_one(scorer, rankings: list[PastRanking]) -> list[PastRanking]:
+    """``scorer``'s rankings: one per set of options under which every member was scored,
+    over the (model, layer) rows that have at least one member (as in a search, a row
+    missing a member is ranked on the others)."""
     by_member: dict = {}
     for ranking in rankings:
         by_member.setdefault(ranking.estimator, []).append(ranking)

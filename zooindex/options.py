@@ -78,7 +78,7 @@ class SearchOptions:
     components before the distance-based scores. ``metric``: the silhouette's distance.
     ``scorers``: scorer names, ranked by the first: estimators (``"silhouette"``, the
     paper's), combinations (``"ensemble:logme,knn"``), ``"all"`` for every estimator;
-    by default ``"recommended"``, the ensemble the evidence base ranks best (see
+    by default ``"recommended"``, the scorer the evidence bases support (LogME; see
     :data:`zooindex.estimators.RECOMMENDED`).
     ``seed``: for PCA's and the estimators' randomness. ``batch_size`` and ``device``:
     how onnxruntime runs the models (``batch_size`` ``None``: chosen per model so that

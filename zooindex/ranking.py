@@ -245,7 +245,7 @@ def _input_notes(tgt: Target, planned) -> list[str]:
 
 def _scorers_for(tgt: Target, options: SearchOptions):
     """The search's scorers, and a note when an unlabeled target changes the default."""
-    from .estimators import UNLABELED_DEFAULT
+    from .estimators import UNLABELED_DEFAULT, UNLABELED_NOTE
     from .estimators.combine import check_label_free, resolve_many
 
     if tgt.labeled:
@@ -256,7 +256,8 @@ def _scorers_for(tgt: Target, options: SearchOptions):
     if tuple(names) == SearchOptions().scorers:
         names = (UNLABELED_DEFAULT,)
         notes.append(f"target {tgt.source} has no labels: ranked by {UNLABELED_DEFAULT}, a "
-                     "label-free score (see `zooindex scorers --experimental`)")
+                     "label-free score (see `zooindex scorers --experimental`); "
+                     + UNLABELED_NOTE)
     scorers = resolve_many(names)
     check_label_free(scorers)
     return scorers, notes

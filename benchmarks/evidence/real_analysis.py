@@ -22,7 +22,7 @@ from . import stats
 
 SIZE = "size prior"                 # log parameter count: bigger ranks higher
 SOURCE = "source accuracy"          # the network's accuracy on its own task, where known
-RECOMMENDED = ("logme", "sfda", "knn", "ncti-sei")  # today's default ensemble
+RECOMMENDED = ("logme", "sfda", "knn", "ncti-sei")  # the default ensemble this base replaced
 SMALL = ("10", "30")
 POOL = 8            # ensembles are built from the fold's POOL best single estimators
 BUDGET = 2.0        # times the silhouette's seconds on the benchmark shape

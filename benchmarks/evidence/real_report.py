@@ -104,6 +104,12 @@ def write(raw: dict, *, draws: int = 1000) -> str:
             f"{_cost(base, chosen)} the silhouette). The procedure's held-out value (mean "
             f"over folds of each fold's choice on the rankings including the left-out "
             f"family): {_f(proc)}.\n")
+    from zooindex.estimators import RECOMMENDED
+
+    add(f"zooindex's default (`RECOMMENDED`) is `{RECOMMENDED}`"
+        + (": the rule's choice." if RECOMMENDED == ra.name(chosen) else
+           ", not the rule's choice: the checks kept apart (the held-out networks below, "
+           "the logits protocol) contradict it; README's *Estimators* says why.") + "\n")
     add(f"For reference, the choice on all non-held-out families at once: "
         f"`{ra.name(whole.chosen)}` (criterion {_f(whole.value)}); best within budget: "
         f"`{ra.name(whole.best_in_budget)}`.\n")
@@ -142,7 +148,8 @@ def write(raw: dict, *, draws: int = 1000) -> str:
     add("## Per regime\n")
     add("Mean weighted tau vs the probe over the targets, per number of labeled images "
         "per class (networks not held out), every single estimator and the baselines, "
-        "then the default and today's ensemble. Intervals resample targets.\n")
+        "then the rule's choice and the ensemble that was the default before this base. "
+        "Intervals resample targets.\n")
     singles = [(e,) for e in base.labeled] + [(ra.SIZE,), (ra.SOURCE,)]
     regs = base.regimes
     rows = []

@@ -90,6 +90,8 @@ def document(r: dict) -> str:
         f"{r['analysis_seconds']:.0f} s. Transfer protocols: `zooindex/transfer.py` "
         f"(sha256 {r['transfer']['sha256'][:12]})._",
         "",
+        _which_base(),
+        "",
         "## Summary",
         "",
         *_summary(r, d),
@@ -221,6 +223,17 @@ def document(r: dict) -> str:
         lines += ["## Estimators that refused a unit", "",
                   *(f"- {e}" for e in r["errors"][:20]), ""]
     return "\n".join(lines)
+
+
+def _which_base() -> str:
+    """Where this base stands since the default is chosen on networks by other authors."""
+    from zooindex.estimators import RECOMMENDED
+
+    return ("**This base holds the project's own small networks.** zooindex's default "
+            f"(`RECOMMENDED`, now `{RECOMMENDED}`) is chosen on pretrained networks by other "
+            "authors at 10-100 labeled images per class, with whole families and a set of "
+            "networks held out: [REAL.md](REAL.md) (`python benchmarks/bench_real.py`). The "
+            "choices below are what this base alone supports.")
 
 
 def _default_line(clear: bool) -> str:
