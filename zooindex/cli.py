@@ -155,11 +155,18 @@ def _protocol_params(protocol, epochs):
     return {"epochs": epochs}
 
 
-def _options(layer, dim, metric, scorers, seed, batch_size, device):
+def _options(layer, dim, metric, scorers, seed, batch_size, device, confidence=True):
     from .options import SearchOptions
 
     return SearchOptions(layer=layer, dim=dim, metric=metric, scorers=tuple(scorers),
-                         seed=seed, batch_size=batch_size, device=device)
+                         seed=seed, batch_size=batch_size, device=device,
+                         confidence=confidence)
+
+
+confidence_option = click.option(
+    "--no-confidence", "no_confidence", is_flag=True,
+    help="Skip the ranking's confidence (rank intervals and the chance of being first, "
+         "from half-samples of the target).")
 
 
 def _selection(classes, limit, seed, split=None, input_range=None):
@@ -334,10 +341,11 @@ def layers(model, index_path, as_json):
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV on stdout.")
 @click.option("--refresh", is_flag=True, help="Re-index models whose file changed since "
               "they were added, instead of skipping them.")
+@confidence_option
 def search(target, layer, dim, metric, scorers, classes, limit, seed, split, input_range,
            top, batch_size, device, executor, ray_address, ray_cpus, ray_scores_only, models,
            filter_tags, filter_source, max_params, filter_name, index_path, as_json, as_csv,
-           refresh):
+           refresh, no_confidence):
     """Rank every indexed model for a labeled TARGET.
 
     \b
@@ -349,13 +357,21 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
     With --json, prints one object: the search's context (target, samples, classes,
     scorers, D, metric, layer, zooindex version, counts, notes) and its rows under
     "results" (ranked first, then skipped models with their reason).
+
+    \b
+    How firm the order is: each row's rank over 100 stratified half-samples of
+    the target's images (no model runs again): "ranks", the 5th to 95th
+    percentile, and "first", the share of half-samples that rank it first. A
+    line under the table says when the top two swap in 5% of them or more.
+    --no-confidence skips it.
     """
     from .ranking import search as rank
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are exclusive; choose one")
     ranking = rank(
-        target, _options(layer, dim, metric, scorers, seed, batch_size, device),
+        target, _options(layer, dim, metric, scorers, seed, batch_size, device,
+                         not no_confidence),
         index=index_path, selection=_selection(classes, limit, seed, split, input_range),
         top=top, filter=_filter(filter_tags, filter_source, max_params, filter_name, models),
         progress=None, refresh=refresh,
@@ -371,7 +387,13 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
         writer.writerows(rows)
     else:
         ok = [r for r in rows if r["status"] == "ok"]
-        headers = ["rank", "model", "score", *ranking.columns[1:], "layer", "width",
+        sure = ["ranks", "first"] if ranking.confidence else []
+        for r in ok:
+            if r["rank_low"] is not None:
+                r["ranks"] = str(r["rank_low"]) if r["rank_low"] == r["rank_high"] \
+                    else f"{r['rank_low']}-{r['rank_high']}"
+                r["first"] = f"{r['p_first']:.0%}"
+        headers = ["rank", "model", "score", *sure, *ranking.columns[1:], "layer", "width",
                    "seconds"]
         labels = f"{len(ranking.classes)} classes" if ranking.classes else "no labels"
         click.echo(f"target {ranking.target}: {ranking.n} samples, {labels}; "
@@ -383,6 +405,8 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
             for r in ranking.skipped:
                 click.echo(f"skipped {r.model}: {r.reason}", err=True)
         click.echo(_summary(ranking, top), err=True)
+        if ranking.confidence and ranking.confidence["sentence"]:
+            click.echo(ranking.confidence["sentence"], err=True)
     for note in ranking.notes:
         click.echo(f"note: {note}", err=True)
     if not ranking.ranked:
@@ -395,7 +419,10 @@ def _search_row(ranking, r) -> dict:
     row = {"rank": r.rank, "model": r.model, "score": r.score, "layer": r.layer,
            "width": r.width, "components": r.components, "seconds": round(r.seconds, 3),
            "cached": r.cached, "provider": r.provider, "status": r.status,
-           "reason": r.reason}
+           "reason": r.reason,
+           "rank_low": r.rank_interval[0] if r.rank_interval else None,
+           "rank_high": r.rank_interval[1] if r.rank_interval else None,
+           "p_first": None if r.p_first is None else round(r.p_first, 4)}
     for name in ranking.columns:
         row[name] = r.scores.get(name)
     return row
@@ -409,7 +436,7 @@ def _search_json(ranking, rows) -> dict:
             "classes": ranking.classes, "scorers": ranking.scorers, "dim": ranking.dim,
             "metric": ranking.metric, "layer": options.layer if options else None,
             "seconds": round(ranking.seconds, 3), "stats": ranking.stats,
-            "notes": ranking.notes, "results": rows}
+            "notes": ranking.notes, "confidence": ranking.confidence, "results": rows}
 
 
 def _summary(ranking, top) -> str:
@@ -526,14 +553,17 @@ def evaluate(train, test, target, test_size, layer, dim, metric, scorers, classe
 @executor_options
 @filter_options
 @index_option
+@confidence_option
 def report(target, out, top, layer, dim, metric, scorers, dims, classes, limit, seed, split,
            input_range, max_points, batch_size, device, executor, ray_address, ray_cpus,
-           ray_scores_only, filter_tags, filter_source, max_params, filter_name, index_path):
+           ray_scores_only, filter_tags, filter_source, max_params, filter_name, index_path,
+           no_confidence):
     """Write a report: ranking, score-vs-D curves, 3D PCA scatter of the top models."""
     from .reporting import report as write_report
 
     path = write_report(
-        target, _options(layer, dim, metric, scorers, seed, batch_size, device), out=out,
+        target, _options(layer, dim, metric, scorers, seed, batch_size, device,
+                         not no_confidence), out=out,
         index=index_path, selection=_selection(classes, limit, seed, split, input_range),
         top=top, dims=dims, max_points=max_points, progress=None,
         executor=_executor(executor, ray_address, ray_cpus, ray_scores_only),
