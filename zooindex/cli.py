@@ -393,7 +393,7 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
                 r["ranks"] = str(r["rank_low"]) if r["rank_low"] == r["rank_high"] \
                     else f"{r['rank_low']}-{r['rank_high']}"
                 r["first"] = f"{r['p_first']:.0%}"
-        headers = ["rank", "model", "score", *sure, *ranking.columns[1:], "layer", "width",
+        headers = ["rank", "model", "score", *ranking.columns[1:], *sure, "layer", "width",
                    "seconds"]
         labels = f"{len(ranking.classes)} classes" if ranking.classes else "no labels"
         click.echo(f"target {ranking.target}: {ranking.n} samples, {labels}; "

@@ -60,6 +60,8 @@ class Result:
     #: without confidence
     rank_interval: tuple | None = None
     p_first: float | None = None
+    #: seconds its scores' resampled deviations took to compute (when they were)
+    resample_seconds: float = 0.0
     #: estimator -> ``(B,)`` deviations of its score over the half-samples
     resampled: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -76,7 +78,8 @@ class Ranking:
     ``stats`` counts the whole search, whatever ``top`` kept: ``models`` considered,
     ``ranked`` and ``skipped`` models, ``run`` (a model ran), ``from_activations``
     (scored from cached activations, no model ran), ``from_scores`` (every score
-    cached), ``pairs`` (model x layer rows scored).
+    cached), ``pairs`` (model x layer rows scored), ``confidence_seconds`` (combining
+    the rows' resampled scores into :attr:`confidence`, at the end).
     """
 
     target: str
@@ -454,6 +457,7 @@ def _plan(idx: Index, plan: _Planned, tgt: Target, options: SearchOptions, ests,
                     res.components = comps
                 if devs is not None and len(devs):
                     res.resampled[e.name] = devs
+                    res.resample_seconds += cached[(e.name, resample_key(e, options))][2]
             else:
                 wanted[layer.name] = wanted.get(layer.name, ()) + (e.name,)
         plan.results[layer.name] = res
@@ -497,6 +501,7 @@ def _absorb(idx: Index, tgt: Target, plan: _Planned, outcome: Outcome, ests,
             res.scores.update(new.scores)
             res.timings.update(new.timings)
             res.resampled.update({k: v for k, v in new.resampled.items() if len(v)})
+            res.resample_seconds += sum(new.resample_timings.values())
             if reducing is not None and reducing.name in new.scores:
                 res.components = new.components.get(reducing.name)
         res.seconds = outcome.seconds / len(plan.results)
@@ -594,8 +599,10 @@ def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
         "pairs": len(ranked),
         "providers": sorted({p.outcome.provider for p in ran if p.outcome.provider}),
     }
+    t = time.perf_counter()
     confidence = _confidence(ranked, scorers[0], options) \
         if options.confidence and tgt.labeled else None
+    stats["confidence_seconds"] = round(time.perf_counter() - t, 4)
     if top is not None:
         ranked = ranked[:top]
     dim = options.dim
@@ -642,8 +649,15 @@ def _confidence(ranked: list, scorer, options: SearchOptions) -> dict | None:
                 return None
             column[i] = value + devs
         columns[m] = column
+    from .estimators.combine import mean_rank
+
     if scorer.combiner is None:
         scores = columns[members[0]]
+    elif scorer.combiner.aggregate is mean_rank and \
+            all(np.isfinite(c).all() for c in columns.values()):
+        from .confidence import mean_rank_columns
+
+        scores = mean_rank_columns([columns[m] for m in members])  # every resample at once
     else:
         scores = np.empty((len(ranked), resamples))
         for b in range(resamples):

@@ -45,7 +45,8 @@ class ScoreRows:
     A score's resampled deviations (:mod:`zooindex.confidence`) are rows of the same
     table, their options naming the resamples (``"halves"``) and their value a BLOB of
     float64s, so that removing a model or clearing the cache takes them along;
-    :meth:`for_target` (the history of a target's scores) leaves them out."""
+    :meth:`for_target` (the history of a target's scores) and :meth:`count` leave them
+    out."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -81,7 +82,9 @@ class ScoreRows:
         return False
 
     def count(self) -> int:
-        return self.store.db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+        """Scores cached (their resampled deviations are not counted)."""
+        return self.store.db.execute(
+            "SELECT COUNT(*) FROM scores WHERE typeof(value) != 'blob'").fetchone()[0]
 
     def upsert(self, model_sha, layer, target, prep, rows) -> None:
         """Write score rows (inside the caller's transaction)."""
