@@ -239,3 +239,72 @@ def test_mean_rank_of_every_resample_at_once_is_the_ensembles():
         table = {i: {m: columns[m][i, b] for m in columns} for i in range(7)}
         expected = scorer.combine(table)
         assert got[:, b] == pytest.approx([expected[i] for i in range(7)], abs=1e-12)
+
+
+# ---- a search on a budget --------------------------------------------------------------
+
+@pytest.fixture
+def many(tmp_path):
+    """Eight models: one sees both informative dims, one sees one, six see noise."""
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    save(linear_features(selector([0, 1]), classes=3), folder / "good.onnx")
+    save(linear_features(selector([0, 5]), classes=3), folder / "half.onnx")
+    for i, dims in enumerate(([2, 3], [4, 5], [6, 7], [2, 6], [3, 7], [4, 6])):
+        save(linear_features(selector(dims), classes=3, seed=i), folder / f"noise{i}.onnx")
+    x, y = clustered(n_per_class=64, spread=0.5)
+    target = tmp_path / "target.npz"
+    np.savez(target, x=x, y=y)
+    index = tmp_path / "index.db"
+    zooindex.add(folder, index=index)
+    return {"target": target, "index": index}
+
+
+def test_nested_subtargets_keep_their_first_images():
+    from zooindex.budget import nested_order, subtarget
+    from zooindex.target import load_target
+
+    x, y = clustered(n_per_class=10)
+    tgt = load_target(x=x, y=y)
+    order = nested_order(tgt.y, seed=0)
+    small, large = subtarget(tgt, order, 3), subtarget(tgt, order, 6)
+    assert len(small) == 9 and len(large) == 18 and small.key != large.key
+    assert np.bincount(small.y).tolist() == [3, 3, 3]
+    rows = {row.tobytes() for row in large.x}
+    assert all(row.tobytes() in rows for row in small.x)  # nested
+    assert subtarget(tgt, order, 10) is tgt
+
+
+def test_a_budgeted_search_finds_the_top_and_spends_less(many):
+    full = zooindex.search(many["target"], index=many["index"], scorers=["knn"])
+    raced = zooindex.search_on_budget(many["target"], budget=0.5, k=1,
+                                      index=many["index"], scorers=["knn"])
+    assert raced.order[0] == full.ranked[0].model == "good"
+    assert raced.fraction <= 0.5 and raced.saved == pytest.approx(1 - raced.fraction)
+    assert set(raced.order) == {r.model for r in full.ranked}
+    first = raced.rounds[0]
+    assert first["models"] == 8 and first["per_class"] == 8 and first["images"] == 24
+    # every model saw the first round; only survivors saw more
+    assert min(raced.seen.values()) == 24 and raced.seen["good"] == max(raced.seen.values())
+    again = zooindex.search_on_budget(many["target"], budget=0.5, k=1,
+                                      index=many["index"], scorers=["knn"])
+    assert again.order == raced.order and again.seen == raced.seen
+
+
+def test_budget_is_validated(many):
+    from zooindex.errors import ZooIndexError
+
+    for bad in (0, 1.5, True, "0.3"):
+        with pytest.raises(ZooIndexError, match="--budget"):
+            zooindex.search_on_budget(many["target"], budget=bad, index=many["index"])
+
+
+def test_cli_budget_says_what_it_spent(many, run):
+    code, out, err = run("search", many["target"], "--index", many["index"], "--budget",
+                         "0.5", "--top", "1", "--scorer", "knn")
+    assert code == 0 and "images_seen" in out.splitlines()[0]
+    assert "budget 50%: spent" in err and "round" in err
+    code, out, err = run("search", many["target"], "--index", many["index"], "--budget",
+                         "0.5", "--top", "1", "--scorer", "knn", "--json")
+    doc = json.loads(out)
+    assert doc["budget"]["spent"] <= 0.5 and doc["budget"]["order"][0] == "good"
