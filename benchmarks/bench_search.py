@@ -250,7 +250,10 @@ def main() -> None:
     body = ("Paper-shaped CNNs (conv 32, conv 64, dense 1024) with seeded random weights; "
             f"target of 5-class 28x28 uint8 images; ranked by {main_run['scorer']}. "
             f"`python benchmarks/bench_search.py"
-            f"{' --scorer ' + args.scorer if args.scorer else ''}`.\n\n"
+            f"{' --scorer ' + args.scorer if args.scorer else ''}"
+            f"{f' --repeats {args.repeats}' if args.repeats != 7 else ''}"
+            f"{f' --memory-zoos {args.memory_zoos}' if args.memory_zoos != '10,40' else ''}`."
+            "\n\n"
             "| measure | value |\n|---|---|\n" + "\n".join(rows) +
             f"\n\nPeak resident memory of a whole cold search (fresh process each, "
             f"{args.memory_n}-sample target):\n\n"

@@ -251,6 +251,7 @@ def _score_layer(work: Work, name: str, feats, todo, new: LayerScores, options: 
     from .confidence import collecting, deviations, resampled
 
     outcome, record, task = work.outcome, work.task.record, work.task
+    scored = []  # (estimator, what it offered), resampled once every score is in
     for e in todo:
         if e.needs_probs and work.probs is None:
             continue
@@ -273,8 +274,11 @@ def _score_layer(work: Work, name: str, feats, todo, new: LayerScores, options: 
         new.components[e.name] = (work.reduced.get(name) or min(options["dim"],
                                                                 *feats.shape)) \
             if "dim" in e.params else None
-        if masks is None:
-            continue
+        scored.append((e, offered))
+    if masks is None:
+        return
+    # after the scores, so that a projection the estimators computed serves the halves
+    for e, offered in scored:
         t = time.perf_counter()
         # none (an empty array, cached as such so that it is not tried again) when the
         # layer was reduced as it streamed or the halves do not allow the score

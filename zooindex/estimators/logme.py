@@ -159,17 +159,21 @@ def resampled(points: np.ndarray, labels: np.ndarray, masks: np.ndarray) -> np.n
     _, alpha, beta = class_evidences(points, labels)
     onehot = (labels[:, None] == np.arange(k)).astype(np.float64)
     weights = masks.astype(np.float64)
+    # every half's F^T F and F^T Y in two products over per-sample outer products
     grams = (weights @ (points[:, :, None] * points[:, None, :]).reshape(n, -1)
              ).reshape(len(masks), d, d)
+    crosses = (weights @ (points[:, :, None] * onehot[:, None, :]).reshape(n, -1)
+               ).reshape(len(masks), d, k)
+    counts = weights @ onehot
     out = np.empty(len(masks))
-    for b, mask in enumerate(masks):
-        m = int(mask.sum())
+    for b in range(len(masks)):
+        m = float(counts[b].sum())
         sigma, v = np.linalg.eigh(grams[b])
         keep = sigma > max(m, d) * np.finfo(np.float64).eps * max(float(sigma[-1]), 0.0)
         sigma, v = sigma[keep], v[:, keep]
-        z = (v.T @ (points[mask].T @ onehot[mask])) / np.sqrt(sigma)[:, None]
+        z = (v.T @ crosses[b]) / np.sqrt(sigma)[:, None]
         z2 = z * z
-        outside = np.maximum(onehot[mask].sum(axis=0) - z2.sum(axis=0), 0.0)
+        outside = np.maximum(counts[b] - z2.sum(axis=0), 0.0)
         t = (alpha / beta)[None, :]
         s = sigma[:, None]
         m2 = np.sum(s * z2 / (t + s) ** 2, axis=0)
