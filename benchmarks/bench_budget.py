@@ -22,7 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
 from _results import write_section  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
+# the shared data sets beside the checkout (../shared/data), or beside its parent folder
+DATA = next((p for p in (ROOT.parent / "shared" / "data",
+                         ROOT.parent.parent / "shared" / "data") if p.exists()),
+            ROOT.parent / "shared" / "data")
 TARGETS = [(name, classes) for name in ("fashion-mnist", "mnist")
            for classes in ("0-4", "5-9", None)]
 

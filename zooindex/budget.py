@@ -13,8 +13,9 @@ A full search runs every model on every image. :func:`search_on_budget` runs a
 3. the survivors see ``growth`` times as many images per class (the first ones again
    plus new ones: the subsamples are nested);
 4. repeat until the top ``k`` is settled (the first ``k`` rows' intervals stay within
-   the top ``k`` and the next row's stays out), the target is used up, or the next
-   round would spend more than the budget.
+   the top ``k`` and the next row's stays out), the target is used up, or the budget is
+   spent (a round the budget cannot pay in full runs with as many images per class as
+   it can still pay for, as the last).
 
 Why successive halving: its cost is known before it starts (each round costs about the
 first one, as the models halve while the images double), which is what a budget needs;
@@ -134,13 +135,19 @@ def search_on_budget(target, budget: float = 0.3, k: int = 3,
     spent = 0
     settled = False
     reason = ""
+    last = False
     while True:
         sub = subtarget(tgt, order, per_class)
         if total_models is not None:
-            cost = len(names) * len(sub)
-            if spent + cost > budget * total_models * len(tgt) and rounds:
-                reason = "the next round would exceed the budget"
-                break
+            left = budget * total_models * len(tgt) - spent
+            if len(names) * len(sub) > left:
+                # a last round with as many images per class as the budget still pays
+                affordable = int(left // (len(names) * len(order)))
+                if affordable <= rounds[-1]["per_class"]:
+                    reason = "the next round would exceed the budget"
+                    break
+                per_class, last = affordable, True
+                sub = subtarget(tgt, order, per_class)
         ranking = search(sub, options, index=index, models=names,
                          filter=filter if names is None else None, executor=executor)
         rows = ranking.ranked
@@ -160,6 +167,9 @@ def search_on_budget(target, budget: float = 0.3, k: int = 3,
             break
         if per_class >= largest:
             reason = "the target is used up"
+            break
+        if last:
+            reason = "the budget is spent"
             break
         names = keep
         per_class = min(per_class * growth, largest)
