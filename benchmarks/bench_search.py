@@ -180,7 +180,8 @@ def cold_and_warm(work: Path, count: int, n: int, repeats: int = 1,
     median = sorted(runs, key=lambda r: r["share"])[len(runs) // 2]
     return {"models": count, "n": n, **median, "shares": [r["share"] for r in runs],
             "warm_s": warm_s, "imports_s": imports_s,
-            "warm_plain_s": sorted(warm_plain_s)[2], "warm_on_s": sorted(warm_on_s)[2], "provider": cold.ranked[0].provider,
+            "warm_plain_s": sorted(warm_plain_s)[2], "warm_on_s": sorted(warm_on_s)[2],
+            "provider": cold.ranked[0].provider,
             "scorer": cold.scorers[0], "members": cold.members.get(cold.scorers[0], ()),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 

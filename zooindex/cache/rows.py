@@ -64,7 +64,8 @@ class ScoreRows:
         return [dict(zip(("model_sha", "layer", "prep", "estimator", "params", "value",
                           "components"), r)) for r in self.store.db.execute(
             "SELECT model_sha, layer, prep, estimator, params, value, components FROM scores "
-            "WHERE target = ? AND typeof(value) != 'blob' ORDER BY model_sha, layer, estimator", [target])]
+            "WHERE target = ? AND typeof(value) != 'blob' "
+            "ORDER BY model_sha, layer, estimator", [target])]
 
     def put(self, model_sha: str, layer: str, target: str, prep: str,
             rows: list[tuple[str, str, float, int | None, float]]) -> bool:
