@@ -143,18 +143,45 @@ def cold_and_warm(work: Path, count: int, n: int, repeats: int = 1,
         infer = sum(r.inference_seconds for r in cold.ranked)
         scoring = sum(sum(r.timings.values()) for r in cold.ranked)
         alone = (before + inference_alone(index, target)) / 2
+        # the ranking's confidence: its half-samples' scores in the scoring thread, and
+        # combining them at the end; then the same cold search without it
+        confidence_s = sum(r.resample_seconds for r in cold.ranked) + \
+            cold.stats["confidence_seconds"]
+        _fresh_index(index)
+        zooindex.add(zoo, index=index)
+        t = time.perf_counter()
+        plain = zooindex.search(target, index=index, confidence=False, **scorers)
+        plain_s = time.perf_counter() - t
+        assert [(r.model, r.score) for r in plain.ranked] == \
+            [(r.model, r.score) for r in cold.ranked]
         runs.append({"cold_s": cold_s, "inference_s": infer, "scoring_s": scoring,
                      "alone_s": alone, "share": alone / cold_s,
+                     "confidence_s": confidence_s, "plain_s": plain_s,
+                     "flip": cold.confidence["flip"]["probability"],
                      "ranking": [r.model for r in cold.ranked]})
+    _fresh_index(index)  # the warm repeats read an index that a default search filled
+    zooindex.add(zoo, index=index)
+    zooindex.search(target, index=index, **scorers)
     assert all(r["ranking"] == runs[0]["ranking"] for r in runs)
     t = time.perf_counter()
     warm = zooindex.search(target, index=index, **scorers)
     warm_s = time.perf_counter() - t
     assert [r.model for r in warm.ranked] == runs[-1]["ranking"]
     assert all(r.cached for r in warm.ranked)
+    warm_plain_s = []
+    warm_on_s = []
+    for _ in range(5):  # interleaved, the median of each: a few ms move with the machine
+        t = time.perf_counter()
+        zooindex.search(target, index=index, confidence=False, **scorers)
+        warm_plain_s.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        zooindex.search(target, index=index, **scorers)
+        warm_on_s.append(time.perf_counter() - t)
     median = sorted(runs, key=lambda r: r["share"])[len(runs) // 2]
     return {"models": count, "n": n, **median, "shares": [r["share"] for r in runs],
-            "warm_s": warm_s, "imports_s": imports_s, "provider": cold.ranked[0].provider,
+            "warm_s": warm_s, "imports_s": imports_s,
+            "warm_plain_s": sorted(warm_plain_s)[2], "warm_on_s": sorted(warm_on_s)[2],
+            "provider": cold.ranked[0].provider,
             "scorer": cold.scorers[0], "members": cold.members.get(cold.scorers[0], ()),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -206,7 +233,16 @@ def main() -> None:
         f"| scoring ({main_run['scorer']}"
         f"{': ' + ', '.join(main_run['members']) if main_run['members'] else ''}), "
         f"summed over models (in the scoring thread) | {main_run['scoring_s']:.2f} s |",
+        f"| confidence (100 half-samples): computed in the scoring thread plus combined at "
+        f"the end, summed over models | {main_run['confidence_s']:.2f} s "
+        f"({main_run['confidence_s'] / main_run['cold_s']:.1%} of the cold search; "
+        f"target <= 10%) |",
+        f"| the same cold search with --no-confidence (fresh index, run after the one "
+        f"above) | {main_run['plain_s']:.2f} s |",
+        f"| chance that the top two swap over the half-samples | {main_run['flip']:.0%} |",
         f"| warm repeat (all cached) | {main_run['warm_s'] * 1000:.1f} ms |",
+        f"| warm repeat, median of 5 interleaved: with confidence / --no-confidence | "
+        f"{main_run['warm_on_s'] * 1000:.1f} ms / {main_run['warm_plain_s'] * 1000:.1f} ms |",
         f"| warm vs cold | {main_run['cold_s'] / main_run['warm_s']:.0f}x faster "
         "(target >= 50x) |",
     ]
@@ -215,7 +251,10 @@ def main() -> None:
     body = ("Paper-shaped CNNs (conv 32, conv 64, dense 1024) with seeded random weights; "
             f"target of 5-class 28x28 uint8 images; ranked by {main_run['scorer']}. "
             f"`python benchmarks/bench_search.py"
-            f"{' --scorer ' + args.scorer if args.scorer else ''}`.\n\n"
+            f"{' --scorer ' + args.scorer if args.scorer else ''}"
+            f"{f' --repeats {args.repeats}' if args.repeats != 7 else ''}"
+            f"{f' --memory-zoos {args.memory_zoos}' if args.memory_zoos != '10,40' else ''}`."
+            "\n\n"
             "| measure | value |\n|---|---|\n" + "\n".join(rows) +
             f"\n\nPeak resident memory of a whole cold search (fresh process each, "
             f"{args.memory_n}-sample target):\n\n"

@@ -40,6 +40,7 @@ _API = {
     "hub_search": ("zoo", "hub_search"),
     "search": ("ranking", "search"), "features": ("ranking", "features"),
     "Ranking": ("ranking", "Ranking"), "Result": ("ranking", "Result"),
+    "search_on_budget": ("budget", "search_on_budget"), "Budgeted": ("budget", "Budgeted"),
     "evaluate": ("evaluation", "evaluate"), "Evaluation": ("evaluation", "Evaluation"),
     "report": ("reporting", "report"),
     "check": ("audit", "check"),

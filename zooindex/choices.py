@@ -22,3 +22,5 @@ DEFAULT_METRIC = "cosine"
 DEFAULT_SCORER = "recommended"
 DEFAULT_BATCH_SIZE = None  # chosen per model by memory (zooindex.runner.auto_batch_size)
 DEFAULT_SEED = 0
+# stratified half-samples of the target behind a ranking's confidence (zooindex.confidence)
+DEFAULT_RESAMPLES = 100

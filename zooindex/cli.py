@@ -155,11 +155,18 @@ def _protocol_params(protocol, epochs):
     return {"epochs": epochs}
 
 
-def _options(layer, dim, metric, scorers, seed, batch_size, device):
+def _options(layer, dim, metric, scorers, seed, batch_size, device, confidence=True):
     from .options import SearchOptions
 
     return SearchOptions(layer=layer, dim=dim, metric=metric, scorers=tuple(scorers),
-                         seed=seed, batch_size=batch_size, device=device)
+                         seed=seed, batch_size=batch_size, device=device,
+                         confidence=confidence)
+
+
+confidence_option = click.option(
+    "--no-confidence", "no_confidence", is_flag=True,
+    help="Skip the ranking's confidence (rank intervals and the chance of being first, "
+         "from half-samples of the target).")
 
 
 def _selection(classes, limit, seed, split=None, input_range=None):
@@ -334,10 +341,15 @@ def layers(model, index_path, as_json):
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV on stdout.")
 @click.option("--refresh", is_flag=True, help="Re-index models whose file changed since "
               "they were added, instead of skipping them.")
+@confidence_option
+@click.option("--budget", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
+              help="Spend at most this fraction of a full search's inference (e.g. 0.3): "
+              "models race on growing subsamples of the target and those that cannot reach "
+              "the top K (--top, default 3) are dropped.")
 def search(target, layer, dim, metric, scorers, classes, limit, seed, split, input_range,
            top, batch_size, device, executor, ray_address, ray_cpus, ray_scores_only, models,
            filter_tags, filter_source, max_params, filter_name, index_path, as_json, as_csv,
-           refresh):
+           refresh, no_confidence, budget):
     """Rank every indexed model for a labeled TARGET.
 
     \b
@@ -349,20 +361,54 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
     With --json, prints one object: the search's context (target, samples, classes,
     scorers, D, metric, layer, zooindex version, counts, notes) and its rows under
     "results" (ranked first, then skipped models with their reason).
+
+    \b
+    How firm the order is: each row's rank over 100 stratified half-samples of
+    the target's images (no model runs again): "ranks", the 5th to 95th
+    percentile, and "first", the share of half-samples that rank it first. A
+    line under the table says when the top two swap in 5% of them or more.
+    --no-confidence skips it.
+
+    \b
+    --budget 0.3 ranks on at most 30% of the inference of a full search: every
+    model first sees a few images per class, the models that cannot reach the
+    top K are dropped, the others see twice as many, until the top K is settled,
+    the target is used up or the budget spent; it says what each model saw.
     """
     from .ranking import search as rank
 
     if as_json and as_csv:
         raise click.UsageError("--json and --csv are exclusive; choose one")
-    ranking = rank(
-        target, _options(layer, dim, metric, scorers, seed, batch_size, device),
-        index=index_path, selection=_selection(classes, limit, seed, split, input_range),
-        top=top, filter=_filter(filter_tags, filter_source, max_params, filter_name, models),
-        progress=None, refresh=refresh,
-        executor=_executor(executor, ray_address, ray_cpus, ray_scores_only))
+    if budget is not None and no_confidence:
+        raise click.UsageError("--budget races models on their confidence; drop "
+                               "--no-confidence")
+    options = _options(layer, dim, metric, scorers, seed, batch_size, device,
+                       not no_confidence)
+    selection = _selection(classes, limit, seed, split, input_range)
+    chosen = _filter(filter_tags, filter_source, max_params, filter_name, models)
+    run_on = _executor(executor, ray_address, ray_cpus, ray_scores_only)
+    raced = None
+    if budget is not None:
+        from .budget import search_on_budget
+
+        raced = search_on_budget(target, budget, top or 3, options, index=index_path,
+                                 selection=selection, filter=chosen, executor=run_on)
+        ranking = raced.ranking
+    else:
+        ranking = rank(target, options, index=index_path, selection=selection, top=top,
+                       filter=chosen, progress=None, refresh=refresh, executor=run_on)
     rows = [_search_row(ranking, r) for r in ranking.results]
+    if raced is not None:
+        for row in rows:
+            row["images_seen"] = raced.seen.get(row["model"])
     if as_json:
-        _dump_json(_search_json(ranking, rows))
+        doc = _search_json(ranking, rows)
+        if raced is not None:
+            doc["budget"] = {"budget": raced.budget, "spent": round(raced.fraction, 4),
+                             "k": raced.k, "settled": raced.settled, "reason": raced.reason,
+                             "rounds": raced.rounds, "seen": raced.seen,
+                             "order": raced.order}
+        _dump_json(doc)
     elif as_csv:
         import csv
 
@@ -371,8 +417,15 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
         writer.writerows(rows)
     else:
         ok = [r for r in rows if r["status"] == "ok"]
-        headers = ["rank", "model", "score", *ranking.columns[1:], "layer", "width",
-                   "seconds"]
+        sure = ["ranks", "first"] if ranking.confidence else []
+        for r in ok:
+            if r["rank_low"] is not None:
+                r["ranks"] = str(r["rank_low"]) if r["rank_low"] == r["rank_high"] \
+                    else f"{r['rank_low']}-{r['rank_high']}"
+                r["first"] = f"{r['p_first']:.0%}"
+        seen = ["images_seen"] if raced is not None else []
+        headers = ["rank", "model", "score", *ranking.columns[1:], *sure, *seen, "layer",
+                   "width", "seconds"]
         labels = f"{len(ranking.classes)} classes" if ranking.classes else "no labels"
         click.echo(f"target {ranking.target}: {ranking.n} samples, {labels}; "
                    f"{_scorer_label(ranking.scorers[0], ranking)}"
@@ -384,6 +437,11 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
             for r in ranking.skipped:
                 click.echo(f"skipped {r.model}: {r.reason}", err=True)
         click.echo(_summary(ranking, top), err=True)
+        if ranking.confidence and ranking.confidence["sentence"]:
+            click.echo(ranking.confidence["sentence"], err=True)
+        if raced is not None:
+            for line in _budget_lines(raced):
+                click.echo(line, err=True)
     for note in ranking.notes:
         click.echo(f"note: {note}", err=True)
     if not ranking.ranked:
@@ -392,11 +450,28 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
         sys.exit(1)
 
 
+def _budget_lines(raced) -> list[str]:
+    """What a budgeted search spent, saved, and did in each round."""
+    steps = ", ".join(f"{r['models']} models x {r['per_class']} per class"
+                      for r in raced.rounds)
+    lines = [f"budget {raced.budget:.0%}: spent {raced.fraction:.1%} of a full search's "
+             f"inference (saved {raced.saved:.1%}) in {len(raced.rounds)} round"
+             f"{'s' * (len(raced.rounds) != 1)} ({steps}); stopped: {raced.reason}"]
+    for i, r in enumerate(raced.rounds, 1):
+        if r["dropped"]:
+            lines.append(f"dropped after round {i} ({r['images']} images each): "
+                         f"{', '.join(r['dropped'])}")
+    return lines
+
+
 def _search_row(ranking, r) -> dict:
     row = {"rank": r.rank, "model": r.model, "score": r.score, "layer": r.layer,
            "width": r.width, "components": r.components, "seconds": round(r.seconds, 3),
            "cached": r.cached, "provider": r.provider, "status": r.status,
-           "reason": r.reason}
+           "reason": r.reason,
+           "rank_low": r.rank_interval[0] if r.rank_interval else None,
+           "rank_high": r.rank_interval[1] if r.rank_interval else None,
+           "p_first": None if r.p_first is None else round(r.p_first, 4)}
     for name in ranking.columns:
         row[name] = r.scores.get(name)
     return row
@@ -410,7 +485,7 @@ def _search_json(ranking, rows) -> dict:
             "classes": ranking.classes, "scorers": ranking.scorers, "dim": ranking.dim,
             "metric": ranking.metric, "layer": options.layer if options else None,
             "seconds": round(ranking.seconds, 3), "stats": ranking.stats,
-            "notes": ranking.notes, "results": rows}
+            "notes": ranking.notes, "confidence": ranking.confidence, "results": rows}
 
 
 def _summary(ranking, top) -> str:
@@ -527,14 +602,17 @@ def evaluate(train, test, target, test_size, layer, dim, metric, scorers, classe
 @executor_options
 @filter_options
 @index_option
+@confidence_option
 def report(target, out, top, layer, dim, metric, scorers, dims, classes, limit, seed, split,
            input_range, max_points, batch_size, device, executor, ray_address, ray_cpus,
-           ray_scores_only, filter_tags, filter_source, max_params, filter_name, index_path):
+           ray_scores_only, filter_tags, filter_source, max_params, filter_name, index_path,
+           no_confidence):
     """Write a report: ranking, score-vs-D curves, 3D PCA scatter of the top models."""
     from .reporting import report as write_report
 
     path = write_report(
-        target, _options(layer, dim, metric, scorers, seed, batch_size, device), out=out,
+        target, _options(layer, dim, metric, scorers, seed, batch_size, device,
+                         not no_confidence), out=out,
         index=index_path, selection=_selection(classes, limit, seed, split, input_range),
         top=top, dims=dims, max_points=max_points, progress=None,
         executor=_executor(executor, ray_address, ray_cpus, ray_scores_only),

@@ -14,8 +14,9 @@ import numbers
 from dataclasses import dataclass, fields, replace
 
 from .choices import (CROPS, DEFAULT_BATCH_SIZE, DEFAULT_DIM, DEFAULT_METRIC,  # noqa: F401
-                      DEFAULT_SCORER, DEFAULT_SEED, DEVICES, EXECUTORS, INPUT_RANGES,
-                      INTERPOLATIONS, METRICS, PRESETS, PROTOCOLS, SPLITS)
+                      DEFAULT_RESAMPLES, DEFAULT_SCORER, DEFAULT_SEED, DEVICES,
+                      EXECUTORS, INPUT_RANGES, INTERPOLATIONS, METRICS, PRESETS,
+                      PROTOCOLS, SPLITS)
 from .errors import ZooIndexError
 
 
@@ -83,7 +84,10 @@ class SearchOptions:
     ``seed``: for PCA's and the estimators' randomness. ``batch_size`` and ``device``:
     how onnxruntime runs the models (``batch_size`` ``None``: chosen per model so that
     its intermediate tensors fit a memory budget, see
-    :func:`zooindex.runner.auto_batch_size`).
+    :func:`zooindex.runner.auto_batch_size`). ``confidence``: also score ``resamples``
+    stratified half-samples of a labeled target (drawn with ``seed``) for each row's
+    rank interval and probability of being first (see :mod:`zooindex.confidence`);
+    it never changes the ranking.
     """
 
     layer: str | None = None
@@ -93,6 +97,8 @@ class SearchOptions:
     seed: int = DEFAULT_SEED
     batch_size: int | None = DEFAULT_BATCH_SIZE
     device: str = "auto"
+    confidence: bool = True
+    resamples: int = DEFAULT_RESAMPLES
 
     def __post_init__(self):
         scorers = self.scorers
@@ -107,6 +113,11 @@ class SearchOptions:
             raise ZooIndexError(f"unknown device '{self.device}'; choose from: "
                                 f"{', '.join(DEVICES)}")
         object.__setattr__(self, "dim", _positive(self.dim, "--dim"))
+        object.__setattr__(self, "confidence", bool(self.confidence))
+        resamples = _positive(self.resamples, "--resamples")
+        if resamples < 2:
+            raise ZooIndexError(f"--resamples must be at least 2, not {resamples}")
+        object.__setattr__(self, "resamples", resamples)
         if self.batch_size is not None:
             object.__setattr__(self, "batch_size", _positive(self.batch_size, "--batch-size"))
 

@@ -30,7 +30,7 @@ from .errors import AdaptError, LayerError, ZooIndexError
 from .index import Index, opened
 from .options import SearchOptions, TargetSelection, from_settings
 from .target import Target
-from .unit import OUTPUT, ModelTask, Outcome, params_key, score_rows
+from .unit import OUTPUT, ModelTask, Outcome, params_key, resample_key, score_rows
 
 
 @dataclass
@@ -55,9 +55,20 @@ class Result:
     status: str = "ok"
     reason: str | None = None
     rank: int | None = None
+    #: the 5th and 95th percentile of the row's rank over the target's half-samples,
+    #: and its probability of being first (see :mod:`zooindex.confidence`); ``None``
+    #: without confidence
+    rank_interval: tuple | None = None
+    p_first: float | None = None
+    #: seconds its scores' resampled deviations took to compute (when they were)
+    resample_seconds: float = 0.0
+    #: estimator -> ``(B,)`` deviations of its score over the half-samples
+    resampled: dict = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("resampled")
+        return out
 
 
 @dataclass
@@ -67,7 +78,8 @@ class Ranking:
     ``stats`` counts the whole search, whatever ``top`` kept: ``models`` considered,
     ``ranked`` and ``skipped`` models, ``run`` (a model ran), ``from_activations``
     (scored from cached activations, no model ran), ``from_scores`` (every score
-    cached), ``pairs`` (model x layer rows scored).
+    cached), ``pairs`` (model x layer rows scored), ``confidence_seconds`` (combining
+    the rows' resampled scores into :attr:`confidence`, at the end).
     """
 
     target: str
@@ -84,6 +96,12 @@ class Ranking:
     #: ``{scorer: members it combined}`` for each combined scorer (``ensemble``): the
     #: members the target allowed, which may be fewer than the scorer's defaults
     members: dict = field(default_factory=dict)
+    #: how firm the ranking is (:mod:`zooindex.confidence`), ``None`` when off or not
+    #: computable: ``resamples`` and ``seed`` of the half-samples, ``levels`` (the rank
+    #: interval's percentiles), ``flip`` (``{"models": [first, second], "probability":
+    #: share of resamples that swaps them}``, ``None`` with one row) and ``sentence``
+    #: (what to say when the top is not settled, else ``None``)
+    confidence: dict | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -424,17 +442,23 @@ def _plan(idx: Index, plan: _Planned, tgt: Target, options: SearchOptions, ests,
         notes.append(f"{record.name}: no classifier output; estimators that need one "
                      "are left out")
     wanted: dict[str, tuple] = {}
+    confident = options.confidence and tgt.labeled
     for layer in layers:
         cached = idx.cache.get_scores(record.sha256, layer.name, tgt.key, plan.prep_key)
         res = Result(model=record.name, layer=layer.name, width=layer.width, cached=True)
         for e in ests:
             key = (e.name, params_key(e, options))
-            if key in cached:
+            devs = _cached_deviations(cached.get((e.name, resample_key(e, options))),
+                                      options) if confident else None
+            if key in cached and (devs is not None or not confident):
                 value, comps, secs = cached[key]
                 res.scores[e.name] = value
                 res.timings[e.name] = secs
                 if e is _reducing(ests):
                     res.components = comps
+                if devs is not None and len(devs):
+                    res.resampled[e.name] = devs
+                    res.resample_seconds += cached[(e.name, resample_key(e, options))][2]
             else:
                 wanted[layer.name] = wanted.get(layer.name, ()) + (e.name,)
         plan.results[layer.name] = res
@@ -442,6 +466,15 @@ def _plan(idx: Index, plan: _Planned, tgt: Target, options: SearchOptions, ests,
         plan.task = _task(idx, record, tgt, plan.prep_key, tuple(wanted), wanted, options)
     else:
         _provisional_scores(plan, lead)
+
+
+def _cached_deviations(row, options: SearchOptions):
+    """A cached row of resampled deviations as an array (empty: none could be computed),
+    or ``None`` when there is none or it is not what these options ask for."""
+    if row is None or not isinstance(row[0], bytes) or len(row[0]) % 8:
+        return None
+    devs = np.frombuffer(row[0], dtype="<f8")
+    return devs if len(devs) in (0, options.resamples) else None
 
 
 def _task(idx: Index, record: ModelRecord, tgt: Target, prep_key: str, layers, wanted,
@@ -468,6 +501,8 @@ def _absorb(idx: Index, tgt: Target, plan: _Planned, outcome: Outcome, ests,
             res.inference_seconds = outcome.inference_seconds / max(len(plan.task.wanted), 1)
             res.scores.update(new.scores)
             res.timings.update(new.timings)
+            res.resampled.update({k: v for k, v in new.resampled.items() if len(v)})
+            res.resample_seconds += sum(new.resample_timings.values())
             if reducing is not None and reducing.name in new.scores:
                 res.components = new.components.get(reducing.name)
         res.seconds = outcome.seconds / len(plan.results)
@@ -565,6 +600,10 @@ def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
         "pairs": len(ranked),
         "providers": sorted({p.outcome.provider for p in ran if p.outcome.provider}),
     }
+    t = time.perf_counter()
+    confidence = _confidence(ranked, scorers[0], options) \
+        if options.confidence and tgt.labeled else None
+    stats["confidence_seconds"] = round(time.perf_counter() - t, 4)
     if top is not None:
         ranked = ranked[:top]
     dim = options.dim
@@ -584,7 +623,58 @@ def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
                    scorers=[s.name for s in scorers], dim=dim, metric=options.metric,
                    results=ranked + skipped, notes=notes,
                    seconds=time.perf_counter() - started, stats=stats, options=options,
-                   members={s.name: s.members for s in scorers if s.combiner is not None})
+                   members={s.name: s.members for s in scorers if s.combiner is not None},
+                   confidence=confidence)
+
+
+def _confidence(ranked: list, scorer, options: SearchOptions) -> dict | None:
+    """Each ranked row's rank interval and probability of being first, from its
+    scores' deviations over the half-samples (:mod:`zooindex.confidence`); a combined
+    scorer is combined again on each resample. ``None`` when a row lacks deviations
+    for a score it has (e.g. a layer reduced as it streamed)."""
+    from .confidence import LEVELS, sentence, summarise
+
+    if not ranked:
+        return None
+    resamples = options.resamples
+    members = scorer.members
+    columns = {}
+    for m in members:
+        column = np.full((len(ranked), resamples), np.nan)
+        for i, r in enumerate(ranked):
+            value = r.scores.get(m)
+            if value is None or not np.isfinite(value):
+                continue
+            devs = r.resampled.get(m)
+            if devs is None or len(devs) != resamples:
+                return None
+            column[i] = value + devs
+        columns[m] = column
+    from .estimators.combine import mean_rank
+
+    if scorer.combiner is None:
+        scores = columns[members[0]]
+    elif scorer.combiner.aggregate is mean_rank and \
+            all(np.isfinite(c).all() for c in columns.values()):
+        from .confidence import mean_rank_columns
+
+        scores = mean_rank_columns([columns[m] for m in members])  # every resample at once
+    else:
+        scores = np.empty((len(ranked), resamples))
+        for b in range(resamples):
+            table = {i: {m: columns[m][i, b] for m in members} for i in range(len(ranked))}
+            combined = scorer.combine(table)
+            scores[:, b] = [combined.get(i, np.nan) for i in range(len(ranked))]
+        if not np.all(np.isfinite(scores)):
+            return None
+    names = [r.model for r in ranked]
+    if len(set(names)) < len(names):  # a layer sweep: name the rows by layer too
+        names = [f"{r.model} [{r.layer}]" for r in ranked]
+    figures = summarise(names, scores)
+    for r, interval, first in zip(ranked, figures["intervals"], figures["first"]):
+        r.rank_interval, r.p_first = interval, first
+    return {"resamples": resamples, "seed": options.seed, "levels": list(LEVELS),
+            "flip": figures["flip"], "sentence": sentence(figures["flip"])}
 
 
 def activations(target, models, *, index=None, layer: str | None = None,

@@ -9,6 +9,9 @@ by batch.
 
 from __future__ import annotations
 
+import contextvars
+from contextlib import contextmanager
+
 import numpy as np
 
 from .errors import EstimatorError
@@ -28,7 +31,38 @@ _LANCZOS_MIN_FEATURES = 256
 _FLOAT32_MIN_SHARE = 1e-4
 
 
+_shared: contextvars.ContextVar = contextvars.ContextVar("zooindex_pca", default=None)
+
+
+@contextmanager
+def shared_projections():
+    """Within this block (in this thread), :func:`pca` of the same array object with the
+    same ``dim`` and ``seed`` is computed once: the estimators that reduce a layer and
+    the search's confidence (:mod:`zooindex.confidence`) share one projection. Keyed by
+    identity, the array held until the block ends, so another array with equal contents
+    is computed afresh; the shared result is read-only."""
+    token = _shared.set({})
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+
+
 def pca(features, dim: int, *, seed: int = 0) -> tuple[np.ndarray, int]:
+    memo = _shared.get()
+    if memo is None or not isinstance(features, np.ndarray):
+        return _pca(features, dim, seed=seed)
+    key = (id(features), dim, seed)
+    held = memo.get(key)
+    if held is not None and held[0] is features:
+        return held[1]
+    points, used = _pca(features, dim, seed=seed)
+    points.setflags(write=False)
+    memo[key] = (features, (points, used))
+    return points, used
+
+
+def _pca(features, dim: int, *, seed: int = 0) -> tuple[np.ndarray, int]:
     """Project ``features`` ``(n, d)`` on their first ``dim`` principal components.
 
     The components are fitted on these same features, and the projections ``(n, m)``
@@ -84,6 +118,9 @@ def pca(features, dim: int, *, seed: int = 0) -> tuple[np.ndarray, int]:
     if d <= _COVARIANCE_MAX_FEATURES and n >= d:
         return _covariance_pca(x, k, seed)
     return _svd_pca(x.astype(np.float64), k, seed)
+
+
+pca.__doc__ = _pca.__doc__
 
 
 def _covariance_pca(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, int]:

@@ -497,12 +497,27 @@ def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
     shown_classes = ", ".join(names[:_LEGEND_CLASSES]) + (
         f", ... ({len(names)} in all)" if len(names) > _LEGEND_CLASSES else "")
     rows = []
+    sure = ranking.confidence is not None
     for r, label in zip(ranking.ranked, _labels(ranking.ranked)):
+        firm = ""
+        if sure:
+            low, high = r.rank_interval or ("", "")
+            firm = (f'<td class="num">{low}{"" if low == high else f"–{high}"}</td>'
+                    f'<td class="num">{"" if r.p_first is None else f"{r.p_first:.0%}"}</td>')
         rows.append(
             f'<tr class="{"top" if r.rank <= top else "rest"}"><td class="num">{r.rank}</td>'
             f"<td>{esc(label)}</td><td>{esc(str(r.layer))}</td>"
-            f'<td class="num">{r.score:.4f}</td><td class="num">{r.width}</td>'
+            f'<td class="num">{r.score:.4f}</td>{firm}<td class="num">{r.width}</td>'
             f'<td class="num">{r.components if r.components is not None else ""}</td></tr>')
+    settled = ""
+    if sure:
+        conf = ranking.confidence
+        settled = (f"<p>ranks: the 5th to 95th percentile of each row's rank over "
+                   f"{conf['resamples']} stratified half-samples of the target's images; "
+                   "first: the share of them that rank it first.")
+        if conf["sentence"]:
+            settled += f' <strong class="unsettled">{esc(conf["sentence"])}</strong>'
+        settled += "</p>"
     skipped = "".join(f"<tr><td>{esc(r.model)}</td><td>{esc(r.reason or '')}</td></tr>"
                       for r in ranking.skipped)
     notes = "".join(f"<li>{esc(n)}</li>" for n in ranking.notes)
@@ -519,9 +534,11 @@ def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
         f"<li>score: {esc(_score_label(ranking))}; higher is better</li></ul>",
         "<h2>Ranking</h2>",
         '<table id="ranking"><thead><tr><th>rank</th><th>model</th><th>layer</th>'
-        "<th>score</th><th>features</th><th>D used</th></tr></thead><tbody>",
+        f"<th>score</th>{'<th>ranks</th><th>first</th>' if sure else ''}"
+        "<th>features</th><th>D used</th></tr></thead><tbody>",
         *rows,
         "</tbody></table>",
+        settled,
     ]
     if skipped:
         parts += ["<h3>Skipped</h3>", '<table id="skipped"><thead><tr><th>model</th>'

@@ -35,6 +35,7 @@ from .adapt import Preprocessing
 from .catalogue import ModelRecord
 from .errors import AdaptError, ModelError, ZooIndexError
 from .options import SearchOptions
+from .reduce import shared_projections
 
 OUTPUT = "::output"  # cache key of the model's own class scores (as probabilities)
 
@@ -75,11 +76,15 @@ class ModelTask:
 
 @dataclass
 class LayerScores:
-    """New numbers for one layer: estimator -> value, seconds, PCA components used."""
+    """New numbers for one layer: estimator -> value, seconds, PCA components used; and,
+    with the search's confidence on, estimator -> ``(B,)`` deviations of its value over
+    the target's half-samples and the seconds they took (:mod:`zooindex.confidence`)."""
 
     scores: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     components: dict = field(default_factory=dict)
+    resampled: dict = field(default_factory=dict)
+    resample_timings: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -217,31 +222,12 @@ def score(work: Work) -> Outcome:
     started = time.perf_counter()
     task, record = work.task, work.task.record
     options = task.options.estimator_options
+    masks = _halves(task.options, work.target)
     for name, todo in task.estimators.items():
         feats = work.features[name]
         new = outcome.layers.setdefault(name, LayerScores())
-        for e in todo:
-            if e.needs_probs and work.probs is None:
-                continue
-            if name in work.reduced and "dim" not in e.params:
-                outcome.notes.append(
-                    f"{record.name} [{name}]: {e.name} needs the full activations, "
-                    f"which exceed {_limit_mib(task)} MiB for this target "
-                    "(ZOOINDEX_MAX_ACTIVATION_BYTES); use --limit")
-                continue
-            t = time.perf_counter()
-            try:
-                with warnings.catch_warnings(), blas_threads():
-                    warnings.simplefilter("ignore")
-                    value = e(feats, work.target.y, probs=work.probs, **options)
-            except ZooIndexError as exc:
-                outcome.notes.append(f"{record.name} [{name}] {e.name}: {exc}")
-                continue
-            new.scores[e.name] = value
-            new.timings[e.name] = time.perf_counter() - t
-            new.components[e.name] = (work.reduced.get(name) or min(options["dim"],
-                                                                    *feats.shape)) \
-                if "dim" in e.params else None
+        with shared_projections():
+            _score_layer(work, name, feats, todo, new, options, masks)
     if task.keep_features:
         outcome.features = dict(work.features)
     work.features, work.probs = {}, None  # done with them: free the memory now
@@ -249,18 +235,93 @@ def score(work: Work) -> Outcome:
     return outcome
 
 
+def _halves(options: SearchOptions, target):
+    """The target's half-samples when the search wants its confidence (labeled targets)."""
+    labels = getattr(target, "y", None)
+    if not options.confidence or labels is None or len(labels) == 0:
+        return None
+    from .confidence import halves
+
+    return halves(labels, options.resamples, options.seed)
+
+
+def _score_layer(work: Work, name: str, feats, todo, new: LayerScores, options: dict,
+                 masks) -> None:
+    """One layer's estimators, and with ``masks``, their deviations over the halves."""
+    from .confidence import collecting, deviations, resampled
+
+    outcome, record, task = work.outcome, work.task.record, work.task
+    scored = []  # (estimator, what it offered), resampled once every score is in
+    for e in todo:
+        if e.needs_probs and work.probs is None:
+            continue
+        if name in work.reduced and "dim" not in e.params:
+            outcome.notes.append(
+                f"{record.name} [{name}]: {e.name} needs the full activations, "
+                f"which exceed {_limit_mib(task)} MiB for this target "
+                "(ZOOINDEX_MAX_ACTIVATION_BYTES); use --limit")
+            continue
+        t = time.perf_counter()
+        try:
+            with warnings.catch_warnings(), blas_threads(), collecting() as offered:
+                warnings.simplefilter("ignore")
+                value = e(feats, work.target.y, probs=work.probs, **options)
+        except ZooIndexError as exc:
+            outcome.notes.append(f"{record.name} [{name}] {e.name}: {exc}")
+            continue
+        new.scores[e.name] = value
+        new.timings[e.name] = time.perf_counter() - t
+        new.components[e.name] = (work.reduced.get(name) or min(options["dim"],
+                                                                *feats.shape)) \
+            if "dim" in e.params else None
+        scored.append((e, offered))
+    if masks is None:
+        return
+    # after the scores, so that a projection the estimators computed serves the halves
+    for e, offered in scored:
+        t = time.perf_counter()
+        # none (an empty array, cached as such so that it is not tried again) when the
+        # layer was reduced as it streamed or the halves do not allow the score
+        devs = np.empty(0)
+        if name not in work.reduced:
+            try:
+                with warnings.catch_warnings(), blas_threads():
+                    warnings.simplefilter("ignore")
+                    values = resampled(e, feats, work.target.y, masks, offered=offered,
+                                       probs=work.probs, **options)
+                if np.all(np.isfinite(values)):
+                    devs = deviations(values)
+            except (ZooIndexError, np.linalg.LinAlgError, ValueError):
+                pass
+        new.resampled[e.name] = devs
+        new.resample_timings[e.name] = time.perf_counter() - t
+
+
 def params_key(estimator, options: SearchOptions) -> str:
     """The options a score depends on, as the text that keys it in the index."""
     return json.dumps(estimator.cache_params(**options.estimator_options), sort_keys=True)
 
 
+def resample_key(estimator, options: SearchOptions) -> str:
+    """The options a score's resampled deviations depend on: the score's own, the
+    number of halves and the seed that drew them."""
+    return json.dumps({**estimator.cache_params(**options.estimator_options),
+                       "halves": options.resamples, "seed": options.seed}, sort_keys=True)
+
+
 def score_rows(task: ModelTask, outcome: Outcome) -> dict:
     """layer -> the index's score rows ``(estimator, params_json, value, components,
-    seconds)`` for what ``outcome`` computed."""
-    return {layer: [(name, params_key(registry.get(name), task.options), value,
-                     new.components.get(name), new.timings.get(name, 0.0))
-                    for name, value in new.scores.items()]
-            for layer, new in outcome.layers.items()}
+    seconds)`` for what ``outcome`` computed; resampled deviations as float64 bytes."""
+    rows = {}
+    for layer, new in outcome.layers.items():
+        rows[layer] = [(name, params_key(registry.get(name), task.options), value,
+                        new.components.get(name), new.timings.get(name, 0.0))
+                       for name, value in new.scores.items()]
+        rows[layer] += [(name, resample_key(registry.get(name), task.options),
+                         np.asarray(devs, dtype="<f8").tobytes(), None,
+                         new.resample_timings.get(name, 0.0))
+                        for name, devs in new.resampled.items()]
+    return rows
 
 
 def _skip(work: Work, reason: str) -> None:

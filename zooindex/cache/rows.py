@@ -40,7 +40,13 @@ class TargetRows:
 
 class ScoreRows:
     """The ``scores`` table: one row per model content x layer x target x preprocessing
-    x estimator x options, with its value, components and seconds."""
+    x estimator x options, with its value, components and seconds.
+
+    A score's resampled deviations (:mod:`zooindex.confidence`) are rows of the same
+    table, their options naming the resamples (``"halves"``) and their value a BLOB of
+    float64s, so that removing a model or clearing the cache takes them along;
+    :meth:`for_target` (the history of a target's scores) and :meth:`count` leave them
+    out."""
 
     def __init__(self, store: Store):
         self.store = store
@@ -58,7 +64,8 @@ class ScoreRows:
         return [dict(zip(("model_sha", "layer", "prep", "estimator", "params", "value",
                           "components"), r)) for r in self.store.db.execute(
             "SELECT model_sha, layer, prep, estimator, params, value, components FROM scores "
-            "WHERE target = ? ORDER BY model_sha, layer, estimator", [target])]
+            "WHERE target = ? AND typeof(value) != 'blob' "
+            "ORDER BY model_sha, layer, estimator", [target])]
 
     def put(self, model_sha: str, layer: str, target: str, prep: str,
             rows: list[tuple[str, str, float, int | None, float]]) -> bool:
@@ -76,7 +83,9 @@ class ScoreRows:
         return False
 
     def count(self) -> int:
-        return self.store.db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+        """Scores cached (their resampled deviations are not counted)."""
+        return self.store.db.execute(
+            "SELECT COUNT(*) FROM scores WHERE typeof(value) != 'blob'").fetchone()[0]
 
     def upsert(self, model_sha, layer, target, prep, rows) -> None:
         """Write score rows (inside the caller's transaction)."""

@@ -86,5 +86,12 @@ def knn(features, labels, *, dim=10, seed=0, **_):
 
     order = canonical_order(features, labels)
     features, labels = features[order], labels[order]
+    from ..confidence import mean_over, offer
+
     reduced, _ = pca(features, dim, seed=seed)
-    return float(np.mean(knn_loo_predictions(reduced, labels) == labels))
+    hits = knn_loo_predictions(reduced, labels) == labels
+    # a mean of per-sample hits, the neighbours found among all samples held fixed
+    in_arrival = np.empty(len(hits))
+    in_arrival[order] = hits
+    offer(lambda masks: mean_over(masks, in_arrival))
+    return float(np.mean(hits))

@@ -142,3 +142,45 @@ def logme(features, labels, **_):
     """
     evidence, _, _ = class_evidences(features, labels)
     return float(np.mean(evidence))
+
+
+def resampled(points: np.ndarray, labels: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """LogME's reduced form on half-samples, for :mod:`zooindex.confidence`: ``(B,)``.
+
+    ``points`` ``(n, D)`` are the layer's PCA projection, ``labels`` ``(n,)`` codes,
+    ``masks`` ``(B, n)`` the halves. Each class's ``alpha, beta`` are maximised once, on
+    all of ``points``; on each half the evidence is evaluated at them (no fixed-point
+    iteration), from the half's ``D x D`` Gram matrix: ``O(n D^2)`` for all halves
+    together plus ``O(D^3)`` per half. An approximation of LogME's spread over halves
+    (the full score uses the whole layer and re-maximises), not of its value.
+    """
+    n, d = points.shape
+    k = int(labels.max()) + 1
+    _, alpha, beta = class_evidences(points, labels)
+    onehot = (labels[:, None] == np.arange(k)).astype(np.float64)
+    weights = masks.astype(np.float64)
+    # every half's F^T F and F^T Y in two products over per-sample outer products
+    grams = (weights @ (points[:, :, None] * points[:, None, :]).reshape(n, -1)
+             ).reshape(len(masks), d, d)
+    crosses = (weights @ (points[:, :, None] * onehot[:, None, :]).reshape(n, -1)
+               ).reshape(len(masks), d, k)
+    counts = weights @ onehot
+    out = np.empty(len(masks))
+    for b in range(len(masks)):
+        m = float(counts[b].sum())
+        sigma, v = np.linalg.eigh(grams[b])
+        keep = sigma > max(m, d) * np.finfo(np.float64).eps * max(float(sigma[-1]), 0.0)
+        sigma, v = sigma[keep], v[:, keep]
+        z = (v.T @ crosses[b]) / np.sqrt(sigma)[:, None]
+        z2 = z * z
+        outside = np.maximum(counts[b] - z2.sum(axis=0), 0.0)
+        t = (alpha / beta)[None, :]
+        s = sigma[:, None]
+        m2 = np.sum(s * z2 / (t + s) ** 2, axis=0)
+        res2 = np.sum(z2 * (t / (t + s)) ** 2, axis=0) + outside
+        logdet = np.sum(np.log(alpha[None, :] + beta[None, :] * s), axis=0) \
+            + (d - len(sigma)) * np.log(alpha)
+        evidence = (m / 2 * np.log(beta) + d / 2 * np.log(alpha) - m / 2 * np.log(2 * np.pi)
+                    - beta / 2 * res2 - alpha / 2 * m2 - logdet / 2)
+        out[b] = float(np.mean(evidence / m))
+    return out

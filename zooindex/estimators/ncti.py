@@ -138,9 +138,28 @@ def ncti_sei(features, labels, *, dim=10, seed=0, **_):
     class. Depends on ``dim`` and ``seed``.
     """
     points = _reduce(features, dim, seed)
+    from ..confidence import offer
+
     probabilities = np.exp(ncc_log_posteriors(points, labels))
     singular = np.linalg.svd(probabilities, compute_uv=False)
+    offer(lambda masks: _sei_on_halves(probabilities, labels, masks))
     return float(np.sum(singular) / np.sum(np.sqrt(np.bincount(labels))))
+
+
+def _sei_on_halves(probabilities, labels, masks):
+    """The SELI term over each half's rows of ``probabilities`` (class centres fitted on
+    all samples held fixed): ``||P_b||_*`` from the eigenvalues of the ``k x k`` matrix
+    ``P_b^T P_b``, ``O(n k^2)`` per half."""
+    k = probabilities.shape[1]
+    if k <= 16:  # all halves in one product over the n x k^2 outer products
+        outer = (probabilities[:, :, None] * probabilities[:, None, :]).reshape(len(labels),
+                                                                              -1)
+        grams = (masks.astype(np.float64) @ outer).reshape(len(masks), k, k)
+    else:  # many classes: one k x k product per half keeps memory O(n k)
+        grams = np.stack([probabilities[m].T @ probabilities[m] for m in masks])
+    nuclear = np.sqrt(np.maximum(np.linalg.eigvalsh(grams), 0.0)).sum(axis=1)
+    counts = np.stack([np.bincount(labels[m], minlength=k) for m in masks])
+    return nuclear / np.sqrt(counts).sum(axis=1)
 
 
 @register("ncti-ncc", "NCTI's classifier term (Wang et al., ICCV 2023): log-likelihood of "

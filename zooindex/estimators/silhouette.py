@@ -147,8 +147,12 @@ def silhouette(features, labels, *, dim: int = 10, metric: str = "cosine", seed:
     _check_metric(metric)
     from ..reduce import pca
 
+    from ..confidence import mean_over, offer
+
     reduced, _ = pca(features, dim, seed=seed)
-    return silhouette_score(reduced, labels, metric)
+    values = silhouette_samples(reduced, labels, metric)
+    offer(lambda masks: mean_over(masks, values))  # a mean of per-sample terms
+    return float(np.mean(values))
 
 
 @register("silhouette-classwise", "silhouette of PCA-reduced features averaged per class "

@@ -710,7 +710,8 @@ def job_json(server: Server, job: jobs.Job) -> dict:
             "metric": ranking.metric,
             "layer": ranking.options.layer if ranking.options else None,
             "seconds": round(ranking.seconds, 3), "stats": ranking.stats,
-            "notes": ranking.notes, "results": _ranking_rows(ranking)}
+            "notes": ranking.notes, "confidence": ranking.confidence,
+            "results": _ranking_rows(ranking)}
     if job.figures is not None:
         out["figures"] = {name: f"/search/{job.id}/figures/{name}.png" for name in FIGURES}
     elif job.figures_error:
