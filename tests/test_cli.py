@@ -80,8 +80,9 @@ def test_search_table_and_csv(run, setup):
     run("add", "--index", index, folder)
     code, out, _ = run("search", "--index", index, folder / "t.npz")
     assert code == 0 and re.search(r"1\s+good", out)
-    # the default (LogME alone) has no member columns
-    assert out.splitlines()[0].split()[:4] == ["rank", "model", "score", "layer"]
+    # the default (LogME alone) has no member columns; the confidence columns follow
+    assert out.splitlines()[0].split()[:6] == ["rank", "model", "score", "ranks", "first",
+                                               "layer"]
     code, out, _ = run("search", "--index", index, folder / "t.npz", "--csv")
     assert out.splitlines()[0].startswith("rank,model,score")
     assert out.splitlines()[0].endswith(",logme")

@@ -175,7 +175,7 @@ def test_confidence_never_changes_the_ranking_and_follows_the_seed(twins):
     other = zooindex.search(twins["target"], index=twins["index"], seed=6)
     noise = [r for r in other.ranked if r.model == "noise"][0]
     noise5 = [r for r in on.ranked if r.model == "noise"][0]
-    assert not np.array_equal(noise.resampled["knn"], noise5.resampled["knn"])
+    assert not np.array_equal(noise.resampled["logme"], noise5.resampled["logme"])
 
 
 def test_a_warm_search_reads_the_confidence_from_the_cache(zoo, monkeypatch):
