@@ -35,7 +35,7 @@ def test_search_benchmark_runs_with_either_scorer(benchmarks, tmp_path):
     import bench_search as bench
 
     default = bench.cold_and_warm(tmp_path, 2, 300)
-    assert default["scorer"] == "ensemble" and len(default["members"]) == 4
+    assert default["scorer"] == "logme" and default["members"] == ()  # the default, alone
     paper = bench.cold_and_warm(tmp_path, 2, 300, scorer="silhouette")
     assert paper["scorer"] == "silhouette" and paper["members"] == ()
     # the same two models ranked, and the warm repeat served from the index

@@ -23,7 +23,7 @@ import zooindex  # noqa: E402
 from support.data import selector, three_model_zoo  # noqa: E402
 from support.onnx_factory import linear_features, save  # noqa: E402
 from zooindex.distributed import Ray, check_reachable  # noqa: E402
-from zooindex.estimators.combine import ENSEMBLE_MEMBERS  # noqa: E402
+from zooindex.estimators import RECOMMENDED  # noqa: E402
 from zooindex.errors import ZooIndexError  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -121,11 +121,12 @@ def test_scores_only_leaves_the_activations_on_the_workers(zoo):
     same_ranking(got, zooindex.search(zoo["target"], index=zoo["local"],
                                       executor="sequential"))
     cache = zooindex.cache_info(index=zoo["index"])
-    # one score per model and member of the default ensemble
-    assert cache["activations"] == 0 and cache["scores"] == 3 * len(ENSEMBLE_MEMBERS)
-    # so another D runs the models again
+    # one score per model: the default, LogME, has no members
+    assert RECOMMENDED == "logme"
+    assert cache["activations"] == 0 and cache["scores"] == 3
+    # so a score that needs them (the silhouette at another D) runs the models again
     assert zooindex.search(zoo["target"], index=zoo["index"], executor=executor,
-                           dim=3).stats["run"] == 3
+                           scorers="silhouette", dim=3).stats["run"] == 3
 
 
 def test_a_dead_worker_is_retried_then_its_model_skipped(zoo, tmp_path):
@@ -187,8 +188,8 @@ def test_stopping_early_cancels_the_tasks_still_out(zoo, tmp_path):
     assert time.monotonic() - started < 30
     assert tries(folder, "mixed") == 1 and tries(folder, "noise") == 1
     report = zooindex.check(index=zoo["index"])
-    # what was absorbed before: 'good', one score per member of the default ensemble
-    assert report.ok and report.cache["scores"] == len(ENSEMBLE_MEMBERS)
+    # what was absorbed before: 'good', its one score by the default (LogME)
+    assert report.ok and report.cache["scores"] == 1
 
 
 def test_a_node_without_the_model_file_skips_it_and_says_why(zoo):
