@@ -854,10 +854,9 @@ def serve(index_path, host, port, data, read_only, max_upload):
 
 def _uses(ranking, option: str) -> bool:
     """Does any score of the ranking depend on this option (``metric``, ``dim``)?"""
-    from .estimators.combine import resolve
+    from .estimators.combine import depends_on
 
-    return any(option in e.params for name in ranking.scorers
-               for e in resolve(name).estimators)
+    return depends_on(ranking.scorers, option)
 
 
 def _scorer_label(name: str, ranking) -> str:
@@ -897,9 +896,7 @@ def main(argv=None) -> None:
 
         if os.environ.get(DEBUG_ENV) or not isinstance(exc, ZooIndexError):
             raise
-        runtime = sys.modules.get("zooindex.runtime")
-        if runtime is not None:
-            runtime.restore_stderr()
+        _real_stderr()
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     finally:
@@ -912,13 +909,19 @@ def _stop_now(code: int, message: str) -> None:
     staged was removed while the exception unwound; a model still inside onnxruntime
     is abandoned rather than waited for (its batch ends at the next node), and so is one
     still loading, which may have fd 2 redirected: it is pointed back first."""
-    runtime = sys.modules.get("zooindex.runtime")
-    if runtime is not None:
-        runtime.restore_stderr()
+    _real_stderr()
     click.echo(message, err=True)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _real_stderr() -> None:
+    """Point fd 2 back at the real stderr before a last message, in case a thread this
+    process abandons (a model loading) has it redirected; imports nothing new."""
+    runtime = sys.modules.get("zooindex.runtime")
+    if runtime is not None:
+        runtime.restore_stderr()
 
 
 class _Terminated(BaseException):

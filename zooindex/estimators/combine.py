@@ -209,6 +209,12 @@ def resolve(name: str) -> Scorer:
         "'recommended' or 'all'. See `zooindex scorers`.", estimator=base)
 
 
+def depends_on(names, option: str) -> bool:
+    """Does any of the scorers ``names`` (combinations resolved to their members) depend
+    on ``option`` (``"dim"``, ``"metric"``)? Outputs name an option only when it counts."""
+    return any(option in e.params for name in names for e in resolve(name).estimators)
+
+
 def resolve_many(names, default: str | None = None) -> list[Scorer]:
     """Resolve the ``--scorer`` values in order, ``all`` expanded, repeats dropped.
 

@@ -82,7 +82,7 @@ class Server:
         env.filters.update(number=_number, shape=_shape, score=_score, quoted=_quoted,
                            when=_when, short=_short)
         env.globals.update(version=__version__, settings=settings,
-                           progress_line=jobs.progress_line)
+                           progress_line=jobs.progress_line, depends_on=_depends_on)
 
     def open_index(self):
         from ..index import Index
@@ -763,3 +763,15 @@ async def api_past_target(request: Request):
 
 
 __all__ = ["create_app", "Settings", "Server", "DEFAULT_MAX_UPLOAD", "job_json"]
+
+
+def _depends_on(scorers, option: str) -> bool:
+    """For the job page's pills: a scorer name the form let through but the registry
+    does not know shows every option rather than failing the page."""
+    from ..errors import ZooIndexError
+    from ..estimators.combine import depends_on
+
+    try:
+        return depends_on(scorers or ("recommended",), option)
+    except ZooIndexError:
+        return True
