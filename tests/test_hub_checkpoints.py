@@ -311,6 +311,9 @@ def test_cli_add_refuses_pickled_weights_without_the_flag(search_hub, run, tmp_p
 
 # -- timm ------------------------------------------------------------------------------------
 
+TIMM_ARCHS = ("test_resnet", "test_efficientnet", "test_vit")
+
+
 def _timm():
     """timm, or a skip: it imports torchvision, whose build must match torch's."""
     try:
@@ -320,32 +323,143 @@ def _timm():
     return timm
 
 
-@pytest.mark.parametrize("arch", ["test_resnet", "test_efficientnet", "test_vit"])
-def test_timm_repo_is_exported_and_its_default_layer_is_the_pre_logits(fake_hub, tmp_path,
-                                                                       arch):
+def timm_model(arch: str, seed: int = 0):
+    """A tiny random timm model (timm's own test_* configurations, 160x160)."""
     timm = _timm()
+    torch.manual_seed(seed)
+    return timm.create_model(arch, pretrained=False, num_classes=LABELS).eval()
+
+
+def timm_saved(model, folder) -> dict:
+    """The repo files timm's ``push_to_hub`` uploads (``save_for_hf``: config.json with
+    the pretrained_cfg, and model.safetensors), as bytes."""
     from timm.models import save_for_hf
 
-    torch.manual_seed(0)
-    model = timm.create_model(arch, pretrained=False, num_classes=LABELS).eval()
-    save_for_hf(model, tmp_path / arch, safe_serialization=True)
-    files = {p.name: p.read_bytes() for p in (tmp_path / arch).iterdir()}
+    save_for_hf(model, folder, safe_serialization=True)
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def pre_logits(model, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(what a timm model's classifier reads, its logits) for ``x``."""
+    with torch.no_grad():
+        t = torch.from_numpy(x)
+        features = model.forward_head(model.forward_features(t), pre_logits=True)
+        return features.numpy(), model(t).numpy()
+
+
+@pytest.mark.parametrize("arch", TIMM_ARCHS)
+def test_timm_repo_is_exported_and_its_default_layer_is_the_pre_logits(fake_hub, tmp_path,
+                                                                       arch):
+    from timm.data import resolve_data_config
+
+    model = timm_model(arch)
+    files = timm_saved(model, tmp_path / arch)
     add_repo(fake_hub, f"timm/{arch}", files, tags=("timm",))
     [added] = zoo.add(f"hf://timm/{arch}", index=tmp_path / "zoo.db")
+    folder = tmp_path / "cache" / "hf" / f"timm--{arch}" / COMMIT
+    assert added.status == "added" and added.path == str(folder / "zooindex-export" /
+                                                          "model.onnx")
     shown = zoo.show(arch, index=tmp_path / "zoo.db")
     export = shown["source"]["export"]
     assert export["library"] == "timm" and export["architecture"] == arch
+    assert export["class"] == type(model).__name__ and export["num_classes"] == LABELS
+    assert export["opset"] == 17 and export["dynamic_batch"] is True
+    assert export["weights"] == "model.safetensors" and export["pickle"] is False
+    assert export["weights_sha256"] == hashlib.sha256(files["model.safetensors"]).hexdigest()
+    assert export["versions"] == {"torch": torch.__version__, "timm": _timm().__version__}
+    cfg = model.pretrained_cfg
+    assert export["sample_shape"] == list(cfg["input_size"]) and export["tag"] == cfg["tag"]
+
+    # the preprocessing is the one timm itself resolves for the model
     assert shown["source"]["preprocessing_from"] == "config.json"
-    side = model.pretrained_cfg["input_size"][-1]
-    assert export["sample_shape"] == list(model.pretrained_cfg["input_size"])
-    x = sample(2, side=side)
+    prep, data = shown["preprocessing"], resolve_data_config({}, model=model)
+    assert prep["input_size"] == list(data["input_size"][1:])
+    assert prep["mean"] == list(data["mean"]) and prep["std"] == list(data["std"])
+    assert prep["crop_pct"] == data["crop_pct"] and prep["crop"] == data["crop_mode"]
+    assert prep["interpolation"] == data["interpolation"]
+
+    x = sample(2, side=cfg["input_size"][-1])
     features, logits = run_layer(added.path, added.default_layer, x)
-    with torch.no_grad():
-        t = torch.from_numpy(x)
-        expected = model.forward_head(model.forward_features(t), pre_logits=True).numpy()
-        expected_logits = model(t).numpy()
+    expected, expected_logits = pre_logits(model, x)
+    assert features.shape == (len(x), model.num_features)
     np.testing.assert_allclose(features, expected, atol=TOLERANCE, rtol=0)
     np.testing.assert_allclose(logits, expected_logits, atol=TOLERANCE, rtol=0)
+    batch = onnx.load(added.path).graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.dim_value
+
+
+def test_a_second_timm_add_exports_and_downloads_nothing(fake_hub, tmp_path, monkeypatch):
+    files = timm_saved(timm_model("test_resnet"), tmp_path / "r")
+    add_repo(fake_hub, "timm/test_resnet", files, tags=("timm",))
+    [first] = zoo.add("hf://timm/test_resnet", index=tmp_path / "zoo.db")
+    before = fake_hub.count("GET", "model.safetensors")
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr("zooindex.export.from_torch", no_export)
+    [again] = zoo.add("hf://timm/test_resnet", index=tmp_path / "zoo.db")
+    assert again.status == "unchanged" and again.sha256 == first.sha256
+    assert fake_hub.count("GET", "model.safetensors") == before
+    # a fresh index over the same cache finds the export too
+    [other] = zoo.add("hf://timm/test_resnet", index=tmp_path / "other.db")
+    assert other.status == "added" and other.path == first.path
+
+
+def test_a_local_timm_folder_is_exported_into_the_cache(tmp_path):
+    model = timm_model("test_efficientnet", seed=2)
+    folder = tmp_path / "my-effnet"
+    files = timm_saved(model, folder)
+    [added] = zoo.add(folder, index=tmp_path / "zoo.db", cache_dir=tmp_path / "cache")
+    digest = hashlib.sha256(files["model.safetensors"]).hexdigest()
+    assert added.path == str(tmp_path / "cache" / "checkpoints" / digest / "model.onnx")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(files)
+    shown = zoo.show("my-effnet", index=tmp_path / "zoo.db")
+    assert shown["source"]["export"]["library"] == "timm"
+    assert shown["preprocessing"]["interpolation"] == "bicubic"  # test_efficientnet's
+    x = sample(9, side=160)
+    features, _ = run_layer(added.path, added.default_layer, x)
+    np.testing.assert_allclose(features, pre_logits(model, x)[0], atol=TOLERANCE, rtol=0)
+
+
+def test_timm_hub_search_lists_timm_checkpoints(fake_hub, tmp_path, run):
+    files = timm_saved(timm_model("test_vit"), tmp_path / "v")
+    add_repo(fake_hub, "timm/test_vit", files, tags=("timm",), downloads=40)
+    add_repo(fake_hub, "acme/vit-tr", saved(classifier("vit"), tmp_path / "t"), downloads=50)
+    found = hub.search("", library="timm")
+    assert [(r["repo"], r["export"], r["weights"]) for r in found] == [
+        ("timm/test_vit", True, "model.safetensors")]
+    code, out, err = run("hub", "search", "vit", "--library", "timm", "--add",
+                         "--index", tmp_path / "zoo.db")
+    assert code == 0, err
+    assert "timm/test_vit" in out and "acme/vit-tr" not in out
+    assert "added     test_vit" in err
+
+
+def test_timm_config_is_read_as_timm_reads_a_hub_repo():
+    config = {"architecture": "vit_tiny", "num_classes": 7, "num_features": 192,
+              "global_pool": "token",
+              "model_args": {"in_chans": 1, "img_size": 96},
+              "pretrained_cfg": {"tag": "x", "input_size": [3, 224, 224], "num_classes": 1000,
+                                 "fixed_input_size": True, "hf_hub_id": "timm/other",
+                                 "url": "https://example.invalid/w.pth"}}
+    arch, pretrained, args = checkpoints.timm_model_config(config)
+    assert arch == "vit_tiny" and args == {"in_chans": 1, "img_size": 96}
+    # the top-level num_classes wins; in_chans and a fixed model's img_size set the input;
+    # where weights would come from is dropped (nothing is loaded but the repo's own)
+    assert pretrained == {"tag": "x", "input_size": [1, 96, 96], "num_classes": 7,
+                          "fixed_input_size": True}
+    assert checkpoints.LIBRARIES["timm"].sample_shape(config, None) == (1, 96, 96)
+    # the older single-dict form
+    old = {"architecture": "resnet18", "num_classes": 10, "num_features": 512,
+           "input_size": [3, 128, 128], "labels": ["a", "b"]}
+    assert checkpoints.timm_model_config(old) == (
+        "resnet18", {"num_classes": 10, "input_size": [3, 128, 128],
+                     "label_names": ["a", "b"]}, {})
+    for key in ("checkpoint_path", "pretrained", "features_only", "pretrained_cfg_overlay"):
+        with pytest.raises(ModelError, match=f"model_args in config.json set {key}, which "
+                                             "would load other weights"):
+            checkpoints.timm_model_config({**config, "model_args": {key: "/etc/passwd"}})
 
 
 def test_timm_folder_detection_and_shape_without_importing_timm():
@@ -361,3 +475,99 @@ def test_timm_folder_detection_and_shape_without_importing_timm():
     assert checkpoints.LIBRARIES["transformers"].sample_shape({"image_size": 384}, None) == \
         (3, 384, 384)
     assert checkpoints.LIBRARIES["transformers"].sample_shape({}, None) == (3, 224, 224)
+
+
+# -- sharded checkpoints ---------------------------------------------------------------------
+
+SHARD = 16 * 1024  # bytes: the tiny models below come in two shards or more
+
+
+def manifest_sha256(files: dict) -> str:
+    """sha256 of the ``sha256sum``-style manifest of a checkpoint's shards."""
+    shards = sorted(n for n in files if n.startswith("model-") and n.endswith(".safetensors"))
+    lines = "".join(f"{hashlib.sha256(files[n]).hexdigest()}  {n}\n" for n in shards)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def sharded_transformers(tmp_path, kind="resnet", seed=11):
+    model = classifier(kind, seed=seed)
+    folder = tmp_path / f"sharded-{kind}"
+    model.save_pretrained(folder, max_shard_size=SHARD)
+    (folder / "preprocessor_config.json").write_bytes(json_file(PREPROCESSOR))
+    files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+    return model, files
+
+
+def test_a_sharded_transformers_repo_is_fetched_whole_and_exported(fake_hub, tmp_path):
+    model, files = sharded_transformers(tmp_path)
+    shards = [n for n in files if n.startswith("model-")]
+    assert "model.safetensors" not in files and len(shards) >= 2
+    add_repo(fake_hub, "acme/sharded", files)
+    [added] = zoo.add("hf://acme/sharded", index=tmp_path / "zoo.db")
+    for name in shards:
+        assert fake_hub.count("GET", name) == 1
+    export = zoo.show("sharded", index=tmp_path / "zoo.db")["source"]["export"]
+    assert export["weights"] == "model.safetensors.index.json"
+    assert export["shards"] == {n: hashlib.sha256(files[n]).hexdigest() for n in sorted(shards)}
+    assert export["weights_sha256"] == manifest_sha256(files)
+    x = sample(12)
+    features, logits = run_layer(added.path, added.default_layer, x)
+    with torch.no_grad():
+        expected = classifier_input(model, torch.from_numpy(x)).numpy()
+        expected_logits = model(pixel_values=torch.from_numpy(x)).logits.numpy()
+    np.testing.assert_allclose(features, expected, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(logits, expected_logits, atol=TOLERANCE, rtol=0)
+
+
+def test_a_sharded_timm_repo_is_fetched_whole_and_exported(fake_hub, tmp_path):
+    from huggingface_hub import save_torch_state_dict
+
+    model = timm_model("test_vit", seed=12)
+    folder = tmp_path / "sharded-vit"
+    timm_saved(model, folder)
+    (folder / "model.safetensors").unlink()
+    save_torch_state_dict(model.state_dict(), folder, max_shard_size=SHARD)
+    files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+    assert len([n for n in files if n.startswith("model-")]) >= 2
+    add_repo(fake_hub, "timm/sharded-vit", files, tags=("timm",))
+    [added] = zoo.add("hf://timm/sharded-vit", index=tmp_path / "zoo.db")
+    export = zoo.show("sharded-vit", index=tmp_path / "zoo.db")["source"]["export"]
+    assert export["library"] == "timm" and export["weights_sha256"] == manifest_sha256(files)
+    x = sample(13, side=160)
+    features, logits = run_layer(added.path, added.default_layer, x)
+    expected, expected_logits = pre_logits(model, x)
+    np.testing.assert_allclose(features, expected, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(logits, expected_logits, atol=TOLERANCE, rtol=0)
+    # and the same folder, added from disk, lands under the same weights digest
+    [local] = zoo.add(folder, index=tmp_path / "zoo.db", name="local-vit",
+                      cache_dir=tmp_path / "cache")
+    assert local.path == str(tmp_path / "cache" / "checkpoints" / manifest_sha256(files) /
+                             "model.onnx")
+
+
+def test_the_size_cap_holds_for_the_shards_together(fake_hub, tmp_path):
+    _, files = sharded_transformers(tmp_path)
+    shards = [n for n in files if n.startswith("model-")]
+    add_repo(fake_hub, "acme/sharded", files)
+    limit = sum(len(files[n]) for n in shards) - 1  # each shard alone is under it
+    assert max(len(files[n]) for n in shards) <= limit
+    with pytest.raises(DownloadError, match=rf"{len(shards)} weight shards are \d+ bytes "
+                                            rf"together, over the limit of {limit}"):
+        hub.fetch("hf://acme/sharded", max_bytes=limit)
+    assert fake_hub.count("GET", "model-") == 0
+
+
+def test_a_shard_index_that_points_outside_or_at_absent_files_is_refused(fake_hub, tmp_path):
+    _, files = sharded_transformers(tmp_path)
+    index = json.loads(files["model.safetensors.index.json"])
+    tensor = next(iter(index["weight_map"]))
+    bad = {**index, "weight_map": {**index["weight_map"], tensor: "../../secret.safetensors"}}
+    add_repo(fake_hub, "acme/escape", {**files, "model.safetensors.index.json": json_file(bad)})
+    with pytest.raises(DownloadError, match=r"maps '.*' to '../../secret.safetensors', not a "
+                                            r"\.safetensors file beside it"):
+        hub.fetch("hf://acme/escape")
+    shard = next(n for n in files if n.startswith("model-"))
+    add_repo(fake_hub, "acme/incomplete", {n: b for n, b in files.items() if n != shard})
+    with pytest.raises(DownloadError, match=rf"names shards the repo does not have .*{shard}"):
+        hub.fetch("hf://acme/incomplete")
+    assert fake_hub.count("GET", "model-") == 0

@@ -11,8 +11,13 @@ batch, a single self-contained file):
   ``architectures`` names an image classifier of that registry, else ``AutoModel``
   (feature extraction: its pooled output, or the first token's hidden state), loaded
   from the weights with ``from_pretrained`` (never ``trust_remote_code``);
-- timm: ``timm.create_model(architecture, pretrained=False, num_classes=...)`` for an
-  architecture in timm's registry, then the weights' state dict, strictly.
+- timm: ``timm.create_model(architecture, pretrained=False, pretrained_cfg=...,
+  **model_args)`` for an architecture in timm's registry, with the config read as timm
+  reads a hub repo's (:func:`timm_model_config`), then the weights' state dict, strictly.
+
+A sharded checkpoint (``model.safetensors.index.json`` and the shards it names) is read
+as one: every shard is fetched, and the weights' sha256 is that of the shards' own
+(:func:`shards_sha256`).
 
 Nothing in the repository is executed: configs are read as JSON, architectures come
 only from the libraries' registries, and weights are read from safetensors. Pickled
@@ -26,6 +31,7 @@ finds it and exports nothing. The libraries are imported only when an export run
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -37,6 +43,7 @@ from .errors import DependencyError, ModelError, require
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
 SAFE_WEIGHTS = "model.safetensors"
+SAFE_INDEX = "model.safetensors.index.json"  # a sharded checkpoint: tensor name -> shard file
 PICKLED_WEIGHTS = ("pytorch_model.bin",)
 EXPORT_FOLDER = "zooindex-export"
 EXPORT_FILE = "model.onnx"
@@ -47,7 +54,8 @@ CONFIG_MAX_BYTES = 4 * 1024**2  # as zooindex.hub.PREPROCESSING_MAX_BYTES
 EXPORT_EXTRA = "pip install 'zooindex[export]'"
 
 __all__ = ["LIBRARIES", "Library", "library_of", "weights_name", "is_checkpoint_folder",
-           "read_config", "export", "fetch_folder"]
+           "read_config", "shard_names", "shards_sha256", "load_state_dict", "export",
+           "fetch_folder", "timm_model_config"]
 
 
 @dataclass(frozen=True)
@@ -79,12 +87,14 @@ def library_of(config) -> str | None:
 
 def weights_name(files, *, allow_pickle: bool = False, where: str = "") -> str | None:
     """The weights file to export from, among the file names ``files`` (repo paths or a
-    folder's names): ``model.safetensors``; a pickled file only with ``allow_pickle``
-    (with a warning); None when there is none of either. Raises :class:`ModelError` when
-    only pickled weights are there and they are not allowed."""
+    folder's names): ``model.safetensors``, else a sharded checkpoint's
+    ``model.safetensors.index.json``; a pickled file only with ``allow_pickle`` (with a
+    warning); None when there is none of these. Raises :class:`ModelError` when only
+    pickled weights are there and they are not allowed."""
     names = set(files)
-    if SAFE_WEIGHTS in names:
-        return SAFE_WEIGHTS
+    for name in (SAFE_WEIGHTS, SAFE_INDEX):
+        if name in names:
+            return name
     pickled = next((n for n in PICKLED_WEIGHTS if n in names), None)
     if pickled is None:
         return None
@@ -102,7 +112,7 @@ def is_checkpoint_folder(path) -> bool:
     p = Path(path) if isinstance(path, (str, os.PathLike)) else None
     if p is None or not p.is_dir() or not (p / CONFIG_FILE).is_file():
         return False
-    if not any((p / n).is_file() for n in (SAFE_WEIGHTS, *PICKLED_WEIGHTS)):
+    if not any((p / n).is_file() for n in (SAFE_WEIGHTS, SAFE_INDEX, *PICKLED_WEIGHTS)):
         return False
     return not any(q.is_file() for q in p.rglob("*.onnx"))
 
@@ -125,8 +135,65 @@ def read_config(path, what: str | None = None) -> dict:
     return config
 
 
+def shard_names(index, what: str = SAFE_INDEX) -> list[str]:
+    """The shard files a ``model.safetensors.index.json`` (parsed) maps its tensors to,
+    sorted. Each must be a plain ``.safetensors`` name beside the index: a path that
+    leaves its folder is refused."""
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ModelError(f"{what} has no weight_map from tensor names to shard files")
+    shards = set()
+    for tensor, file in weight_map.items():
+        if (not isinstance(file, str) or not file.endswith(".safetensors")
+                or "/" in file or "\\" in file or file.startswith(".")):
+            raise ModelError(f"{what} maps '{tensor}' to {file!r}, not a .safetensors file "
+                             "beside it; refusing the checkpoint")
+        shards.add(file)
+    return sorted(shards)
+
+
+def shards_sha256(digests: dict) -> str:
+    """One sha256 for a sharded checkpoint: that of the manifest ``<sha256>  <shard>``, one
+    line per shard sorted by name (as ``sha256sum`` writes it)."""
+    text = "".join(f"{digests[name]}  {name}\n" for name in sorted(digests))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_state_dict(folder, weights: str, pickled: bool = False) -> dict:
+    """The tensors of the checkpoint ``folder/weights``: a safetensors file; every shard a
+    ``model.safetensors.index.json`` names, each tensor from the shard it is mapped to;
+    or, with ``pickled``, a pickled file read as tensors only (``weights_only=True``)."""
+    folder = Path(folder)
+    if pickled:
+        import torch
+
+        return torch.load(folder / weights, map_location="cpu", weights_only=True)
+    require("safetensors", f"reading safetensors weights needs safetensors: {EXPORT_EXTRA}")
+    from safetensors import safe_open
+
+    if weights != SAFE_INDEX:
+        with safe_open(str(folder / weights), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    index = read_config(folder / SAFE_INDEX)
+    shard_names(index, str(folder / SAFE_INDEX))  # every file name checked first
+    by_shard: dict = {}
+    for tensor, file in index["weight_map"].items():
+        by_shard.setdefault(file, []).append(tensor)
+    state = {}
+    for file, tensors in sorted(by_shard.items()):
+        with safe_open(str(folder / file), framework="pt") as f:
+            held = set(f.keys())
+            absent = [t for t in tensors if t not in held]
+            if absent:
+                raise ModelError(f"shard {file} lacks {len(absent)} tensors that "
+                                 f"{SAFE_INDEX} maps to it ({', '.join(absent[:3])})",
+                                 path=str(folder / file))
+            state.update({t: f.get_tensor(t) for t in tensors})
+    return state
+
+
 def export(folder, weights: str, config: dict, *, weights_sha256: str, out_dir=None,
-           input_size=None, opset: int = OPSET) -> tuple[Path, dict]:
+           input_size=None, opset: int = OPSET, shards: dict | None = None) -> tuple[Path, dict]:
     """Export the checkpoint ``folder/weights`` (described by ``config``) to ONNX.
 
     Returns ``(path of the ONNX file, settings)``, where the settings (library,
@@ -134,7 +201,9 @@ def export(folder, weights: str, config: dict, *, weights_sha256: str, out_dir=N
     versions) are what the index records. ``out_dir`` defaults to
     ``folder/zooindex-export``; an export already there with the same settings is
     returned as it is. ``input_size`` ``(H, W)`` is the model's input from its
-    preprocessing, else the config's ``image_size`` or 224.
+    preprocessing, else the config's ``image_size`` or 224. A sharded checkpoint
+    (``weights`` is ``model.safetensors.index.json``) gives each shard's sha256 in
+    ``shards`` and their :func:`shards_sha256` as ``weights_sha256``.
     """
     folder = Path(folder)
     name = library_of(config)
@@ -150,6 +219,8 @@ def export(folder, weights: str, config: dict, *, weights_sha256: str, out_dir=N
     wanted = {"library": name, "opset": opset, "dynamic_batch": True,
               "exporter": "torch.onnx.export (TorchScript)", "sample_shape": shape,
               "weights": weights, "weights_sha256": weights_sha256, "pickle": pickled}
+    if shards is not None:
+        wanted["shards"] = dict(sorted(shards.items()))
     previous = _previous(record, path)
     if previous is not None and all(previous.get(k) == v for k, v in wanted.items()):
         return path, previous
@@ -171,8 +242,8 @@ def export(folder, weights: str, config: dict, *, weights_sha256: str, out_dir=N
 
 
 def fetch_folder(folder, *, cache_dir=None, allow_pickle: bool = False) -> list:
-    """A local checkpoint folder (as ``save_pretrained`` or timm writes it), exported into
-    ``<cache>/checkpoints/<weights sha256>/`` and returned as one
+    """A local checkpoint folder (as ``save_pretrained`` or timm writes it, sharded or not),
+    exported into ``<cache>/checkpoints/<weights sha256>/`` and returned as one
     :class:`zooindex.download.HubFetched` with the preprocessing its config files describe."""
     from . import hubconfig
     from .download import default_cache_dir
@@ -184,7 +255,8 @@ def fetch_folder(folder, *, cache_dir=None, allow_pickle: bool = False) -> list:
     names = [p.name for p in folder.iterdir() if p.is_file()]
     weights = weights_name(names, allow_pickle=allow_pickle, where=str(folder))
     if weights is None:
-        raise ModelError(f"no {SAFE_WEIGHTS} in checkpoint folder '{folder}'", path=str(folder))
+        raise ModelError(f"no {SAFE_WEIGHTS} (nor {SAFE_INDEX}) in checkpoint folder "
+                         f"'{folder}'", path=str(folder))
     config = read_config(folder / CONFIG_FILE)
     prep, prep_from, note = None, None, None
     readers = [(PREPROCESSOR_FILE, hubconfig.from_hf_preprocessor_config),
@@ -200,10 +272,20 @@ def fetch_folder(folder, *, cache_dir=None, allow_pickle: bool = False) -> list:
         if prep is not None:
             prep_from, note = file, None
             break
-    digest = sha256_file(folder / weights)
+    shards = None
+    if weights == SAFE_INDEX:
+        names = shard_names(read_config(folder / SAFE_INDEX), str(folder / SAFE_INDEX))
+        absent = [n for n in names if not (folder / n).is_file()]
+        if absent:
+            raise ModelError(f"{folder / SAFE_INDEX} names shards that are not in the folder: "
+                             f"{', '.join(absent[:3])}", path=str(folder))
+        shards = {n: sha256_file(folder / n) for n in names}
+        digest = shards_sha256(shards)
+    else:
+        digest = sha256_file(folder / weights)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path, settings = export(folder, weights, config, weights_sha256=digest,
-                            out_dir=root / "checkpoints" / digest,
+                            out_dir=root / "checkpoints" / digest, shards=shards,
                             input_size=prep.input_size if prep is not None else None)
     source = {"hub": "local", "path": str(folder), "export": settings}
     return [HubFetched(path=path, name=folder.name, source=source, preprocessing=prep,
@@ -323,39 +405,77 @@ def _timm_detect(config: dict) -> bool:
         isinstance(config.get("pretrained_cfg"), dict) or "num_classes" in config)
 
 
+# create_model's own keywords, and the pretrained_cfg keys that name weights to load: a
+# config that set them could make timm read other files or build another model
+TIMM_RESERVED_ARGS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay",
+                      "checkpoint_path", "cache_dir", "scriptable", "exportable", "no_jit",
+                      "features_only", "out_indices", "feature_cls", "feature_cfg")
+TIMM_SOURCE_KEYS = ("url", "file", "state_dict", "hf_hub_id", "hf_hub_filename", "source")
+
+
+def timm_model_config(config: dict) -> tuple[str, dict, dict]:
+    """``(architecture, pretrained_cfg, model_args)`` from a timm ``config.json``, read as
+    timm reads a hub repo's (the top-level ``num_classes`` over the pretrained_cfg's; the
+    model_args' ``in_chans`` and a fixed model's ``img_size`` over its ``input_size``;
+    the older single-dict form), without importing timm. Keywords that would load other
+    weights or change what the model returns are refused."""
+    config = dict(config)
+    if isinstance(config.get("pretrained_cfg"), dict):
+        pretrained = dict(config["pretrained_cfg"])
+    else:  # the older form: the config is the pretrained_cfg itself
+        pretrained = {k: v for k, v in config.items()
+                      if k not in ("architecture", "num_features", "model_args")}
+        if "labels" in pretrained:
+            pretrained["label_names"] = pretrained.pop("labels")
+    if "num_classes" in config:
+        pretrained["num_classes"] = config["num_classes"]
+    args = config.get("model_args") or {}
+    if not isinstance(args, dict):
+        raise ModelError(f"model_args in {CONFIG_FILE} is {type(args).__name__}, not an object")
+    bad = sorted(set(args) & set(TIMM_RESERVED_ARGS))
+    if bad:
+        raise ModelError(f"model_args in {CONFIG_FILE} set {', '.join(bad)}, which would load "
+                         "other weights or change the model's output; refusing the checkpoint")
+    for key in TIMM_SOURCE_KEYS:
+        pretrained.pop(key, None)
+    size = pretrained.get("input_size")
+    if args.get("in_chans") is not None and isinstance(size, (list, tuple)) and len(size) == 3:
+        pretrained["input_size"] = [args["in_chans"], *size[1:]]
+    img = args.get("img_size")
+    if img is not None and pretrained.get("fixed_input_size", False):
+        img = [img, img] if isinstance(img, int) else list(img)
+        channels = (pretrained.get("input_size") or [3])[0]
+        pretrained["input_size"] = [channels, *img]
+    return config["architecture"], pretrained, dict(args)
+
+
 def _timm_build(config: dict, folder: Path, weights: Path, pickled: bool):
     timm = _timm()
-    import torch
+    import dataclasses
 
-    arch = config["architecture"]
+    from timm.models import PretrainedCfg
+
+    arch, pretrained, args = timm_model_config(config)
     if not timm.is_model(arch):
         raise ModelError(f"architecture '{arch}' in {folder / CONFIG_FILE} is not in timm's "
                          "registry of this version", path=str(folder))
-    pretrained = config.get("pretrained_cfg") or {}
-    kwargs = dict(config.get("model_args") or {})
-    num_classes = config.get("num_classes", pretrained.get("num_classes"))
-    if num_classes is not None:
-        kwargs["num_classes"] = int(num_classes)
-    if "global_pool" in config:
-        kwargs["global_pool"] = config["global_pool"]
+    # keys a newer timm wrote and this one does not know are left out, as timm cannot take them
+    known = {f.name for f in dataclasses.fields(PretrainedCfg)}
+    pretrained = {k: v for k, v in pretrained.items() if k in known}
     try:
-        model = timm.create_model(arch, pretrained=False, **kwargs)
-        if pickled:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        else:
-            from safetensors.torch import load_file
-
-            state = load_file(str(weights))
-        model.load_state_dict(state)
-    except (RuntimeError, ValueError, TypeError, KeyError, OSError) as exc:
+        model = timm.create_model(arch, pretrained=False, pretrained_cfg=pretrained, **args)
+        model.load_state_dict(load_state_dict(folder, weights.name, pickled))
+    except (RuntimeError, ValueError, TypeError, KeyError, OSError, AssertionError) as exc:
         raise ModelError(f"timm cannot load {weights} into {arch}: {_short(exc)}",
                          path=str(weights)) from exc
-    return model, {"architecture": arch, "class": type(model).__name__, "output": "logits"}
+    return model, {"architecture": arch, "tag": pretrained.get("tag"),
+                   "class": type(model).__name__, "output": "logits",
+                   "num_classes": int(getattr(model, "num_classes", 0) or 0)}
 
 
 def _timm_shape(config: dict, input_size) -> tuple:
-    size = (config.get("pretrained_cfg") or {}).get("input_size") or (3, DEFAULT_SIDE,
-                                                                      DEFAULT_SIDE)
+    _, pretrained, _ = timm_model_config(config)
+    size = pretrained.get("input_size") or (3, DEFAULT_SIDE, DEFAULT_SIDE)
     channels = int(size[0]) if len(size) == 3 else 3
     h, w = input_size if input_size is not None else (size[-2], size[-1])
     return (channels, int(h), int(w))

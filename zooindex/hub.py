@@ -126,7 +126,8 @@ def fetch(ref: HubRef | str, *, cache_dir=None, token=None,
     before anything is downloaded.
 
     A repo without ONNX files that holds a transformers or timm checkpoint
-    (``config.json`` and ``model.safetensors``; pickled weights only with
+    (``config.json`` and ``model.safetensors``, or a sharded ``model.safetensors.index.json``
+    and its shards, whose total size ``max_bytes`` caps; pickled weights only with
     ``allow_pickle``) is downloaded the same way and exported to ONNX in its commit
     folder by :mod:`zooindex.checkpoints`: one :class:`HubFetched` for the exported file,
     whose source records the export's settings and the weights' sha256.
@@ -210,7 +211,9 @@ def _fetch_checkpoint(hf, api, ref: HubRef, info, files: dict, root: Path, token
                             "pick a repo with ONNX exports or safetensors weights (see "
                             "`zooindex hub search`)", url=str(ref))
     _check_file(ref, CHECKPOINT_CONFIG, files[CHECKPOINT_CONFIG], PREPROCESSING_MAX_BYTES)
-    _check_file(ref, weights, files[weights], max_bytes)
+    sharded = weights == checkpoints.SAFE_INDEX
+    _check_file(ref, weights, files[weights],
+                PREPROCESSING_MAX_BYTES if sharded else max_bytes)
     local_dir = root / "hf" / ref.repo.replace("/", "--") / commit
     config_path = _download_file(hf, ref, commit, CHECKPOINT_CONFIG, files[CHECKPOINT_CONFIG],
                                  local_dir, token, PREPROCESSING_MAX_BYTES)
@@ -219,12 +222,18 @@ def _fetch_checkpoint(hf, api, ref: HubRef, info, files: dict, root: Path, token
         raise DownloadError(f"{where} has no .onnx files, and its {CHECKPOINT_CONFIG} is "
                             "neither a transformers nor a timm config; pick a repo with ONNX "
                             "exports", url=str(ref))
-    path = _download_file(hf, ref, commit, weights, files[weights], local_dir, token, max_bytes)
-    digest = _lfs_sha256(files[weights])
-    digest = digest.lower() if digest else sha256_file(path)
+    shards = None
+    if sharded:
+        shards = _fetch_shards(hf, ref, commit, files, local_dir, token, max_bytes)
+        digest = checkpoints.shards_sha256(shards)
+    else:
+        path = _download_file(hf, ref, commit, weights, files[weights], local_dir, token,
+                              max_bytes)
+        digest = _lfs_sha256(files[weights])
+        digest = digest.lower() if digest else sha256_file(path)
     prep, prep_from, note = _preprocessing(hf, ref, commit, weights, files, local_dir, token, {})
     exported, settings = checkpoints.export(
-        local_dir, weights, config, weights_sha256=digest,
+        local_dir, weights, config, weights_sha256=digest, shards=shards,
         input_size=prep.input_size if prep is not None else None)
     return HubFetched(path=exported, name=ref.repo.split("/")[1], source={
         "hub": "hf", "repo": ref.repo, "revision": ref.revision, "commit": commit,
@@ -232,6 +241,46 @@ def _fetch_checkpoint(hf, api, ref: HubRef, info, files: dict, root: Path, token
         "pipeline": info.pipeline_tag, "external_data": [], "export": settings,
         "url": hf.hf_hub_url(ref.repo, weights, revision=commit, endpoint=api.endpoint)},
         preprocessing=prep, preprocessing_from=prep_from, preprocessing_note=note)
+
+
+def _fetch_shards(hf, ref: HubRef, commit: str, files: dict, local_dir: Path, token,
+                  max_bytes: int) -> dict:
+    """A sharded checkpoint's index and every shard it names, at ``commit``: the shards'
+    sizes together must stay within ``max_bytes``, checked on the listing before any
+    shard is downloaded and again on the files. Returns ``{shard: sha256}``."""
+    from . import checkpoints
+
+    index_name = checkpoints.SAFE_INDEX
+    index_path = _download_file(hf, ref, commit, index_name, files[index_name], local_dir,
+                                token, PREPROCESSING_MAX_BYTES)
+    what = f"{index_name} of hf://{ref.repo}"
+    try:
+        names = checkpoints.shard_names(checkpoints.read_config(index_path, what), what)
+    except ModelError as exc:
+        raise DownloadError(str(exc), url=str(ref)) from None
+    absent = [n for n in names if n not in files]
+    if absent:
+        raise DownloadError(f"{what} names shards the repo does not have at {_short(commit)} "
+                            f"({', '.join(absent[:3])}); the checkpoint is incomplete",
+                            url=str(ref))
+    for name in names:
+        _check_file(ref, name, files[name], max_bytes)
+    listed = sum(_size(files[n]) or 0 for n in names)
+    if listed > max_bytes:
+        raise DownloadError(f"hf://{ref.repo}'s {len(names)} weight shards are {listed} bytes "
+                            f"together, over the limit of {max_bytes}; raise the size limit "
+                            "if you want them", url=str(ref))
+    digests, total = {}, 0
+    for name in names:
+        path = _download_file(hf, ref, commit, name, files[name], local_dir, token, max_bytes)
+        total += path.stat().st_size
+        if total > max_bytes:
+            raise DownloadError(f"hf://{ref.repo}'s weight shards are over the limit of "
+                                f"{max_bytes} bytes together (at {name}); raise the size limit "
+                                "if you want them", url=str(ref))
+        digest = _lfs_sha256(files[name])
+        digests[name] = digest.lower() if digest else sha256_file(path)
+    return digests
 
 
 def _config_candidates(name: str) -> list[str]:
@@ -317,7 +366,7 @@ def search(query, *, library="onnx", task=None, limit=20,
         raise DownloadError(f"search limit must be a positive whole number, not {limit!r}")
     if library is not None and library not in SEARCH_LIBRARIES:
         raise DownloadError(f"library {library!r} is not one of {', '.join(SEARCH_LIBRARIES)}")
-    from .checkpoints import PICKLED_WEIGHTS, SAFE_WEIGHTS
+    from .checkpoints import PICKLED_WEIGHTS, SAFE_INDEX, SAFE_WEIGHTS
 
     hf = _client()
     api = hf.HfApi(library_name="zooindex")
@@ -332,7 +381,8 @@ def search(query, *, library="onnx", task=None, limit=20,
             if not onnx_files:
                 if library in ("onnx", None) or CHECKPOINT_CONFIG not in names:
                     continue
-                usable = (SAFE_WEIGHTS, *PICKLED_WEIGHTS) if allow_pickle else (SAFE_WEIGHTS,)
+                usable = (SAFE_WEIGHTS, SAFE_INDEX, *PICKLED_WEIGHTS) if allow_pickle \
+                    else (SAFE_WEIGHTS, SAFE_INDEX)
                 weights = next((w for w in usable if w in names), None)
                 if weights is None:
                     continue
