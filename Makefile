@@ -14,8 +14,8 @@ $(PY):
 install: $(PY)  ## zooindex with onnxruntime (onnxruntime-gpu when nvidia-smi sees a GPU) and the web page
 	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub,web]"
 
-dev: install  ## + test tools, Ray, torch (CPU) for the zoo recipes, transformers for checkpoint exports
-	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub,web,ray,test,export]" torch==2.13.0
+dev: install  ## + test tools, Ray, torch and torchvision for the zoo recipes, transformers and timm for checkpoint exports
+	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub,web,ray,test,timm]" torch==2.14.1 torchvision==0.29.1
 
 demo: install  ## the main job on a real example: rank the demo zoo for a Fashion-MNIST target
 	rm -rf $(DEMO_INDEX) $(DEMO_INDEX)-wal $(DEMO_INDEX)-shm $(DEMO_INDEX)-activations
