@@ -147,7 +147,7 @@ def main(argv=None) -> None:
                 f"included) over {wall:.0f} s of wall time, on {os.cpu_count()} cores with a "
                 f"load average of {load_before:.1f} before and {load_after:.1f} after, so "
                 "the wall times are an upper bound for this machine. An export's disk cost "
-                "is the weights' size again.\n")
+                "is about the weights' size again.\n")
         write_section("checkpoint-export", "Exporting hub checkpoints on add", body)
 
 
