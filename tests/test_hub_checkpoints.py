@@ -422,6 +422,24 @@ def test_a_local_timm_folder_is_exported_into_the_cache(tmp_path):
     np.testing.assert_allclose(features, pre_logits(model, x)[0], atol=TOLERANCE, rtol=0)
 
 
+def test_a_timm_feature_extractor_without_a_classifier_exports_its_pooled_features(tmp_path):
+    timm = _timm()
+    torch.manual_seed(3)
+    model = timm.create_model("test_vit", pretrained=False, num_classes=0).eval()
+    files = timm_saved(model, tmp_path / "features")
+    assert json.loads(files["config.json"])["num_classes"] == 0
+    [added] = zoo.add(tmp_path / "features", index=tmp_path / "zoo.db",
+                      cache_dir=tmp_path / "cache")
+    export = zoo.show("features", index=tmp_path / "zoo.db")["source"]["export"]
+    assert export["num_classes"] == 0
+    x = sample(10, side=160)
+    features, output = run_layer(added.path, added.default_layer, x)
+    expected, _ = pre_logits(model, x)
+    assert expected.shape == (len(x), model.num_features)
+    np.testing.assert_allclose(features, expected, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(output, expected, atol=TOLERANCE, rtol=0)
+
+
 def test_timm_hub_search_lists_timm_checkpoints(fake_hub, tmp_path, run):
     files = timm_saved(timm_model("test_vit"), tmp_path / "v")
     add_repo(fake_hub, "timm/test_vit", files, tags=("timm",), downloads=40)
