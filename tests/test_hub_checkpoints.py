@@ -521,6 +521,9 @@ def test_a_sharded_transformers_repo_is_fetched_whole_and_exported(fake_hub, tmp
     shards = [n for n in files if n.startswith("model-")]
     assert "model.safetensors" not in files and len(shards) >= 2
     add_repo(fake_hub, "acme/sharded", files)
+    assert [(r["repo"], r["export"], r["weights"]) for r in
+            hub.search("sharded", library="transformers")] == [
+        ("acme/sharded", True, "model.safetensors.index.json")]
     [added] = zoo.add("hf://acme/sharded", index=tmp_path / "zoo.db")
     for name in shards:
         assert fake_hub.count("GET", name) == 1
