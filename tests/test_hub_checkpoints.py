@@ -480,6 +480,19 @@ def test_timm_config_is_read_as_timm_reads_a_hub_repo():
             checkpoints.timm_model_config({**config, "model_args": {key: "/etc/passwd"}})
 
 
+def test_without_timm_the_error_names_the_timm_extra(fake_hub, monkeypatch):
+    config = {"architecture": "resnet50", "num_classes": 1000,
+              "pretrained_cfg": {"input_size": [3, 224, 224]}}
+    add_repo(fake_hub, "timm/resnet50.a1_in1k", {"config.json": json_file(config),
+                                                  "model.safetensors": b"0" * 64},
+             tags=("timm",))
+    monkeypatch.setitem(sys.modules, "timm", None)  # import timm fails
+    with pytest.raises(DependencyError, match=r"needs timm: pip install 'zooindex\[timm\]'") \
+            as info:
+        hub.fetch("hf://timm/resnet50.a1_in1k")
+    assert info.value.package == "timm"
+
+
 def test_timm_folder_detection_and_shape_without_importing_timm():
     config = {"architecture": "resnet50", "num_classes": 1000, "num_features": 2048,
               "pretrained_cfg": {"input_size": [3, 224, 224], "crop_pct": 0.95}}

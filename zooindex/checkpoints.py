@@ -52,6 +52,7 @@ OPSET = 17  # as zooindex.export.from_torch
 DEFAULT_SIDE = 224  # input side when neither the preprocessing nor the config gives one
 CONFIG_MAX_BYTES = 4 * 1024**2  # as zooindex.hub.PREPROCESSING_MAX_BYTES
 EXPORT_EXTRA = "pip install 'zooindex[export]'"
+TIMM_EXTRA = "pip install 'zooindex[timm]'"
 
 __all__ = ["LIBRARIES", "Library", "library_of", "weights_name", "is_checkpoint_folder",
            "read_config", "shard_names", "shards_sha256", "load_state_dict", "export",
@@ -387,11 +388,11 @@ register(Library("transformers", _transformers_detect, _transformers_build,
 # -- timm ------------------------------------------------------------------------------------
 
 def _timm():
-    require("torch", f"exporting a timm checkpoint needs torch and timm: {EXPORT_EXTRA} timm")
+    require("torch", f"exporting a timm checkpoint needs torch and timm: {TIMM_EXTRA}")
     try:
         import timm
     except ImportError:
-        raise DependencyError(f"exporting a timm checkpoint needs timm: {EXPORT_EXTRA} timm",
+        raise DependencyError(f"exporting a timm checkpoint needs timm: {TIMM_EXTRA}",
                               package="timm") from None
     except RuntimeError as exc:  # a torchvision built for another torch fails on import
         raise DependencyError(f"timm cannot be imported beside this torch ({_short(exc)}); "
