@@ -193,7 +193,8 @@ def infer(work: Work) -> Work:
                         with_output=work.with_output,
                         reduce_to=None if task.keep_features else task.options.dim,
                         max_bytes=task.max_activation_bytes, loaded=work.loaded,
-                        input_range=getattr(work.target, "input_range", None))
+                        input_range=getattr(work.target, "input_range", None),
+                        pooling=task.options.pooling)
     except (ModelError, AdaptError) as exc:
         _skip(work, str(exc))
         return work
