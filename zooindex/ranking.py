@@ -282,6 +282,8 @@ def _scorers_for(tgt: Target, options: SearchOptions):
     from .estimators import UNLABELED_DEFAULT, UNLABELED_NOTE
     from .estimators.combine import check_label_free, resolve_many
 
+    if getattr(tgt, "regression", False):
+        return _regression_scorers(resolve_many(options.scorers), options)
     if tgt.labeled:
         notes: list[str] = []
         return _fit_class_sizes(resolve_many(options.scorers), tgt, notes), notes
@@ -295,6 +297,29 @@ def _scorers_for(tgt: Target, options: SearchOptions):
     scorers = resolve_many(names)
     check_label_free(scorers)
     return scorers, notes
+
+
+def _regression_scorers(scorers, options: SearchOptions):
+    """The scorers that have a regression form (:mod:`zooindex.estimators.regression`),
+    and a note naming those left out of ``all``; asking for another is an error."""
+    from .estimators.combine import resolve_many
+    from .estimators.regression import REGRESSION
+
+    supported = ", ".join(REGRESSION)
+    asked_all = "all" in options.scorers
+    kept, dropped = [], []
+    for scorer in scorers:
+        if scorer.combiner is None and scorer.estimators[0].name in REGRESSION:
+            kept.append(scorer)
+        elif asked_all and scorer.combiner is None:
+            dropped.append(scorer.name)
+        else:
+            raise ZooIndexError(f"scorer '{scorer.name}' needs class labels; the target's "
+                                f"labels are real numbers (regression), scored by: "
+                                f"{supported}. Pass --scorer {' or '.join(REGRESSION)}")
+    notes = [f"regression target: {', '.join(dropped)} left out (they need class labels); "
+             f"scored by {', '.join(s.name for s in kept)}"] if dropped else []
+    return (kept or resolve_many(["logme"])), notes
 
 
 def _fit_class_sizes(scorers, tgt: Target, notes: list) -> list:

@@ -239,7 +239,8 @@ def score(work: Work) -> Outcome:
 def _halves(options: SearchOptions, target):
     """The target's half-samples when the search wants its confidence (labeled targets)."""
     labels = getattr(target, "y", None)
-    if not options.confidence or labels is None or len(labels) == 0:
+    if not options.confidence or labels is None or len(labels) == 0 \
+            or getattr(target, "regression", False):
         return None
     from .confidence import halves
 
@@ -266,7 +267,12 @@ def _score_layer(work: Work, name: str, feats, todo, new: LayerScores, options: 
         try:
             with warnings.catch_warnings(), blas_threads(), collecting() as offered:
                 warnings.simplefilter("ignore")
-                value = e(feats, work.target.y, probs=work.probs, **options)
+                if getattr(work.target, "regression", False):
+                    from .estimators.regression import REGRESSION
+
+                    value = REGRESSION[e.name](feats, work.target.y, **options)
+                else:
+                    value = e(feats, work.target.y, probs=work.probs, **options)
         except ZooIndexError as exc:
             outcome.notes.append(f"{record.name} [{name}] {e.name}: {exc}")
             continue
