@@ -635,10 +635,23 @@ def _refresh(idx: Index, record: ModelRecord) -> ModelRecord:
     return fresh
 
 
+def _best_layers(results: list) -> list:
+    """``--layer-aggregation best``: each model's best-scoring row (its best hidden
+    state, transformer-ranker's ``bestlayer``); skipped rows stay."""
+    best: dict[str, Result] = {}
+    for r in results:
+        if r.status == "ok" and r.score is not None and (
+                r.model not in best or (r.score, ) > (best[r.model].score, )):
+            best[r.model] = r
+    return [r for r in results if r.status != "ok" or best.get(r.model) is r]
+
+
 def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
              started) -> Ranking:
     _combine(planned, scorers)
     results = [r for plan in planned for r in plan.rows()]
+    if options.layer_aggregation == "best" and options.layer in (None, "default"):
+        results = _best_layers(results)
     ranked = sorted((r for r in results if r.status == "ok"),
                     key=lambda r: (-r.score, r.model, r.layer or ""))
     for i, r in enumerate(ranked, 1):
