@@ -338,3 +338,29 @@ def test_knn_regression_by_hand():
     assert got == pytest.approx(np.corrcoef(x[:, 0], predicted)[0, 1], rel=1e-12)
     with pytest.raises(EstimatorError, match="2 distinct"):
         knn_regression(x, np.ones(12))
+
+
+def test_check_reports_a_moved_tokenizer(encoder, tmp_path, run):
+    index = tmp_path / "i.db"
+    zooindex.add(encoder, index=index)
+    assert zooindex.check(index=index).ok
+    tokenizer = encoder.parent / "tokenizer.json"
+    tokenizer.rename(tmp_path / "elsewhere.json")
+    report = zooindex.check(index=index)
+    assert report.models[0]["tokenizer_status"] == "missing"
+    assert any("tokenizer" in p and "is missing (moved?)" in p for p in report.problems)
+    code, out, err = run("check", "--index", index)
+    assert code != 0 and "tokenizer" in out + err
+
+
+def test_adding_again_records_where_the_tokenizer_moved(encoder, tmp_path):
+    index = tmp_path / "i.db"
+    zooindex.add(encoder, index=index)
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (encoder.parent / "tokenizer.json").rename(moved / "tokenizer.json")
+    again = zooindex.add(encoder, index=index, tokenizer=moved / "tokenizer.json")
+    assert again[0].status == "unchanged"
+    record = zooindex.show("tiny", index=index)
+    assert record["source"]["text"]["tokenizer"] == str((moved / "tokenizer.json").resolve())
+    assert zooindex.check(index=index).ok
