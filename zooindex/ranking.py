@@ -19,7 +19,7 @@ callers that need the features themselves (``features``, ``evaluate``, ``report`
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -759,10 +759,20 @@ def activations(target, models, *, index=None, layer: str | None = None,
         plans = []
         for name in models:
             record = idx.catalogue.get_model(name)
-            chosen = record.choose_layers(layer)[0]
-            prep = Preprocessing.from_dict(record.preprocessing)
-            check_fit(target.x.shape[1:], record.input_shape, prep)
-            plan = _Planned(record=record, prep_key=prep.key())
+            if record.modality != getattr(target, "kind", "image"):
+                raise AdaptError(f"model '{name}' is a {record.modality} model; the target "
+                                 f"holds {'texts' if record.modality == 'image' else 'numbers'}",
+                                 model=name)
+            if record.text is not None:
+                from .text import choose_layers, features_key
+
+                chosen = choose_layers(record, replace(options, layer=layer))[0]
+                plan = _Planned(record=record, prep_key=features_key(record, options))
+            else:
+                chosen = record.choose_layers(layer)[0]
+                prep = Preprocessing.from_dict(record.preprocessing)
+                check_fit(target.x.shape[1:], record.input_shape, prep)
+                plan = _Planned(record=record, prep_key=prep.key())
             plan.task = _task(idx, record, target, plan.prep_key, (chosen.name,), {},
                               options, keep=True)
             plans.append(plan)
