@@ -364,3 +364,16 @@ def test_adding_again_records_where_the_tokenizer_moved(encoder, tmp_path):
     record = zooindex.show("tiny", index=index)
     assert record["source"]["text"]["tokenizer"] == str((moved / "tokenizer.json").resolve())
     assert zooindex.check(index=index).ok
+
+
+def test_report_shows_a_text_target_by_its_texts(encoder, tmp_path, run):
+    index = tmp_path / "i.db"
+    zooindex.add(encoder, index=index)
+    texts, labels = reviews(20)
+    target = write_csv(tmp_path / "reviews.csv", texts, labels)
+    code, out, err = run("report", target, "--index", index, "-o", tmp_path / "r.html",
+                         "--dims", "2,3", "--no-confidence")
+    assert code == 0, err
+    page = (tmp_path / "r.html").read_text()
+    assert "samples per class: neg 10, pos 10" in page
+    assert f"<td>neg</td><td>{texts[0]}</td>" in page

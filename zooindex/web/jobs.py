@@ -245,7 +245,7 @@ class SearchQueue:
                                "n": len(target.y),
                                "classes": [str(c) for c in
                                            (target.class_names or target.classes)],
-                               **_text_info(target)}
+                               **_text_summary(target)}
             executor = CachedOnly() if self.read_only else None
             with self.open_index() as idx:
                 job.ranking = search(target, job.options, index=idx, filter=job.filter,
@@ -293,33 +293,8 @@ __all__ = ["Job", "SearchQueue", "CachedOnly", "ReadOnlyRefusal", "progress_line
            "RUNNING", "FIGURES", "DONE", "FAILED"]
 
 
-_SHOWN_TEXTS = 5  # texts a job page shows of a text target
-_TEXT_CHARS = 160  # and how much of each
 
+def _text_summary(target) -> dict:
+    from ..text import target_summary
 
-def _text_info(target) -> dict:
-    """For a text target: its kind, the samples per class and a few of its texts (the
-    first of each class first), for the job page; nothing for other targets."""
-    if getattr(target, "kind", "image") != "text":
-        return {}
-    import numpy as np
-
-    def short(text: str) -> str:
-        return text if len(text) <= _TEXT_CHARS else text[:_TEXT_CHARS - 1] + "\u2026"
-
-    rows = [" \u2016 ".join(row) if isinstance(row, list) else row
-            for row in target.x.tolist()]
-    info = {"kind": "text", "task": target.task, "pairs": target.x.ndim == 2}
-    if target.regression:
-        picked = list(range(min(_SHOWN_TEXTS, len(rows))))
-        info["samples"] = [{"label": f"{target.y[i]:g}", "text": short(rows[i])}
-                           for i in picked]
-        return info
-    counts = np.bincount(target.y, minlength=len(target.classes))
-    names = [str(c) for c in (target.class_names or target.classes)]
-    info["counts"] = dict(zip(names, counts.tolist()))
-    firsts = [int(np.flatnonzero(target.y == c)[0]) for c in range(len(names))]
-    picked = (firsts + [i for i in range(len(rows)) if i not in firsts])[:_SHOWN_TEXTS]
-    info["samples"] = [{"label": names[target.y[i]], "text": short(rows[i])}
-                       for i in picked]
-    return info
+    return target_summary(target)
