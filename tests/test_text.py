@@ -195,7 +195,7 @@ def test_a_text_model_without_a_tokenizer_is_refused(tmp_path):
 
 def _features(encoder, texts, **options):
     from zooindex.catalogue import inspect_file
-    from zooindex.runner import run_model
+    from zooindex.text.run import run_text_model as run_model
 
     record = inspect_file(encoder)
     layers = options.pop("layers", ["h0", "h1", "h2"])

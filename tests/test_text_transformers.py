@@ -17,7 +17,7 @@ transformers = pytest.importorskip("transformers")
 
 import zooindex  # noqa: E402
 from zooindex.catalogue import inspect_file  # noqa: E402
-from zooindex.runner import run_model  # noqa: E402
+from zooindex.text.run import run_text_model as run_model  # noqa: E402
 from zooindex.text import tokenizer as tokenizers  # noqa: E402
 from zooindex.text.export import from_transformers  # noqa: E402
 
@@ -109,3 +109,17 @@ def test_layer_mean_and_search_on_an_exported_bert(tmp_path):
                               index=tmp_path / "i.db", confidence=False,
                               layer_aggregation="mean")
     assert ranking.results[0].status == "ok" and ranking.results[0].layer == LAYER_MEAN
+
+
+def test_the_export_records_the_position_limit(tmp_path):
+    _, bert = _exported(tmp_path, "bert", classifier=False)
+    _, roberta = _exported(tmp_path, "roberta", classifier=False)
+    assert inspect_file(bert).text["max_length"] == 64
+    # RoBERTa's positions start after the padding index: 64 - (1 + 1)
+    assert inspect_file(roberta).text["max_length"] == 62
+    assert "metadata" in inspect_file(bert).text["max_length_from"]
+    # a text longer than the positions allow is truncated, not an error
+    record = inspect_file(roberta)
+    long_text = np.array([" ".join(["good"] * 200), "fun"])
+    got = run_model(record, long_text, [record.default_layer]).features
+    assert got[record.default_layer].shape == (2, 16)

@@ -239,7 +239,8 @@ def _inspect_text(proto, path: Path, name: str, tokenizer, output_name):
                          f"({path.parent}); pass --tokenizer with the model's tokenizer.json",
                          path=str(path), model=name)
     shape = list(info.input_shape)
-    text = tokenizers.describe(found, name, shape[1] if len(shape) > 1 else None)
+    text = tokenizers.describe(found, name, shape[1] if len(shape) > 1 else None,
+                               info.metadata)
     text["inputs"] = inputs
     return info, layers, default, reason, text
 
