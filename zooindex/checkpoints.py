@@ -145,6 +145,12 @@ def export(folder, weights: str, config: dict, *, weights_sha256: str, out_dir=N
     library = LIBRARIES[name]
     pickled = weights in PICKLED_WEIGHTS
     out_dir = Path(out_dir) if out_dir is not None else folder / EXPORT_FOLDER
+    if name == "transformers":
+        from .text.export import export_checkpoint, is_text_config
+
+        if is_text_config(config):  # a language model: token ids in, see zooindex.text
+            return export_checkpoint(folder, weights, config, weights_sha256=weights_sha256,
+                                     out_dir=out_dir, opset=opset, pickled=pickled)
     path, record = out_dir / EXPORT_FILE, out_dir / EXPORT_RECORD
     shape = [int(d) for d in library.sample_shape(config, input_size)]
     wanted = {"library": name, "opset": opset, "dynamic_batch": True,
@@ -206,8 +212,10 @@ def fetch_folder(folder, *, cache_dir=None, allow_pickle: bool = False) -> list:
                             out_dir=root / "checkpoints" / digest,
                             input_size=prep.input_size if prep is not None else None)
     source = {"hub": "local", "path": str(folder), "export": settings}
+    tokenizer = folder / "tokenizer.json"  # a text model's, kept where the folder is
     return [HubFetched(path=path, name=folder.name, source=source, preprocessing=prep,
-                       preprocessing_from=prep_from, preprocessing_note=note)]
+                       preprocessing_from=prep_from, preprocessing_note=note,
+                       tokenizer=tokenizer if tokenizer.is_file() else None)]
 
 
 # -- transformers ----------------------------------------------------------------------------

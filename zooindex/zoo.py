@@ -260,8 +260,9 @@ def _hub_records(ref: str, *, cache_dir, name: str | None, inspect,
         if f.preprocessing_note:
             src["preprocessing_note"] = f.preprocessing_note
         try:
+            found = {"found_tokenizer": f.tokenizer} if getattr(f, "tokenizer", None) else {}
             out.append((str(f.path), inspect(f.path, name=name or f.name, source=src,
-                                             base=f.preprocessing)))
+                                             base=f.preprocessing, **found)))
         except ZooIndexError as exc:
             out.append((str(f.path), exc))
     return out
