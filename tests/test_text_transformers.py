@@ -39,14 +39,14 @@ TEXTS = np.array(["good movie", "a very boring film with no plot at all", "fun",
                   "the actor was fine but the story was poor"])
 
 
-def _exported(tmp_path, arch: str, classifier: bool):
+def _exported(tmp_path, arch: str, classifier: bool, opset: int = 17):
     torch.manual_seed(0)
     auto = (transformers.AutoModelForSequenceClassification if classifier
             else transformers.AutoModel)
     model = auto.from_config(CONFIGS[arch]()).eval()
-    folder = tmp_path / f"{arch}-{classifier}"
+    folder = tmp_path / f"{arch}-{classifier}-{opset}"
     folder.mkdir()
-    from_transformers(model, folder / "model.onnx")
+    from_transformers(model, folder / "model.onnx", opset=opset)
     write_tokenizer(folder)
     return model, folder / "model.onnx"
 
@@ -79,6 +79,20 @@ def test_hidden_states_match_transformers(tmp_path, arch, pooling):
     for name, reference in zip(hidden, want):
         np.testing.assert_allclose(got[name], reference, rtol=0, atol=1e-4)
     assert record.default_layer == hidden[-1]
+
+
+@pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta"])
+def test_hidden_states_of_an_opset_14_export(tmp_path, arch):
+    """Before opset 17 the layer norms are written out as arithmetic (optimum's default
+    opset for these models is 14); the last hidden state is found all the same."""
+    model, path = _exported(tmp_path, arch, classifier=True, opset=14)
+    record = inspect_file(path)
+    hidden = [l.name for l in record.layers if l.kind == "hidden"]
+    want, _ = _reference(model, record, "mean")
+    assert len(hidden) == len(want) == 3
+    got = run_model(record, TEXTS, hidden).features
+    for name, reference in zip(hidden, want):
+        np.testing.assert_allclose(got[name], reference, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("arch", sorted(CONFIGS))

@@ -670,7 +670,8 @@ def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
         "providers": sorted({p.outcome.provider for p in ran if p.outcome.provider}),
     }
     t = time.perf_counter()
-    confidence = _confidence(ranked, scorers[0], options) \
+    confidence = _confidence(ranked, scorers[0], options,
+                             "texts" if getattr(tgt, "kind", "image") == "text" else "images") \
         if options.confidence and tgt.labeled else None
     stats["confidence_seconds"] = round(time.perf_counter() - t, 4)
     if top is not None:
@@ -696,7 +697,8 @@ def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
                    confidence=confidence)
 
 
-def _confidence(ranked: list, scorer, options: SearchOptions) -> dict | None:
+def _confidence(ranked: list, scorer, options: SearchOptions,
+                samples: str = "images") -> dict | None:
     """Each ranked row's rank interval and probability of being first, from its
     scores' deviations over the half-samples (:mod:`zooindex.confidence`); a combined
     scorer is combined again on each resample. ``None`` when a row lacks deviations
@@ -743,7 +745,7 @@ def _confidence(ranked: list, scorer, options: SearchOptions) -> dict | None:
     for r, interval, first in zip(ranked, figures["intervals"], figures["first"]):
         r.rank_interval, r.p_first = interval, first
     return {"resamples": resamples, "seed": options.seed, "levels": list(LEVELS),
-            "flip": figures["flip"], "sentence": sentence(figures["flip"])}
+            "flip": figures["flip"], "sentence": sentence(figures["flip"], samples)}
 
 
 def activations(target, models, *, index=None, layer: str | None = None,
