@@ -197,7 +197,8 @@ def inspect_file(path, *, name: str | None = None, layer: str | None = None,
     prep = (base or Preprocessing()).merged(Preprocessing.from_metadata(info.metadata))
     if preprocessing is not None:
         prep = prep.merged(preprocessing)
-    if prep.channels == "bgr" and text is None:  # a channel order for a grey or vector input: refused now
+    # a channel order for a grey or vector input: refused now
+    if prep.channels == "bgr" and text is None:
         try:
             input_layout(info.input_shape, prep)
         except AdaptError as exc:

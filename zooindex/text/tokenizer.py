@@ -6,12 +6,12 @@ records where it is, its sha256 and the maximum length (:func:`describe`); a sea
 loads it again from there (:func:`load`) and refuses it when its content changed.
 
 The maximum length is, first found: the ONNX input's fixed sequence size, the
-``zooindex.max_length`` metadata of the ONNX file (:mod:`zooindex.text.export` writes
-it from the model's position embeddings), the ``model_max_length`` of ``tokenizer_config.json`` beside it, the truncation length that
-``tokenizer.json`` declares, ``max_position_embeddings`` of ``config.json`` (less the
-position offset that RoBERTa-style models reserve: ``pad_token_id + 1``), else 512.
-Texts are truncated to it; each batch is padded to its longest text with the
-tokenizer's padding token.
+``zooindex.max_length`` metadata of the ONNX file (:mod:`zooindex.text.export` writes it
+from the model's position embeddings), the ``model_max_length`` of
+``tokenizer_config.json`` beside it, the truncation length that ``tokenizer.json``
+declares, ``max_position_embeddings`` of ``config.json`` (less the position offset that
+RoBERTa-style models reserve: ``pad_token_id + 1``), else 512. Texts are truncated to
+it; each batch is padded to its longest text with the tokenizer's padding token.
 """
 
 from __future__ import annotations
