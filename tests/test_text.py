@@ -377,3 +377,19 @@ def test_report_shows_a_text_target_by_its_texts(encoder, tmp_path, run):
     page = (tmp_path / "r.html").read_text()
     assert "samples per class: neg 10, pos 10" in page
     assert f"<td>neg</td><td>{texts[0]}</td>" in page
+
+
+def test_features_and_an_unlabeled_text_target(encoder, tmp_path):
+    index = tmp_path / "i.db"
+    zooindex.add(encoder, index=index)
+    texts, labels = reviews(20)
+    feats = zooindex.features(load_target(x=texts, y=labels), "tiny", index=index)
+    assert feats.shape == (20, 8) and feats.dtype == np.float32
+    # the default layer's features, cached by the first call, come back the same
+    again = zooindex.features(load_target(x=texts, y=labels), "tiny", index=index)
+    np.testing.assert_array_equal(again, feats)
+    path = tmp_path / "unlabeled.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    ranking = zooindex.search(path, index=index)
+    assert ranking.results[0].status == "ok"
+    assert ranking.scorers == ["cluster-silhouette"]

@@ -137,3 +137,26 @@ def test_the_export_records_the_position_limit(tmp_path):
     long_text = np.array([" ".join(["good"] * 200), "fun"])
     got = run_model(record, long_text, [record.default_layer]).features
     assert got[record.default_layer].shape == (2, 16)
+
+
+def test_sentence_pairs_feed_their_segments(tmp_path):
+    """A pair is one sequence ``[CLS] a [SEP] b [SEP]`` whose second part has token type
+    1: BERT's segment embeddings see it, as transformers' own call does."""
+    model, path = _exported(tmp_path, "bert", classifier=False)
+    record = inspect_file(path)
+    assert record.text["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    pairs = np.array([["good movie", "a fun film"], ["bad plot", "the story was poor"],
+                      ["fine", "great"]])
+    tok = tokenizers.load(record.text, record.name)
+    feed = tokenizers.encode(tok, pairs)
+    assert feed["token_type_ids"].max() == 1
+    with torch.no_grad():
+        out = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
+    mask = feed["attention_mask"][:, :, None]
+    want = (out.last_hidden_state.numpy() * mask).sum(1) / mask.sum(1)
+    last = record.default_layer
+    got = run_model(record, pairs, [last]).features[last]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    # the segments matter: the same tokens all typed 0 give other features
+    single = run_model(record, np.array([" ".join(p) for p in pairs]), [last]).features[last]
+    assert np.abs(single - got).max() > 1e-3
