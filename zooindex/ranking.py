@@ -184,8 +184,8 @@ def search(target, options: SearchOptions | None = None, *, index=None,
     lead = scorers[0].estimators[0].name if scorers[0].combiner is None else None
     _check_device(options.device, executor)
     with opened(index, create=False) as idx:
-        records, _ = _same_modality(_records(idx, models, filter), tgt, notes)
-        planned = [_Planned(record=r) for r in records]
+        planned = [_Planned(record=r)
+                   for r in _same_modality(_records(idx, models, filter), tgt, notes)]
         bar = _progress(len(planned), progress)
 
         def settle(plan: _Planned) -> None:
@@ -216,8 +216,8 @@ def search(target, options: SearchOptions | None = None, *, index=None,
     return _ranking(tgt, planned, scorers, options, notes, top, started)
 
 
-def _same_modality(records, tgt: Target, notes: list) -> tuple[list, list]:
-    """The models that read the target's kind of data (text or images), and the others,
+def _same_modality(records, tgt: Target, notes: list) -> list:
+    """The models that read the target's kind of data (text or images); the others are
     left out with one note: a zoo may hold both."""
     kind = getattr(tgt, "kind", "image")
     same = [r for r in records if r.modality == kind]
@@ -228,7 +228,7 @@ def _same_modality(records, tgt: Target, notes: list) -> tuple[list, list]:
         what = "texts" if kind == "text" else "images or numbers"
         notes.append(f"{len(other)} {other[0].modality} model{'s' * (len(other) != 1)} left "
                      f"out: the target holds {what} ({names})")
-    return same, other
+    return same
 
 
 def _grouped_notes(planned) -> list[str]:
@@ -307,11 +307,12 @@ def _regression_scorers(scorers, options: SearchOptions):
 
     supported = ", ".join(REGRESSION)
     asked_all = "all" in options.scorers
+    default = tuple(options.scorers) == SearchOptions().scorers
     kept, dropped = [], []
     for scorer in scorers:
         if scorer.combiner is None and scorer.estimators[0].name in REGRESSION:
             kept.append(scorer)
-        elif asked_all and scorer.combiner is None:
+        elif (asked_all and scorer.combiner is None) or default:
             dropped.append(scorer.name)
         else:
             raise ZooIndexError(f"scorer '{scorer.name}' needs class labels; the target's "
@@ -641,7 +642,7 @@ def _best_layers(results: list) -> list:
     best: dict[str, Result] = {}
     for r in results:
         if r.status == "ok" and r.score is not None and (
-                r.model not in best or (r.score, ) > (best[r.model].score, )):
+                r.model not in best or r.score > best[r.model].score):
             best[r.model] = r
     return [r for r in results if r.status != "ok" or best.get(r.model) is r]
 
