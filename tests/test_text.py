@@ -393,3 +393,19 @@ def test_features_and_an_unlabeled_text_target(encoder, tmp_path):
     ranking = zooindex.search(path, index=index)
     assert ranking.results[0].status == "ok"
     assert ranking.scorers == ["cluster-silhouette"]
+
+
+def test_the_cli_names_a_regression_target(encoder, tmp_path, run):
+    index = tmp_path / "i.db"
+    zooindex.add(encoder, index=index)
+    texts, _ = reviews(20)
+    path = tmp_path / "scores.jsonl"
+    path.write_text("".join(json.dumps({"sentence": t, "score": 0.25 * i})
+                            + "\n" for i, t in enumerate(texts)))
+    code, out, err = run("search", path, "--label-column", "score", "--index", index,
+                         "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["task"] == "regression" and doc["scorers"] == ["logme"]
+    code, out, err = run("search", path, "--label-column", "score", "--index", index)
+    assert "real-valued labels (regression)" in out + err

@@ -102,6 +102,8 @@ class Ranking:
     #: share of resamples that swaps them}``, ``None`` with one row) and ``sentence``
     #: (what to say when the top is not settled, else ``None``)
     confidence: dict | None = None
+    #: ``classification``, or ``regression`` for a target of real-valued labels
+    task: str = "classification"
 
     @property
     def columns(self) -> list[str]:
@@ -695,7 +697,7 @@ def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
                    results=ranked + skipped, notes=notes,
                    seconds=time.perf_counter() - started, stats=stats, options=options,
                    members={s.name: s.members for s in scorers if s.combiner is not None},
-                   confidence=confidence)
+                   confidence=confidence, task=getattr(tgt, "task", "classification"))
 
 
 def _confidence(ranked: list, scorer, options: SearchOptions,
