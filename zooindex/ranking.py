@@ -19,7 +19,7 @@ callers that need the features themselves (``features``, ``evaluate``, ``report`
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -102,6 +102,8 @@ class Ranking:
     #: share of resamples that swaps them}``, ``None`` with one row) and ``sentence``
     #: (what to say when the top is not settled, else ``None``)
     confidence: dict | None = None
+    #: ``classification``, or ``regression`` for a target of real-valued labels
+    task: str = "classification"
 
     @property
     def columns(self) -> list[str]:
@@ -184,7 +186,8 @@ def search(target, options: SearchOptions | None = None, *, index=None,
     lead = scorers[0].estimators[0].name if scorers[0].combiner is None else None
     _check_device(options.device, executor)
     with opened(index, create=False) as idx:
-        planned = [_Planned(record=r) for r in _records(idx, models, filter)]
+        planned = [_Planned(record=r)
+                   for r in _same_modality(_records(idx, models, filter), tgt, notes)]
         bar = _progress(len(planned), progress)
 
         def settle(plan: _Planned) -> None:
@@ -213,6 +216,21 @@ def search(target, options: SearchOptions | None = None, *, index=None,
         notes.extend(idx.warnings)  # cache writes that failed: the ranking stands
     notes[:0] = _input_notes(tgt, planned)
     return _ranking(tgt, planned, scorers, options, notes, top, started)
+
+
+def _same_modality(records, tgt: Target, notes: list) -> list:
+    """The models that read the target's kind of data (text or images); the others are
+    left out with one note: a zoo may hold both."""
+    kind = getattr(tgt, "kind", "image")
+    same = [r for r in records if r.modality == kind]
+    other = [r for r in records if r.modality != kind]
+    if other:
+        names = ", ".join(r.name for r in other[:5]) + (
+            f" and {len(other) - 5} more" if len(other) > 5 else "")
+        what = "texts" if kind == "text" else "images or numbers"
+        notes.append(f"{len(other)} {other[0].modality} model{'s' * (len(other) != 1)} left "
+                     f"out: the target holds {what} ({names})")
+    return same
 
 
 def _grouped_notes(planned) -> list[str]:
@@ -247,7 +265,7 @@ def _input_notes(tgt: Target, planned) -> list[str]:
     notes = [tgt.input_note] if getattr(tgt, "input_note", None) else []
     fits: dict[str, list[str]] = {}
     for plan in planned:
-        if plan.skipped is not None:
+        if plan.skipped is not None or plan.record.text is not None:
             continue
         record = plan.record
         text = describe_fit(tgt.x.shape[1:], record.input_shape,
@@ -266,6 +284,8 @@ def _scorers_for(tgt: Target, options: SearchOptions):
     from .estimators import UNLABELED_DEFAULT, UNLABELED_NOTE
     from .estimators.combine import check_label_free, resolve_many
 
+    if getattr(tgt, "regression", False):
+        return _regression_scorers(resolve_many(options.scorers), options)
     if tgt.labeled:
         notes: list[str] = []
         return _fit_class_sizes(resolve_many(options.scorers), tgt, notes), notes
@@ -279,6 +299,30 @@ def _scorers_for(tgt: Target, options: SearchOptions):
     scorers = resolve_many(names)
     check_label_free(scorers)
     return scorers, notes
+
+
+def _regression_scorers(scorers, options: SearchOptions):
+    """The scorers that have a regression form (:mod:`zooindex.estimators.regression`),
+    and a note naming those left out of ``all``; asking for another is an error."""
+    from .estimators.combine import resolve_many
+    from .estimators.regression import REGRESSION
+
+    supported = ", ".join(REGRESSION)
+    asked_all = "all" in options.scorers
+    default = tuple(options.scorers) == SearchOptions().scorers
+    kept, dropped = [], []
+    for scorer in scorers:
+        if scorer.combiner is None and scorer.estimators[0].name in REGRESSION:
+            kept.append(scorer)
+        elif (asked_all and scorer.combiner is None) or default:
+            dropped.append(scorer.name)
+        else:
+            raise ZooIndexError(f"scorer '{scorer.name}' needs class labels; the target's "
+                                f"labels are real numbers (regression), scored by: "
+                                f"{supported}. Pass --scorer {' or '.join(REGRESSION)}")
+    notes = [f"regression target: {', '.join(dropped)} left out (they need class labels); "
+             f"scored by {', '.join(s.name for s in kept)}"] if dropped else []
+    return (kept or resolve_many(["logme"])), notes
 
 
 def _fit_class_sizes(scorers, tgt: Target, notes: list) -> list:
@@ -426,18 +470,33 @@ def _plan(idx: Index, plan: _Planned, tgt: Target, options: SearchOptions, ests,
         plan.skip(f"model file {record.path} changed since it was added; search with "
                   f"--refresh to re-index it, or `zooindex add --replace {record.path}`")
         return
+    kind = getattr(tgt, "kind", "image")
+    if record.modality != kind:
+        plan.skip(f"a {record.modality} model; the target holds "
+                  f"{'texts' if kind == 'text' else 'images or numbers'}")
+        return
     try:
-        layers = record.choose_layers(options.layer)
+        if record.text is not None:
+            from .text import choose_layers
+
+            layers = choose_layers(record, options)
+        else:
+            layers = record.choose_layers(options.layer)
     except LayerError as exc:
         plan.skip(_short_layer_reason(exc, record))
         return
-    prep = Preprocessing.from_dict(record.preprocessing)
-    try:
-        check_fit(tgt.x.shape[1:], record.input_shape, prep)
-    except AdaptError as exc:
-        plan.skip(str(exc))
-        return
-    plan.prep_key = prep.key()
+    if record.text is not None:
+        from .text import features_key
+
+        plan.prep_key = features_key(record, options)
+    else:
+        prep = Preprocessing.from_dict(record.preprocessing)
+        try:
+            check_fit(tgt.x.shape[1:], record.input_shape, prep)
+        except AdaptError as exc:
+            plan.skip(str(exc))
+            return
+        plan.prep_key = prep.key()
     if any(e.needs_probs for e in ests) and not record.output_name:
         notes.append(f"{record.name}: no classifier output; estimators that need one "
                      "are left out")
@@ -579,10 +638,23 @@ def _refresh(idx: Index, record: ModelRecord) -> ModelRecord:
     return fresh
 
 
+def _best_layers(results: list) -> list:
+    """``--layer-aggregation best``: each model's best-scoring row (its best hidden
+    state, transformer-ranker's ``bestlayer``); skipped rows stay."""
+    best: dict[str, Result] = {}
+    for r in results:
+        if r.status == "ok" and r.score is not None and (
+                r.model not in best or r.score > best[r.model].score):
+            best[r.model] = r
+    return [r for r in results if r.status != "ok" or best.get(r.model) is r]
+
+
 def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
              started) -> Ranking:
     _combine(planned, scorers)
     results = [r for plan in planned for r in plan.rows()]
+    if options.layer_aggregation == "best" and options.layer in (None, "default"):
+        results = _best_layers(results)
     ranked = sorted((r for r in results if r.status == "ok"),
                     key=lambda r: (-r.score, r.model, r.layer or ""))
     for i, r in enumerate(ranked, 1):
@@ -601,7 +673,8 @@ def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
         "providers": sorted({p.outcome.provider for p in ran if p.outcome.provider}),
     }
     t = time.perf_counter()
-    confidence = _confidence(ranked, scorers[0], options) \
+    confidence = _confidence(ranked, scorers[0], options,
+                             "texts" if getattr(tgt, "kind", "image") == "text" else "images") \
         if options.confidence and tgt.labeled else None
     stats["confidence_seconds"] = round(time.perf_counter() - t, 4)
     if top is not None:
@@ -624,10 +697,11 @@ def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
                    results=ranked + skipped, notes=notes,
                    seconds=time.perf_counter() - started, stats=stats, options=options,
                    members={s.name: s.members for s in scorers if s.combiner is not None},
-                   confidence=confidence)
+                   confidence=confidence, task=getattr(tgt, "task", "classification"))
 
 
-def _confidence(ranked: list, scorer, options: SearchOptions) -> dict | None:
+def _confidence(ranked: list, scorer, options: SearchOptions,
+                samples: str = "images") -> dict | None:
     """Each ranked row's rank interval and probability of being first, from its
     scores' deviations over the half-samples (:mod:`zooindex.confidence`); a combined
     scorer is combined again on each resample. ``None`` when a row lacks deviations
@@ -674,7 +748,7 @@ def _confidence(ranked: list, scorer, options: SearchOptions) -> dict | None:
     for r, interval, first in zip(ranked, figures["intervals"], figures["first"]):
         r.rank_interval, r.p_first = interval, first
     return {"resamples": resamples, "seed": options.seed, "levels": list(LEVELS),
-            "flip": figures["flip"], "sentence": sentence(figures["flip"])}
+            "flip": figures["flip"], "sentence": sentence(figures["flip"], samples)}
 
 
 def activations(target, models, *, index=None, layer: str | None = None,
@@ -690,10 +764,20 @@ def activations(target, models, *, index=None, layer: str | None = None,
         plans = []
         for name in models:
             record = idx.catalogue.get_model(name)
-            chosen = record.choose_layers(layer)[0]
-            prep = Preprocessing.from_dict(record.preprocessing)
-            check_fit(target.x.shape[1:], record.input_shape, prep)
-            plan = _Planned(record=record, prep_key=prep.key())
+            if record.modality != getattr(target, "kind", "image"):
+                raise AdaptError(f"model '{name}' is a {record.modality} model; the target "
+                                 f"holds {'texts' if record.modality == 'image' else 'numbers'}",
+                                 model=name)
+            if record.text is not None:
+                from .text import choose_layers, features_key
+
+                chosen = choose_layers(record, replace(options, layer=layer))[0]
+                plan = _Planned(record=record, prep_key=features_key(record, options))
+            else:
+                chosen = record.choose_layers(layer)[0]
+                prep = Preprocessing.from_dict(record.preprocessing)
+                check_fit(target.x.shape[1:], record.input_shape, prep)
+                plan = _Planned(record=record, prep_key=prep.key())
             plan.task = _task(idx, record, target, plan.prep_key, (chosen.name,), {},
                               options, keep=True)
             plans.append(plan)

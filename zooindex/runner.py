@@ -143,6 +143,9 @@ def run_model(record: ModelRecord, x: np.ndarray, layers, prep: Preprocessing | 
     first pass accumulates its covariance, a second projects every batch on the top
     ``reduce_to`` principal components, so peak memory stays bounded whatever the
     target's size.
+
+    Text models (:attr:`ModelRecord.text`) are run by
+    :func:`zooindex.text.run.run_text_model` instead, which returns the same.
     """
     from . import runtime
 

@@ -55,7 +55,8 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
         tags: dict | None = None, replace: bool = False, input: str | None = None,
         output: str | None = None, manifest: str | None = None, cache_dir=None,
         source: dict | None = None, keep_going: bool = False, executor=None,
-        allow_pickle: bool = False, preprocessing=None, **preprocessing_fields) -> list[Added]:
+        allow_pickle: bool = False, preprocessing=None, tokenizer=None,
+        **preprocessing_fields) -> list[Added]:
     """Index ONNX models: files, folders (recursive), ``hf://`` references, a manifest.
 
     A folder or hub repo that holds a transformers or timm checkpoint instead of ONNX
@@ -69,6 +70,8 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     reported as ``failed`` with their reason and the others are added. ``input``: for
     models with several inputs, the one that takes the data; ``output``: the graph output
     that carries class scores, when the structure does not tell (see ``zooindex show``).
+    ``tokenizer``: a text model's ``tokenizer.json`` (or its folder), when it is not
+    beside the model file (see :mod:`zooindex.text`).
 
     How each model wants its inputs comes, weakest first, from the hub repository's
     config file (``preprocessor_config.json``, timm's ``config.json``), the ``zooindex.*``
@@ -86,7 +89,7 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     refs, items = _sources(paths, manifest, cache_dir, source)
     user = _user_preprocessing(preprocessing, preprocessing_fields)
     inspect = functools.partial(inspect_file, layer=layer, tags=tags, preprocessing=user,
-                                input_name=input, output_name=output)
+                                input_name=input, output_name=output, tokenizer=tokenizer)
     records, failed = _inspect_all(refs, items, inspect, name=name, cache_dir=cache_dir,
                                    executor=executor, keep_going=keep_going,
                                    allow_pickle=allow_pickle)
@@ -191,7 +194,7 @@ def _store_one(catalogue, rec: ModelRecord, *, tags, replace: bool,
         return added("added")
     old = catalogue.get_model(rec.name)
     if _same_model(old, rec, tags):
-        if old.path != rec.path or old.mtime != rec.mtime:
+        if old.path != rec.path or old.mtime != rec.mtime or old.text != rec.text:
             catalogue.put_model(_keep(old, rec), replace=True)
         return added("unchanged")
     if not replace:
@@ -207,7 +210,11 @@ def _store_one(catalogue, rec: ModelRecord, *, tags, replace: bool,
 
 def _same_model(old: ModelRecord, new: ModelRecord, tags) -> bool:
     """Whether adding ``new`` over ``old`` changes nothing worth a ``--replace``."""
+    old_tok = (old.text or {}).get("tokenizer_sha256")
+    new_tok = (new.text or {}).get("tokenizer_sha256")
     return (old.sha256 == new.sha256 and old.default_layer == new.default_layer
+            and old_tok == new_tok
+            and (old.text or {}).get("max_length") == (new.text or {}).get("max_length")
             and old.output_name == new.output_name
             # as values: a record stored before a field existed lacks its key
             and Preprocessing.from_dict(old.preprocessing)
@@ -253,8 +260,9 @@ def _hub_records(ref: str, *, cache_dir, name: str | None, inspect,
         if f.preprocessing_note:
             src["preprocessing_note"] = f.preprocessing_note
         try:
+            found = {"found_tokenizer": f.tokenizer} if getattr(f, "tokenizer", None) else {}
             out.append((str(f.path), inspect(f.path, name=name or f.name, source=src,
-                                             base=f.preprocessing)))
+                                             base=f.preprocessing, **found)))
         except ZooIndexError as exc:
             out.append((str(f.path), exc))
     return out
@@ -335,9 +343,12 @@ class Filter:
 
 def _keep(old: ModelRecord, new: ModelRecord) -> ModelRecord:
     """Same content found at a new path: keep the record, update where the file is."""
+    text = new.text  # where the tokenizer is now, for a text model
     new.added_at = old.added_at
     new.tags = old.tags
     new.source = old.source or new.source
+    if text is not None:
+        new.source = {**(new.source or {}), "text": text}
     return new
 
 
@@ -410,9 +421,18 @@ def summary(shown: dict) -> list[tuple[str, str]]:
                       f"opset {shown['opset']}")]
     res = shown.get("preprocessing_resolved") or {}
     dims = "x".join("?" if d is None else str(d) for d in shown["input_shape"])
-    lines.append(("input", f"{shown['input_name']}: {shown['input_dtype']} {dims}"
-                           + (f" ({_layout_text(res)})" if res.get("layout") else "")))
-    lines.append(("preprocessing", _preprocessing_text(res)))
+    text = (shown.get("source") or {}).get("text")
+    if text is not None:  # a text model: its tokenizer instead of image preprocessing
+        lines.append(("input", f"{', '.join(text.get('inputs') or [])}: "
+                               f"{shown['input_dtype']} {dims} (token ids)"))
+        lines.append(("tokenizer", f"{text.get('tokenizer')} (sha256 "
+                                   f"{str(text.get('tokenizer_sha256'))[:12]}...), at most "
+                                   f"{text.get('max_length')} tokens "
+                                   f"({text.get('max_length_from')})"))
+    else:
+        lines.append(("input", f"{shown['input_name']}: {shown['input_dtype']} {dims}"
+                               + (f" ({_layout_text(res)})" if res.get("layout") else "")))
+        lines.append(("preprocessing", _preprocessing_text(res)))
     if shown["default_layer"]:
         width = next((l["width"] for l in shown["layers"] if l["is_default"]), None)
         wide = f", {width} wide" if width else ""
@@ -429,7 +449,8 @@ def summary(shown: dict) -> list[tuple[str, str]]:
                                       "add --output NAME)"))
     if shown["tags"]:
         lines.append(("tags", ", ".join(f"{k}={v}" for k, v in shown["tags"].items())))
-    lines.append(("source", _source_text(shown["source"])))
+    lines.append(("source", _source_text({k: v for k, v in shown["source"].items()
+                                          if k != "text"})))
     lines.append(("added", shown["added_at"]))
     targets = shown.get("targets") or []
     if not targets:
