@@ -121,3 +121,34 @@ def test_a_text_checkpoint_repo_is_exported_with_its_tokenizer(fake_hub, tmp_pat
     ranking = zooindex.search(zooindex.load_target(x=REVIEWS, y=LABELS), index=index,
                               confidence=False)
     assert ranking.results[0].status == "ok"
+
+
+def test_a_sharded_text_checkpoint_repo_is_fetched_whole_and_exported(fake_hub, tmp_path):
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    model = _bert_checkpoint(folder, classifier=False)
+    (folder / "model.safetensors").unlink()
+    model.save_pretrained(folder, max_shard_size="20KB")
+    files = _repo_files(folder)
+    shards = sorted(n for n in files if n.startswith("model-"))
+    assert "model.safetensors" not in files and len(shards) >= 2
+    fake_hub.add(FakeRepo("acme/sharded-bert", files, commit=COMMIT, tags=("transformers",)))
+    index = tmp_path / "i.db"
+    [added] = zooindex.add("hf://acme/sharded-bert", index=index)
+    assert added.status == "added", added.reason
+    export = zooindex.show("sharded-bert", index=index)["source"]["export"]
+    assert export["kind"] == "text" and export["weights"] == "model.safetensors.index.json"
+    assert sorted(export["shards"]) == shards
+    from zooindex.text.run import run_text_model
+    from zooindex.text import tokenizer as tokenizers
+
+    with zooindex.index.opened(index) as idx:
+        record = idx.catalogue.get_model("sharded-bert")
+    texts = np.array(REVIEWS[:4])
+    got = run_text_model(record, texts, [record.default_layer]).features[record.default_layer]
+    feed = tokenizers.encode(tokenizers.load(record.text, record.name), texts)
+    with torch.no_grad():
+        out = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
+    mask = feed["attention_mask"][:, :, None]
+    want = (out.last_hidden_state.numpy() * mask).sum(1) / mask.sum(1)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)

@@ -218,7 +218,7 @@ def export(folder, weights: str, config: dict, *, weights_sha256: str, out_dir=N
     if name == "transformers" and _is_text_config(config):
         # a language model: token ids in (see zooindex.text)
         return _export_text(folder, weights, config, weights_sha256=weights_sha256,
-                            out_dir=out_dir, opset=opset, pickled=pickled)
+                            out_dir=out_dir, opset=opset, pickled=pickled, shards=shards)
     path, record = out_dir / EXPORT_FILE, out_dir / EXPORT_RECORD
     shape = [int(d) for d in library.sample_shape(config, input_size)]
     wanted = {"library": name, "opset": opset, "dynamic_batch": True,
@@ -402,7 +402,8 @@ def _is_text_config(config: dict) -> bool:
 
 
 def _export_text(folder, weights: str, config: dict, *, weights_sha256: str, out_dir,
-                 opset: int = OPSET, pickled: bool = False) -> tuple[Path, dict]:
+                 opset: int = OPSET, pickled: bool = False,
+                 shards: dict | None = None) -> tuple[Path, dict]:
     """Export a transformers text checkpoint (``config.json`` beside the weights), as
     :func:`export` does image ones: ``(ONNX path, settings)``, by
     :func:`zooindex.text.export.from_transformers`.
@@ -423,6 +424,8 @@ def _export_text(folder, weights: str, config: dict, *, weights_sha256: str, out
               "dynamic_batch": True, "dynamic_sequence": True,
               "exporter": "torch.onnx.export (TorchScript)", "weights": weights,
               "weights_sha256": weights_sha256, "pickle": pickled}
+    if shards is not None:  # from_pretrained reads the index and its shards itself
+        wanted["shards"] = dict(sorted(shards.items()))
     previous = _previous(record, path)
     if previous is not None and all(previous.get(k) == v for k, v in wanted.items()):
         return path, previous
