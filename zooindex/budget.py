@@ -1,39 +1,47 @@
 """A search on a budget: the top of a ranking for a fraction of the inference.
 
-A full search runs every model on every image. :func:`search_on_budget` runs a
-*successive halving* race instead, with the ranking's own confidence
-(:mod:`zooindex.confidence`) deciding who stays:
+A full search runs every model on every image. :func:`search_on_budget` races the
+models on growing, nested, stratified subsamples of the target instead, with the
+ranking's own confidence (:mod:`zooindex.confidence`) deciding who stays:
 
-1. every model sees a small stratified subsample of the target (``start`` images per
-   class, the same images for all models);
-2. the models are ranked on it, with each row's rank interval over half-samples of
-   those images; a model whose interval cannot reach the top ``k`` (its best rank,
-   the 5th percentile, is below ``k``) is dropped, and at most half of the models
-   (never fewer than ``k + 1``) go on;
-3. the survivors see ``growth`` times as many images per class (the first ones again
-   plus new ones: the subsamples are nested);
-4. repeat until the top ``k`` is settled (the first ``k`` rows' intervals stay within
-   the top ``k`` and the next row's stays out), the target is used up, or the budget is
-   spent (a round the budget cannot pay in full runs with as many images per class as
-   it can still pay for, as the last).
+1. every model sees a small stratified subsample (``start`` images per class, the same
+   images for all models);
+2. the models are ranked on it, each row with its rank interval over half-samples of
+   those images (its 5th to 95th percentile rank). A model is dropped only when even its
+   best plausible rank, the interval's low end, is worse than ``k + margin``: it cannot
+   plausibly reach the top ``k``. The others race on, however many they are;
+3. the survivors see ``growth`` times as many images per class: the images they saw
+   already (kept in the cache, see :mod:`zooindex.cache.partial`, never run again) plus
+   new ones. When the budget cannot pay for that, the round takes as many images per
+   class as it still pays for, and is the last;
+4. it stops when the budget is spent or the target used up; in the automatic mode
+   (``budget="auto"``) as soon as the top ``k`` is settled: the first ``k`` rows'
+   intervals stay within the top ``k`` and the others' stay out.
 
-Why successive halving: its cost is known before it starts (each round costs about the
-first one, as the models halve while the images double), which is what a budget needs;
-racing alone (drop only what is statistically out) can keep every model when they are
-close. The rank interval makes the halving careful: a model that could still be in the
-top ``k`` is kept over a worse one only while the halving cap allows.
+**Racing, not successive halving.** Successive halving keeps a fixed share of the
+models each round, whatever the evidence: among close models it drops one that was
+third by chance (on the demo zoo it kept the full search's top 3 in only half of the
+searches). Racing drops only what the confidence intervals rule out, and the budget,
+not a halving schedule, bounds the cost: since a model's earlier images are never run
+again, a model that races to the end costs its final subsample once, and the rounds
+grow geometrically until the budget is spent (a fraction spends it: the images
+bought after the top settles still firm it up; ``auto`` stops when it settles).
 
-What is counted: the images each model was run on, summed over rounds (an image seen
-in two rounds counts twice: each round is its own target in the cache, so a later full
-search does not reuse a round's activations; a cache of partial activations by image is
-not built yet), against a full search's ``models x images``. Off unless asked for: a
-search without a budget is exactly :func:`zooindex.ranking.search`.
+**What is counted.** ``seen``: the images each model's ranking used (nested rounds:
+its last round's subsample). ``fraction``: the images run for the race, summed over the
+models, over a full search's ``models x images``; on a cold cache this is the inference
+spent. ``ran``: the images actually run now (fewer when earlier searches left
+activations of this target in the cache). A later full search runs only the images no
+model saw yet. Off unless asked for: a search without a budget is exactly
+:func:`zooindex.ranking.search`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import re
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -45,6 +53,60 @@ from .options import SearchOptions, TargetSelection, from_settings
 #: (k-NN needs four per class) and for half-samples of two per class
 START_PER_CLASS = 8
 GROWTH = 2
+#: a model is dropped when its best plausible rank is worse than ``k + MARGIN``
+MARGIN = 0
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much a search may spend: a ``fraction`` of a full search's inference, a
+    number of ``seconds``, or ``auto`` (until the top is settled; at most everything)."""
+
+    fraction: float | None = None
+    seconds: float | None = None
+    auto: bool = False
+
+    def __str__(self) -> str:
+        if self.auto:
+            return "auto"
+        if self.seconds is not None:
+            return f"{self.seconds:g}s"
+        return f"{self.fraction:.0%}"
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_budget(value) -> Budget:
+    """A :class:`Budget` from ``0.3``, ``"0.3"``, ``"30%"``, ``"90s"``, ``"5m"``,
+    ``"1.5h"`` or ``"auto"``; a :class:`Budget` passes through."""
+    if isinstance(value, Budget):
+        return value
+    bad = ZooIndexError(f"--budget must be a fraction of the full inference in (0, 1] "
+                        f"(0.3 or 30%), a time (90s, 5m, 1h) or auto, not {value!r}")
+    if isinstance(value, bool):
+        raise bad
+    if isinstance(value, (int, float)):
+        if not 0 < value <= 1:
+            raise bad
+        return Budget(fraction=float(value))
+    if not isinstance(value, str):
+        raise bad
+    text = value.strip().lower()
+    if text == "auto":
+        return Budget(auto=True)
+    match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*(%|s|m|h)?", text)
+    if match is None:
+        raise bad
+    number, unit = float(match.group(1)), match.group(2)
+    if unit in _UNITS:
+        if number <= 0:
+            raise bad
+        return Budget(seconds=number * _UNITS[unit])
+    fraction = number / 100 if unit == "%" else number
+    if not 0 < fraction <= 1:
+        raise bad
+    return Budget(fraction=fraction)
 
 
 @dataclass
@@ -53,11 +115,15 @@ class Budgeted:
 
     ``ranking``: the last round's :class:`~zooindex.ranking.Ranking` (its models: the
     survivors). ``order``: every model, the survivors in the last round's order, then the
-    dropped ones, the last dropped first. ``seen``: model -> images it was run on,
-    summed over rounds. ``rounds``: per round, ``per_class`` images, ``images``,
-    ``models`` raced, ``dropped`` (names), ``settled``. ``fraction``: images run over a
-    full search's (models x images); ``budget``: the fraction allowed. ``settled``:
-    whether the top ``k`` was settled when it stopped; ``reason``: why it stopped.
+    dropped ones, the last dropped first. ``seen``: model -> images its ranking used.
+    ``ran``: model -> images run for it now (the others came from the cache).
+    ``rounds``: per round, ``per_class`` images, ``images``, ``models`` raced,
+    ``dropped`` (names), ``settled``, ``top`` (the first ``k`` of the order then) and
+    ``seconds``. ``fraction``: the images seen, summed over models, over a full search's
+    (models x images); ``budget``: what was allowed. ``settled``: whether the top ``k``
+    was settled when it stopped; ``reason``: why it stopped. ``seconds``: wall time;
+    ``seconds_per_image``: measured inference per image and model (``None`` when nothing
+    ran), which prices what was saved (:attr:`saved_seconds`).
     """
 
     ranking: object
@@ -65,15 +131,60 @@ class Budgeted:
     seen: dict
     rounds: list = field(default_factory=list)
     fraction: float = 0.0
-    budget: float = 1.0
+    budget: Budget = field(default_factory=lambda: Budget(fraction=1.0))
     k: int = 3
     settled: bool = False
     reason: str = ""
+    ran: dict = field(default_factory=dict)
+    full_images: int = 0
+    seconds: float = 0.0
+    seconds_per_image: float | None = None
 
     @property
     def saved(self) -> float:
         """The share of a full search's inference not spent."""
         return 1.0 - self.fraction
+
+    @property
+    def saved_seconds(self) -> float | None:
+        """The inference not spent, priced at the measured seconds per image."""
+        if self.seconds_per_image is None:
+            return None
+        return self.seconds_per_image * self.full_images * self.saved
+
+    @property
+    def stable_after(self) -> int | None:
+        """Images per class after which the top ``k`` (in order) no longer changed over
+        the later rounds; ``None`` when it changed in the last round (or there was one)."""
+        tops = [tuple(r["top"]) for r in self.rounds]
+        if len(tops) < 2 or tops[-1] != tops[-2]:
+            return None
+        first = len(tops) - 1
+        while first > 0 and tops[first - 1] == tops[-1]:
+            first -= 1
+        return self.rounds[first]["per_class"]
+
+    @property
+    def advice(self) -> str:
+        """How many images per class were enough for this target, in a sentence."""
+        k = min(self.k, len(self.order))
+        last = self.rounds[-1]["per_class"] if self.rounds else 0
+        after = self.stable_after
+        if after is None:
+            return (f"the top {k} was still changing at {last} images per class: more "
+                    "images may change it")
+        return (f"the top {k} stopped changing after {after} images per class (the same "
+                f"up to {last} per class)")
+
+    def to_dict(self) -> dict:
+        return {"budget": str(self.budget), "spent": round(self.fraction, 4),
+                "saved": round(self.saved, 4),
+                "saved_seconds": None if self.saved_seconds is None
+                else round(self.saved_seconds, 2),
+                "seconds": round(self.seconds, 2), "k": self.k, "settled": self.settled,
+                "reason": self.reason, "stable_after": self.stable_after,
+                "advice": self.advice, "rounds": self.rounds, "seen": self.seen,
+                "ran": self.ran, "order": self.order}
 
 
 def nested_order(labels, seed: int = 0) -> list[np.ndarray]:
@@ -85,31 +196,185 @@ def nested_order(labels, seed: int = 0) -> list[np.ndarray]:
             for c in range(int(codes.max(initial=-1)) + 1)]
 
 
+def first_rows(order: list[np.ndarray], per_class: int) -> np.ndarray:
+    """The sorted positions of the first ``per_class`` images of each class."""
+    return np.sort(np.concatenate([positions[:per_class] for positions in order]))
+
+
+def rows_of(tgt, rows: np.ndarray, what: str = "budget"):
+    """The target restricted to the images at ``rows`` (sorted), with a key of its own
+    (the whole target itself when ``rows`` are all of it)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if len(rows) == len(tgt):
+        return tgt
+    digest = hashlib.sha256(f"{tgt.key}|{what}|".encode() + rows.astype("<i8").tobytes())
+    return replace(tgt, x=tgt.x[rows], y=tgt.y[rows], key=digest.hexdigest(),
+                   source=f"{tgt.source} ({len(rows)} of {len(tgt)} images)")
+
+
 def subtarget(tgt, order: list[np.ndarray], per_class: int):
     """The target restricted to the first ``per_class`` images of each class (all of a
     smaller class), in their original order, with a key of its own."""
-    rows = np.sort(np.concatenate([positions[:per_class] for positions in order]))
+    return rows_of(tgt, first_rows(order, per_class))
+
+
+# ---- activations of some of a target's images, running only the unseen ---------------
+
+@dataclass
+class _Need:
+    record: object
+    layer: str
+    prep: str
+    rows: np.ndarray            # seen so far
+    seen: np.ndarray | None     # their activations
+
+
+def gather(idx, tgt, records, rows, options: SearchOptions, executor=None,
+           meter: dict | None = None) -> dict:
+    """``{model: (activations at rows, images run now)}`` of each record's layer for the
+    target's images at ``rows`` (sorted positions): from the whole target's cached
+    activations, else from what the model saw before (:mod:`zooindex.cache.partial`)
+    plus a run on the images it has not seen, which are kept for next time. Models that
+    cannot run are left out (the search that follows says why). ``meter``, when given,
+    adds up the ``inference_seconds`` of what ran."""
+    from .adapt import Preprocessing, check_fit
+    from .cache import DECODE_ERRORS
+    from .errors import AdaptError, LayerError
+
+    rows = np.asarray(rows, dtype=np.int64)
+    out: dict = {}
+    groups: dict = {}
+    for record in records:
+        try:
+            layer = record.choose_layers(options.layer)[0].name
+            prep = Preprocessing.from_dict(record.preprocessing)
+            check_fit(tgt.x.shape[1:], record.input_shape, prep)
+        except (LayerError, AdaptError):
+            continue
+        if idx.catalogue.model_status(record) != "ok":
+            continue
+        prep_key = prep.key()
+        whole = idx.cache.cached_files(record.sha256, tgt.key, prep_key).get(layer)
+        if whole is not None:
+            try:
+                array = whole if isinstance(whole, np.ndarray) else whole.read()
+                out[record.name] = (array[rows], 0)
+                continue
+            except DECODE_ERRORS:
+                idx.cache.drop_entry(record.sha256, layer, tgt.key, prep_key)
+        kept = idx.cache.partial.get(record.sha256, layer, tgt.key, prep_key)
+        have, seen = kept if kept is not None else (np.empty(0, np.int64), None)
+        missing = np.setdiff1d(rows, have, assume_unique=True)
+        need = _Need(record, layer, prep_key, have, seen)
+        if not len(missing):
+            out[record.name] = (seen[np.searchsorted(have, rows)], 0)
+            continue
+        groups.setdefault(missing.tobytes(), (missing, []))[1].append(need)
+    for missing, needs in groups.values():
+        new, seconds = _run(idx, rows_of(tgt, missing, "unseen"), [n.record for n in needs],
+                            options, executor)
+        if meter is not None:
+            meter["inference_seconds"] = meter.get("inference_seconds", 0.0) + seconds
+        for need in needs:
+            if need.record.name not in new:
+                continue
+            merged_rows = np.concatenate([need.rows, missing])
+            parts = [need.seen, new[need.record.name]] if need.seen is not None else \
+                [new[need.record.name]]
+            merged = np.concatenate(parts)
+            order = np.argsort(merged_rows, kind="stable")
+            merged_rows, merged = merged_rows[order], merged[order]
+            _keep(idx, tgt, need, merged_rows, merged)
+            out[need.record.name] = (merged[np.searchsorted(merged_rows, rows)], len(missing))
+    return out
+
+
+def _keep(idx, tgt, need: _Need, rows: np.ndarray, seen: np.ndarray) -> None:
+    """Keep what a model saw of the target: as partial activations, or, once it saw
+    every image, as the whole target's ordinary entry (the partial one goes)."""
+    from .cache import Entry
+
+    sha, target = need.record.sha256, (tgt.key, tgt.source, len(tgt), list(tgt.classes))
     if len(rows) == len(tgt):
-        return tgt
-    digest = hashlib.sha256(f"{tgt.key}|budget|".encode() + rows.astype("<i8").tobytes())
-    return replace(tgt, x=tgt.x[rows], y=tgt.y[rows], key=digest.hexdigest(),
-                   source=f"{tgt.source} ({per_class} per class)")
+        staged = idx.cache.stage_activations(sha, need.layer, tgt.key, need.prep, seen)
+        if staged is not None and idx.cache.absorb(
+                Entry(model_sha=sha, target=tgt.key, prep=need.prep, staged=[staged]),
+                target):
+            idx.cache.partial.drop(sha, need.layer, tgt.key, need.prep)
+        return
+    staged = idx.cache.partial.stage(sha, need.layer, tgt.key, need.prep, rows, seen)
+    if staged:
+        idx.cache.absorb(Entry(model_sha=sha, target=tgt.key, prep=need.prep,
+                               staged=staged), target)
 
 
-def search_on_budget(target, budget: float = 0.3, k: int = 3,
+def _run(idx, tgt, records, options: SearchOptions, executor=None) -> tuple[dict, float]:
+    """``{model: activations}`` of each record's layer for ``tgt``, by the executor,
+    caching nothing under ``tgt``'s own key (the caller keeps them); and the seconds of
+    inference they took."""
+    from .adapt import Preprocessing
+    from .ranking import _execute, _Planned, _task
+
+    plans = []
+    for record in records:
+        plan = _Planned(record=record,
+                        prep_key=Preprocessing.from_dict(record.preprocessing).key())
+        layer = record.choose_layers(options.layer)[0].name
+        plan.task = _task(idx, record, tgt, plan.prep_key, (layer,), {}, options, keep=True)
+        plans.append(plan)
+    out: dict = {}
+    seconds: list = []
+
+    def absorb(plan, outcome) -> None:
+        if outcome.status == "ok":
+            out[plan.record.name] = outcome.features[plan.task.layers[0]]
+            seconds.append(outcome.inference_seconds)
+
+    _execute(idx, tgt, iter(plans), executor, absorb=absorb, cache_files=False)
+    return out, sum(seconds)
+
+
+def reuse_partial(idx, tgt, records, options: SearchOptions, executor=None) -> int:
+    """Before a full search: complete the models that saw part of ``tgt`` (a search on a
+    budget) by running only the images they have not seen, so that the search finds
+    their whole activations cached. Returns the images run."""
+    from .adapt import Preprocessing
+    from .cache.partial import ROWS
+
+    if options.layer == "all":
+        return 0
+    partial = []
+    for record in records:
+        try:
+            layer = record.choose_layers(options.layer)[0].name
+        except ZooIndexError:
+            continue
+        prep = Preprocessing.from_dict(record.preprocessing).key()
+        files = idx.cache.cached_files(record.sha256, tgt.key, prep)
+        if layer not in files and layer + ROWS in files:
+            partial.append(record)
+    if not partial:
+        return 0
+    done = gather(idx, tgt, partial, np.arange(len(tgt)), options, executor)
+    return sum(ran for _, ran in done.values())
+
+
+# ---- the race ----------------------------------------------------------------------------
+
+def search_on_budget(target, budget=0.3, k: int = 3,
                      options: SearchOptions | None = None, *, index=None,
                      selection: TargetSelection | None = None, models=None, filter=None,
                      executor=None, start: int = START_PER_CLASS, growth: int = GROWTH,
-                     **settings) -> Budgeted:
+                     margin: int = MARGIN, **settings) -> Budgeted:
     """Rank the indexed models for ``target`` spending at most ``budget`` (a fraction
-    of a full search's inference, in (0, 1]) and aiming at a settled top ``k``; see the
-    module's docstring. The other arguments are :func:`zooindex.ranking.search`'s."""
-    from .ranking import search
+    of a full search's inference in (0, 1], a time such as ``"90s"``, or ``"auto"``)
+    and aiming at a settled top ``k``; see the module's docstring. The other arguments
+    are :func:`zooindex.ranking.search`'s."""
+    from .index import opened
+    from .ranking import _records, search
 
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or \
-            not 0 < budget <= 1:
-        raise ZooIndexError(f"--budget must be a fraction of the full inference in (0, 1], "
-                            f"not {budget!r}")
+    started = time.perf_counter()
+    plan = parse_budget(budget)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ZooIndexError(f"--top must be a positive whole number, not {k!r}")
     if isinstance(growth, bool) or not isinstance(growth, int) or growth < 2:
@@ -126,59 +391,112 @@ def search_on_budget(target, budget: float = 0.3, k: int = 3,
     order = nested_order(tgt.y, selection.seed)
     largest = max(len(o) for o in order)
     per_class = max(1, min(int(start), largest))
-    names = models
-    total_models = None
-    seen: dict = {}
-    dropped: list = []
-    rounds: list = []
-    ranking = None
-    spent = 0
-    settled = False
-    reason = ""
-    last = False
-    while True:
-        sub = subtarget(tgt, order, per_class)
-        if total_models is not None:
-            left = budget * total_models * len(tgt) - spent
-            if len(names) * len(sub) > left:
-                # a last round with as many images per class as the budget still pays
-                affordable = int(left // (len(names) * len(order)))
-                if affordable <= rounds[-1]["per_class"]:
-                    reason = "the next round would exceed the budget"
-                    break
-                per_class, last = affordable, True
-                sub = subtarget(tgt, order, per_class)
-        ranking = search(sub, options, index=index, models=names,
-                         filter=filter if names is None else None, executor=executor)
-        rows = ranking.ranked
-        if total_models is None:
-            total_models = len({r.model for r in ranking.results})
-        for r in rows:
-            seen[r.model] = seen.get(r.model, 0) + len(sub)
-        spent += len(rows) * len(sub)
-        settled = _settled(rows, k)
-        keep = _survivors(rows, k, growth)
-        out = [r.model for r in rows if r.model not in keep]
-        dropped[:0] = list(reversed(out))
-        rounds.append({"per_class": per_class, "images": len(sub), "models": len(rows),
-                       "dropped": out, "settled": settled})
-        if settled:
-            reason = f"the top {min(k, len(rows))} is settled"
-            break
-        if per_class >= largest:
-            reason = "the target is used up"
-            break
-        if last:
-            reason = "the budget is spent"
-            break
-        names = keep
-        per_class = min(per_class * growth, largest)
+    with opened(index, create=False) as idx:
+        records = {r.name: r for r in _records(idx, models, filter)}
+        alive = list(records)
+        total_models = None
+        seen: dict = {}
+        ran: dict = {}
+        dropped: list = []
+        rounds: list = []
+        ranking = None
+        settled, reason, last = False, "", False
+        meter = {"inference_seconds": 0.0}
+        while True:
+            rows = first_rows(order, per_class)
+            if rounds:
+                cost = sum(len(rows) - seen.get(m, 0) for m in alive)
+                left = _left(plan, started, total_models * len(tgt), sum(seen.values()),
+                             sum(ran.values()))
+                if cost > left:
+                    per_class = _affordable(order, alive, seen, left, rounds[-1]["per_class"],
+                                            per_class)
+                    if per_class is None:
+                        reason = "the budget is spent"
+                        break
+                    rows, last = first_rows(order, per_class), True
+            t = time.perf_counter()
+            sub = rows_of(tgt, rows)
+            got = gather(idx, tgt, [records[m] for m in alive], rows, options, executor, meter)
+            _cache_round(idx, sub, records, got, options)
+            ranking = search(sub, options, index=idx, models=alive, executor=executor)
+            ranked = ranking.ranked
+            if total_models is None:
+                total_models = max(len(ranked), 1)
+            for r in ranked:
+                seen[r.model] = len(sub)
+                ran[r.model] = ran.get(r.model, 0) + (got[r.model][1] if r.model in got
+                                                      else len(sub))
+            alive = [r.model for r in ranked]
+            settled = _settled(ranked, k)
+            out = _out_of_reach(ranked, k, margin)
+            dropped[:0] = list(reversed(out))
+            alive = [m for m in alive if m not in out]
+            rounds.append({"per_class": per_class, "images": len(sub),
+                           "models": len(ranked), "dropped": out, "settled": settled,
+                           "top": (alive + dropped)[:k],
+                           "seconds": round(time.perf_counter() - t, 3)})
+            if settled and plan.auto:
+                reason = f"the top {min(k, len(ranked))} is settled"
+                break
+            if per_class >= largest:
+                reason = "the target is used up"
+                break
+            if last:
+                reason = "the budget is spent"
+                break
+            per_class = min(per_class * growth, largest)
     full = (total_models or 0) * len(tgt)
-    survivors = [r.model for r in ranking.ranked]
-    return Budgeted(ranking=ranking, order=survivors + [m for m in dropped
-                                                        if m not in survivors],
-                    seen=seen, rounds=rounds, fraction=spent / full if full else 0.0,
-                    budget=float(budget), k=k, settled=settled, reason=reason)
+    spent = sum(seen.values())
+    runs = sum(ran.values())
+    return Budgeted(ranking=ranking, order=alive + [m for m in dropped if m not in alive],
+                    seen=seen, ran=ran, rounds=rounds, fraction=spent / full if full else 0.0,
+                    budget=plan, k=k, settled=settled, reason=reason, full_images=full,
+                    seconds=time.perf_counter() - started,
+                    seconds_per_image=meter["inference_seconds"] / runs if runs else None)
+
+
+def _left(plan: Budget, started: float, full: int, spent: int, runs: int) -> float:
+    """Images (summed over models) the budget still pays for."""
+    if plan.seconds is not None:
+        elapsed = time.perf_counter() - started
+        per_image = elapsed / max(runs or spent, 1)   # everything a round costs, per image
+        return (plan.seconds - elapsed) / per_image
+    fraction = 1.0 if plan.auto else plan.fraction
+    return fraction * full - spent
+
+
+def _affordable(order, alive, seen, left: float, previous: int, wanted: int):
+    """The most images per class, more than ``previous`` and fewer than ``wanted``, whose
+    new images the budget pays for (``None`` when not even one more per class)."""
+    lo, hi = previous, wanted - 1
+    while lo < hi:  # the cost grows with per_class: the largest affordable one
+        mid = (lo + hi + 1) // 2
+        n = len(first_rows(order, mid))
+        if sum(n - seen.get(m, 0) for m in alive) <= left:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo if lo > previous else None
+
+
+def _cache_round(idx, sub, records, got: dict, options: SearchOptions) -> None:
+    """Put each model's activations of this round's subsample where the search looks
+    for them (under the subsample's key), so that it runs no model."""
+    from .adapt import Preprocessing
+    from .cache import Entry
+
+    target = (sub.key, sub.source, len(sub), list(sub.classes))
+    for name, (array, _) in got.items():
+        record = records[name]
+        layer = record.choose_layers(options.layer)[0].name
+        prep = Preprocessing.from_dict(record.preprocessing).key()
+        if layer in idx.cache.cached_files(record.sha256, sub.key, prep):
+            continue
+        staged = idx.cache.stage_activations(record.sha256, layer, sub.key, prep, array)
+        if staged is not None:
+            idx.cache.absorb(Entry(model_sha=record.sha256, target=sub.key, prep=prep,
+                                   staged=[staged]), target)
 
 
 def _settled(rows, k: int) -> bool:
@@ -192,19 +510,14 @@ def _settled(rows, k: int) -> bool:
         all(r.rank_interval[0] > k for r in rows[k:])
 
 
-def _survivors(rows, k: int, growth: int) -> list[str]:
-    """The models that race on: those whose best rank reaches the top ``k``, at most
-    ``1 / growth`` of them and at least ``k + 1``, best ranked first."""
-    cap = max(k + 1, math.ceil(len(rows) / growth))
-    hopeful = [r.model for r in rows
-               if r.rank_interval is None or r.rank_interval[0] <= k]
-    chosen = hopeful[:cap]
-    for r in rows:  # never fewer than k + 1 while there are that many
-        if len(chosen) >= min(k + 1, len(rows)):
-            break
-        if r.model not in chosen:
-            chosen.append(r.model)
-    return chosen
+def _out_of_reach(rows, k: int, margin: int) -> list[str]:
+    """The models whose best plausible rank (the low end of their rank interval) is worse
+    than ``k + margin``; never so many that fewer than ``k + 1`` would race on."""
+    out = [r.model for r in rows
+           if r.rank_interval is not None and r.rank_interval[0] > k + margin]
+    room = max(len(rows) - (k + 1), 0)
+    return out[len(out) - room:] if len(out) > room else out
 
 
-__all__ = ["search_on_budget", "Budgeted", "nested_order", "subtarget"]
+__all__ = ["search_on_budget", "Budgeted", "Budget", "parse_budget", "nested_order",
+           "subtarget", "gather", "reuse_partial"]

@@ -8,6 +8,8 @@ other content never reuses stale numbers. Three parts, each one table:
   :class:`ScoreRows` (the scores);
 * :mod:`~zooindex.cache.activations`: :class:`ActivationFiles`, the ``.npy`` files
   beside the database, their CRC-checked rows, and least-recently-used eviction;
+* :mod:`~zooindex.cache.partial`: :class:`PartialActivations`, the images of a target a
+  model has seen so far (a search on a budget), kept in two activation files;
 * :mod:`~zooindex.cache.cache`: :class:`Cache`, which joins them on one store and keeps
   what spans them: :meth:`Cache.absorb` commits one unit of work's target row, score
   rows and staged activation files in one transaction; counts, clearing and orphans.
@@ -26,7 +28,8 @@ from .activations import (
     decode_array,
 )
 from .cache import Cache, Entry
+from .partial import PartialActivations
 from .rows import ScoreRows, TargetRows
 
 __all__ = ["Cache", "Entry", "ActivationFiles", "ScoreRows", "TargetRows", "CachedFile",
-           "StagedActivations", "DECODE_ERRORS", "DEFAULT_CACHE_LIMIT", "decode_array"]
+           "StagedActivations", "PartialActivations", "DECODE_ERRORS", "DEFAULT_CACHE_LIMIT", "decode_array"]
