@@ -7,25 +7,30 @@ ranking's own confidence (:mod:`zooindex.confidence`) deciding who stays:
 1. every model sees a small stratified subsample (``start`` images per class, the same
    images for all models);
 2. the models are ranked on it, each row with its rank interval over half-samples of
-   those images (its 5th to 95th percentile rank). A model is dropped only when even its
+   those images (its 5th to 95th percentile rank). A model is dropped when even its
    best plausible rank, the interval's low end, is worse than ``k + margin``: it cannot
    plausibly reach the top ``k``. The others race on, however many they are;
 3. the survivors see ``growth`` times as many images per class: the images they saw
    already (kept in the cache, see :mod:`zooindex.cache.partial`, never run again) plus
-   new ones. When the budget cannot pay for that, the round takes as many images per
-   class as it still pays for, and is the last;
-4. it stops when the budget is spent or the target used up; in the automatic mode
-   (``budget="auto"``) as soon as the top ``k`` is settled: the first ``k`` rows'
-   intervals stay within the top ``k`` and the others' stay out.
+   new ones, as long as the budget could still bring the best ``k + 1`` to the whole
+   target afterwards;
+4. once it could not, the best racers the budget can bring to the whole target (at
+   least ``k``) see every image in a last round: their scores are then the full
+   search's own, so the top ``k`` is the full search's whenever the race kept its
+   members. A budget too small for even that ends with the best ``k + 1`` on as many
+   images as it pays for. The automatic mode (``budget="auto"``) grows until the top
+   ``k`` is settled (the first ``k`` rows' intervals stay within the top ``k`` and the
+   others' stay out) or the target is used up.
 
-**Racing, not successive halving.** Successive halving keeps a fixed share of the
-models each round, whatever the evidence: among close models it drops one that was
-third by chance (on the demo zoo it kept the full search's top 3 in only half of the
-searches). Racing drops only what the confidence intervals rule out, and the budget,
-not a halving schedule, bounds the cost: since a model's earlier images are never run
-again, a model that races to the end costs its final subsample once, and the rounds
-grow geometrically until the budget is spent (a fraction spends it: the images
-bought after the top settles still firm it up; ``auto`` stops when it settles).
+**Racing, with a budget's end game, not successive halving.** Successive halving keeps
+a fixed share of the models each round, whatever the evidence: among close models it
+drops one that was third by chance (on the demo zoo it kept the full search's top 3 in
+only half of the searches). Racing drops only what the confidence intervals rule out.
+But a ranking on a subsample is not only noisier than the full one, it can be biased:
+scores such as LogME move with the number of images differently for a narrow and a wide
+layer, which no resampling of the subsample shows. So the budget is not spent on ever
+larger subsamples for everyone: it is kept for a last round in which the few models left
+see the whole target.
 
 **What is counted.** ``seen``: the images each model's ranking used (nested rounds:
 its last round's subsample). ``fraction``: the images run for the race, summed over the
@@ -403,19 +408,8 @@ def search_on_budget(target, budget=0.3, k: int = 3,
         settled, reason, last = False, "", False
         meter = {"inference_seconds": 0.0}
         while True:
-            rows = first_rows(order, per_class)
-            if rounds:
-                cost = sum(len(rows) - seen.get(m, 0) for m in alive)
-                left = _left(plan, started, total_models * len(tgt), sum(seen.values()),
-                             sum(ran.values()))
-                if cost > left:
-                    per_class = _affordable(order, alive, seen, left, rounds[-1]["per_class"],
-                                            per_class)
-                    if per_class is None:
-                        reason = "the budget is spent"
-                        break
-                    rows, last = first_rows(order, per_class), True
             t = time.perf_counter()
+            rows = first_rows(order, per_class)
             sub = rows_of(tgt, rows)
             got = gather(idx, tgt, [records[m] for m in alive], rows, options, executor, meter)
             _cache_round(idx, sub, records, got, options)
@@ -427,25 +421,34 @@ def search_on_budget(target, budget=0.3, k: int = 3,
                 seen[r.model] = len(sub)
                 ran[r.model] = ran.get(r.model, 0) + (got[r.model][1] if r.model in got
                                                       else len(sub))
-            alive = [r.model for r in ranked]
             settled = _settled(ranked, k)
             out = _out_of_reach(ranked, k, margin)
-            dropped[:0] = list(reversed(out))
-            alive = [m for m in alive if m not in out]
+            alive = [r.model for r in ranked if r.model not in out]
             rounds.append({"per_class": per_class, "images": len(sub),
                            "models": len(ranked), "dropped": out, "settled": settled,
-                           "top": (alive + dropped)[:k],
-                           "seconds": round(time.perf_counter() - t, 3)})
+                           "seconds": 0.0})
             if settled and plan.auto:
                 reason = f"the top {min(k, len(ranked))} is settled"
-                break
-            if per_class >= largest:
+            elif per_class >= largest:
                 reason = "the target is used up"
-                break
-            if last:
+            elif last:
                 reason = "the budget is spent"
+            else:
+                left = _left(plan, started, total_models * len(tgt), sum(seen.values()),
+                             sum(ran.values()))
+                step = _next_round(order, alive, len(sub), len(tgt), left, k, per_class,
+                                   growth, plan.auto)
+                if step is None:
+                    reason = "the budget is spent"
+                else:
+                    per_class, keep, last = step
+                    out += [m for m in alive if m not in keep]
+                    alive = keep
+            dropped[:0] = out
+            rounds[-1].update(top=(alive + dropped)[:k],
+                              seconds=round(time.perf_counter() - t, 3))
+            if reason:
                 break
-            per_class = min(per_class * growth, largest)
     full = (total_models or 0) * len(tgt)
     spent = sum(seen.values())
     runs = sum(ran.values())
@@ -466,18 +469,41 @@ def _left(plan: Budget, started: float, full: int, spent: int, runs: int) -> flo
     return fraction * full - spent
 
 
-def _affordable(order, alive, seen, left: float, previous: int, wanted: int):
-    """The most images per class, more than ``previous`` and fewer than ``wanted``, whose
-    new images the budget pays for (``None`` when not even one more per class)."""
-    lo, hi = previous, wanted - 1
+def _next_round(order, alive: list, seen: int, n: int, left: float, k: int, per_class: int,
+                growth: int, auto: bool):
+    """``(per_class, models, last)`` of the next round, or ``None`` when the budget pays
+    for nothing more. ``alive``: the racing models, best first, each having seen
+    ``seen`` of the target's ``n`` images; ``left``: images the budget still pays for.
+
+    The race keeps the models it cannot rule out and grows their subsample while the
+    budget can still bring the best ``k + 1`` (at least ``k``) to the whole target after
+    that round; once it cannot, the best that it can bring there go on, for a last round
+    on every image (then their scores are the full search's own). When not even ``k``
+    can get there, the best ``k + 1`` take a last round as large as the budget pays.
+    ``auto`` only grows (its budget is the whole target)."""
+    largest = max(len(o) for o in order)
+    grown = min(per_class * growth, largest)
+    if auto:
+        return grown, alive, False
+    if len(alive) * (n - seen) <= left:  # every racer can see everything: the last round
+        return largest, alive, True
+    finalists = min(k + 1, len(alive))
+    cost = len(alive) * (len(first_rows(order, grown)) - seen) + \
+        finalists * (n - len(first_rows(order, grown)))
+    if cost <= left and grown < largest:
+        return grown, alive, False
+    carried = min(int(left // max(n - seen, 1)), len(alive))
+    if carried >= min(k, len(alive)):
+        return largest, alive[:carried], True
+    keep = alive[:finalists]
+    lo, hi = per_class, largest - 1
     while lo < hi:  # the cost grows with per_class: the largest affordable one
         mid = (lo + hi + 1) // 2
-        n = len(first_rows(order, mid))
-        if sum(n - seen.get(m, 0) for m in alive) <= left:
+        if len(keep) * (len(first_rows(order, mid)) - seen) <= left:
             lo = mid
         else:
             hi = mid - 1
-    return lo if lo > previous else None
+    return (lo, keep, True) if lo > per_class else None
 
 
 def _cache_round(idx, sub, records, got: dict, options: SearchOptions) -> None:
