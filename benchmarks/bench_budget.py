@@ -236,8 +236,11 @@ def main() -> None:
         out["evidence"] = evidence(args, scorers, budgets)
     body = report(args, out, time.perf_counter() - t0)
     print(body)
-    if not args.no_write:
-        write_section("budget", "Search on a budget vs the full search", body)
+    if not args.no_write:  # one part alone writes a section of its own
+        both = {"demo", "evidence"} <= set(parts)
+        write_section("budget" if both else f"budget-{args.part}",
+                      "Search on a budget vs the full search" +
+                      ("" if both else f" ({args.part})"), body)
 
 
 def report(args, out, seconds) -> str:

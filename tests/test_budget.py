@@ -128,6 +128,7 @@ def test_each_image_runs_once_and_a_full_search_after_runs_only_the_rest(many, t
         [r.score for r in fresh.ranked], rel=1e-6, abs=1e-9)
     assert [r.rank_interval for r in after.ranked] == \
         [r.rank_interval for r in fresh.ranked]
+    assert zooindex.check(index=many["index"]).ok  # partial entries are no orphans
     # once a model has seen every image its partial entry gives way to the whole one
     counted.clear()
     zooindex.search(many["target"], index=many["index"], executor="sequential")
