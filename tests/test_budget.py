@@ -115,6 +115,8 @@ def test_each_image_runs_once_and_a_full_search_after_runs_only_the_rest(many, t
         rest[name] = rest.get(name, 0) + n
     assert rest == {m: many["n"] - raced.seen[m] for m in raced.seen
                     if raced.seen[m] < many["n"]}
+    assert f"{sum(rest.values())} images not seen by a search on a budget before were " \
+        "run, the others read from the cache" in after.notes
     # the same ranking as a fresh full search in another index
     fresh_index = tmp_path / "fresh.db"
     zooindex.add(tmp_path / "zoo", index=fresh_index)

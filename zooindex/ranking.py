@@ -188,7 +188,11 @@ def search(target, options: SearchOptions | None = None, *, index=None,
         if not refresh:  # models that saw part of the target run only the rest of it
             from .budget import reuse_partial
 
-            reuse_partial(idx, tgt, [p.record for p in planned], options, executor)
+            completed = reuse_partial(idx, tgt, [p.record for p in planned], options,
+                                      executor)
+            if completed:
+                notes.append(f"{completed} images not seen by a search on a budget "
+                             "before were run, the others read from the cache")
         bar = _progress(len(planned), progress)
 
         def settle(plan: _Planned) -> None:
