@@ -13,7 +13,7 @@ Two zoos, each ranked for several targets and seeds, once in full and once by
   cached under ``--work`` (put into the index's cache as the search would have: no
   network runs here). The networks held out by bench_real.py's fixed hash rule are kept
   apart: the settings were chosen on the zoo without them ("development"); the zoo with
-  them ("held out") is reported separately.
+  them ("with the held out") is reported separately.
 
 A budgeted search decides only from the activations of the images it chose, which do
 not depend on whether they were run now or read from the cache, so on a warm cache
@@ -176,7 +176,7 @@ def evidence(args, scorers, budgets) -> tuple[list, dict]:
             for seed in range(args.seeds):
                 for zoo, names in (("development", [n.name for n in usable
                                                     if n.name not in held]),
-                                   ("held out", [n.name for n in usable])):
+                                   ("with the held out", [n.name for n in usable])):
                     for scorer in scorers:
                         full = zooindex.search(tgt, index=index, scorers=[scorer],
                                                seed=seed, models=names)
@@ -245,7 +245,8 @@ def main() -> None:
 
 def report(args, out, seconds) -> str:
     cmd = ("`python benchmarks/bench_budget.py --part " + args.part + f" --seeds {args.seeds}"
-           f" --n {args.n} --budgets {args.budgets} --scorers {args.scorers}`")
+           + (f" --n {args.n}" if "demo" in out else "") +
+           f" --budgets {args.budgets} --scorers {args.scorers}`")
     text = [f"{cmd} ({seconds / 60:.0f} min). Top {K}; a search agrees when its budgeted "
             "top 1 (top 3, as a set) equals the full search's with the same scorer, seed "
             "and models; spent: the images the budgeted search ran, summed over the "

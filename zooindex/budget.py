@@ -12,25 +12,27 @@ ranking's own confidence (:mod:`zooindex.confidence`) deciding who stays:
    plausibly reach the top ``k``. The others race on, however many they are;
 3. the survivors see ``growth`` times as many images per class: the images they saw
    already (kept in the cache, see :mod:`zooindex.cache.partial`, never run again) plus
-   new ones, as long as the budget could still bring the best ``k + 1`` to the whole
-   target afterwards;
-4. once it could not, the best racers the budget can bring to the whole target (at
-   least ``k``) see every image in a last round: their scores are then the full
-   search's own, so the top ``k`` is the full search's whenever the race kept its
-   members. A budget too small for even that ends with the best ``k + 1`` on as many
-   images as it pays for. The automatic mode (``budget="auto"``) grows until the top
-   ``k`` is settled (the first ``k`` rows' intervals stay within the top ``k`` and the
-   others' stay out) or the target is used up.
+   new ones, as long as the budget pays for that round;
+4. then a last round with what is left: the best racers the budget can bring to the
+   whole target see every image, if they are at least ``k`` (their scores are then the
+   full search's own, so the top ``k`` is the full search's whenever the race kept its
+   members); otherwise the best ``k + 1`` see as many images as it still pays for. The
+   automatic mode (``budget="auto"``) grows until the top ``k`` is settled (the first
+   ``k`` rows' intervals stay within the top ``k`` and the others' stay out) or the
+   target is used up.
 
-**Racing, with a budget's end game, not successive halving.** Successive halving keeps
-a fixed share of the models each round, whatever the evidence: among close models it
-drops one that was third by chance (on the demo zoo it kept the full search's top 3 in
-only half of the searches). Racing drops only what the confidence intervals rule out.
-But a ranking on a subsample is not only noisier than the full one, it can be biased:
-scores such as LogME move with the number of images differently for a narrow and a wide
-layer, which no resampling of the subsample shows. So the budget is not spent on ever
-larger subsamples for everyone: it is kept for a last round in which the few models left
-see the whole target.
+**Racing, not successive halving.** Successive halving keeps a fixed share of the
+models each round, whatever the evidence: among close models it drops one that was
+third by chance (on the demo zoo it kept the full search's top 3 in only half of the
+searches). Racing drops only what the confidence intervals rule out, and the budget,
+not a halving schedule, bounds the cost: a model's earlier images never run again, so
+a racer costs its last subsample once. Keeping budget back for a last round on the whole
+target instead (cutting the race early to the few it could carry there) was tried and
+did worse on the evidence base (benchmarks/RESULTS.md): a cut on 8 images per class
+drops models that rank well only with more images. Such models exist: a score such as
+LogME moves with the number of images differently for a narrow and a wide layer, a bias
+of small subsamples that no resampling of them shows, so a race on small subsamples can
+rule out the wrong model with confidence.
 
 **What is counted.** ``seen``: the images each model's ranking used (nested rounds:
 its last round's subsample). ``fraction``: the images run for the race, summed over the
@@ -476,11 +478,11 @@ def _next_round(order, alive: list, seen: int, n: int, left: float, k: int, per_
     ``seen`` of the target's ``n`` images; ``left``: images the budget still pays for.
 
     The race keeps the models it cannot rule out and grows their subsample while the
-    budget can still bring the best ``k + 1`` (at least ``k``) to the whole target after
-    that round; once it cannot, the best that it can bring there go on, for a last round
-    on every image (then their scores are the full search's own). When not even ``k``
-    can get there, the best ``k + 1`` take a last round as large as the budget pays.
-    ``auto`` only grows (its budget is the whole target)."""
+    budget pays for that. When it no longer does, the last round: the best racers the
+    budget can bring to the whole target, if that is at least ``k`` (their scores are
+    then the full search's own); else the best ``k + 1`` on as many images as it pays
+    for. ``auto`` only grows (its budget is the whole target).
+    """
     largest = max(len(o) for o in order)
     grown = min(per_class * growth, largest)
     if auto:
@@ -488,9 +490,7 @@ def _next_round(order, alive: list, seen: int, n: int, left: float, k: int, per_
     if len(alive) * (n - seen) <= left:  # every racer can see everything: the last round
         return largest, alive, True
     finalists = min(k + 1, len(alive))
-    cost = len(alive) * (len(first_rows(order, grown)) - seen) + \
-        finalists * (n - len(first_rows(order, grown)))
-    if cost <= left and grown < largest:
+    if len(alive) * (len(first_rows(order, grown)) - seen) <= left and grown < largest:
         return grown, alive, False
     carried = min(int(left // max(n - seen, 1)), len(alive))
     if carried >= min(k, len(alive)):
