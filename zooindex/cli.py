@@ -439,7 +439,8 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
         if ranking.ranked:
             for r in ranking.skipped:
                 click.echo(f"skipped {r.model}: {r.reason}", err=True)
-        click.echo(_summary(ranking, top), err=True)
+        if raced is None:  # a budget's lines say what its rounds ran, not the last's
+            click.echo(_summary(ranking, top), err=True)
         if ranking.confidence and ranking.confidence["sentence"]:
             click.echo(ranking.confidence["sentence"], err=True)
         if raced is not None:
@@ -460,9 +461,10 @@ def _budget_lines(raced) -> list[str]:
     saved = raced.saved_seconds
     lines = [f"budget {raced.budget}: spent {raced.fraction:.1%} of a full search's "
              f"inference (saved {raced.saved:.1%}"
-             f"{f', about {saved:.0f} s' if saved is not None else ''}) in "
-             f"{len(raced.rounds)} round{'s' * (len(raced.rounds) != 1)} ({steps}); "
-             f"stopped: {raced.reason}"]
+             f"{f', about {saved:.1f} s' if saved is not None else ''}) in "
+             f"{len(raced.rounds)} round{'s' * (len(raced.rounds) != 1)} ({steps}) and "
+             f"{raced.seconds:.1f} s, {sum(raced.ran.values())} images run; stopped: "
+             f"{raced.reason}"]
     for i, r in enumerate(raced.rounds, 1):
         if r["dropped"]:
             lines.append(f"dropped after round {i} ({r['images']} images each): "
