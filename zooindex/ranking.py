@@ -186,7 +186,7 @@ def search(target, options: SearchOptions | None = None, *, index=None,
     with opened(index, create=False) as idx:
         planned = [_Planned(record=r) for r in _records(idx, models, filter)]
         if not refresh:  # models that saw part of the target run only the rest of it
-            from .budget import reuse_partial
+            from .partial import reuse_partial
 
             completed = reuse_partial(idx, tgt, [p.record for p in planned], options,
                                       executor)
@@ -351,11 +351,9 @@ def _records(idx: Index, models, filter) -> list[ModelRecord]:
     return records
 
 
-def _execute(idx: Index, tgt: Target, plans, executor, *, absorb, settle=None,
-             cache_files: bool = True) -> None:
+def _execute(idx: Index, tgt: Target, plans, executor, *, absorb, settle=None) -> None:
     """Run the tasks of ``plans`` (an iterable of :class:`_Planned`, read lazily) on the
-    executor and ``absorb`` each outcome, in task order, in this thread; without
-    ``cache_files``, the outcomes' activations are not written to the cache."""
+    executor and ``absorb`` each outcome, in task order, in this thread."""
     from collections import deque
 
     from . import executor as executors
@@ -388,7 +386,7 @@ def _execute(idx: Index, tgt: Target, plans, executor, *, absorb, settle=None,
         outcome.activations = {}
 
     for outcome in executors.get(executor).run(
-            tasks(), tgt, after=stage if cache_files else None, discard=lambda o: idx.cache.discard(o.staged)):
+            tasks(), tgt, after=stage, discard=lambda o: idx.cache.discard(o.staged)):
         plan = handed.popleft()
         plan.outcome = outcome
         absorb(plan, outcome)
