@@ -57,6 +57,7 @@ DEMO_TARGETS = [(name, classes) for name in ("fashion-mnist", "mnist")
                 for classes in ("0-4", "5-9", None)]
 EVIDENCE_TARGETS = ("cifar10-0-4", "cifar10-5-9", "fashion-0-4", "mnist-0-4")
 K = 3
+MARGIN: dict = {}  # search_on_budget's margin, when --margin is given
 
 
 class Counter:
@@ -92,7 +93,7 @@ def race_all(tgt, index, scorers, budgets, seed, label) -> list[dict]:
         full = zooindex.search(tgt, index=index, scorers=[scorer], seed=seed)
         for budget in budgets:
             raced = zooindex.search_on_budget(tgt, budget=budget, k=K, index=index,
-                                              scorers=[scorer], seed=seed)
+                                              scorers=[scorer], seed=seed, **MARGIN)
             rows.append({"zoo": label, "scorer": scorer, "budget": str(raced.budget),
                          "seed": seed, "models": len(full.ranked), **agree(raced, full)})
     return rows
@@ -183,7 +184,7 @@ def evidence(args, scorers, budgets) -> tuple[list, dict]:
                         for budget in budgets:
                             raced = zooindex.search_on_budget(
                                 tgt, budget=budget, k=K, index=index, scorers=[scorer],
-                                seed=seed, models=names)
+                                seed=seed, models=names, **MARGIN)
                             rows.append({"zoo": zoo, "target": target, "scorer": scorer,
                                          "budget": str(raced.budget), "seed": seed,
                                          "models": len(full.ranked), **agree(raced, full)})
@@ -221,8 +222,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--nets", type=Path, default=ROOT / "benchmarks" / ".pretrained")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".real-work")
+    ap.add_argument("--margin", type=int, default=None,
+                    help="search_on_budget's margin (default: its own)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    if args.margin is not None:
+        MARGIN["margin"] = args.margin
     budgets = [b if b == "auto" or b.endswith(("s", "m", "h")) else float(b)
                for b in args.budgets.split(",")]
     scorers = args.scorers.split(",")
@@ -246,7 +251,8 @@ def main() -> None:
 def report(args, out, seconds) -> str:
     cmd = ("`python benchmarks/bench_budget.py --part " + args.part + f" --seeds {args.seeds}"
            + (f" --n {args.n}" if "demo" in out else "") +
-           f" --budgets {args.budgets} --scorers {args.scorers}`")
+           f" --budgets {args.budgets} --scorers {args.scorers}"
+           + (f" --margin {args.margin}" if args.margin is not None else "") + "`")
     text = [f"{cmd} ({seconds / 60:.0f} min). Top {K}; a search agrees when its budgeted "
             "top 1 (top 3, as a set) equals the full search's with the same scorer, seed "
             "and models; spent: the images the budgeted search ran, summed over the "

@@ -8,8 +8,9 @@ ranking's own confidence (:mod:`zooindex.confidence`) deciding who stays:
    images for all models);
 2. the models are ranked on it, each row with its rank interval over half-samples of
    those images (its 5th to 95th percentile rank). A model is dropped when even its
-   best plausible rank, the interval's low end, is worse than ``k + margin``: it cannot
-   plausibly reach the top ``k``. The others race on, however many they are;
+   best plausible rank, the interval's low end, is worse than ``k + margin``
+   (:data:`MARGIN`): it cannot plausibly reach the top ``k``, even allowing for the
+   bias of small subsamples below. The others race on, however many they are;
 3. the survivors see ``growth`` times as many images per class: the images they saw
    already (kept in the cache, see :mod:`zooindex.cache.partial`, never run again) plus
    new ones, as long as the budget pays for that round;
@@ -59,8 +60,11 @@ from .partial import gather, rows_of
 #: (k-NN needs four per class) and for half-samples of two per class
 START_PER_CLASS = 8
 GROWTH = 2
-#: a model is dropped when its best plausible rank is worse than ``k + MARGIN``
-MARGIN = 0
+#: a model is dropped when its best plausible rank is worse than ``k + MARGIN``: 3
+#: kept the full search's top 3 in 8 of 8 searches with the silhouette and 1 of 8 with
+#: LogME on the evidence base's development zoo at a 30% budget, against 7 and 0 with
+#: no margin (benchmarks/bench_budget.py --margin, 2026-12-06)
+MARGIN = 3
 
 
 @dataclass(frozen=True)
