@@ -172,3 +172,21 @@ def test_cli_budget_says_what_it_spent(many, run):
     code, out, err = run("search", many["target"], "--index", many["index"], "--budget",
                          "soon")
     assert code != 0 and "--budget" in err
+
+
+def test_the_next_round_grows_while_the_budget_pays_then_ends_on_what_is_left():
+    from zooindex.budget import _next_round, nested_order
+
+    order = nested_order(np.repeat([0, 1, 2], 10), seed=0)  # 3 classes x 10 images
+    four, five = ["a", "b", "c", "d"], ["a", "b", "c", "d", "e"]
+    # each racer saw 2 per class (6 images) of 30: 24 to go each
+    assert _next_round(order, four, 6, 30, 96, 3, 2, 2, False) == (10, four, True)
+    # growing to 4 per class costs 4 x 6 = 24 new images
+    assert _next_round(order, four, 6, 30, 50, 3, 2, 2, False) == (4, four, False)
+    # 20 pays neither that nor one model's 24 to the end: the best k + 1 = 4 take
+    # 3 per class, 4 x 3 = 12 <= 20 (4 per class would be 24)
+    assert _next_round(order, four, 6, 30, 20, 3, 2, 2, False) == (3, four, True)
+    # five racers, growth to the whole target: 80 carries 80 // 24 = 3 >= k there
+    assert _next_round(order, five, 6, 30, 80, 3, 2, 5, False) == (10, five[:3], True)
+    assert _next_round(order, four, 6, 30, 3, 3, 2, 2, False) is None
+    assert _next_round(order, four, 6, 30, 0, 3, 2, 2, True) == (4, four, False)  # auto
