@@ -145,8 +145,11 @@ def reuse_partial(idx, tgt, records, options: SearchOptions, executor=None) -> i
 
     if options.layer == "all":
         return 0
+    seen = idx.cache.partial.models(tgt.key)
     partial = []
     for record in records:
+        if record.sha256 not in seen:
+            continue
         try:
             layer = record.choose_layers(options.layer)[0].name
         except ZooIndexError:

@@ -52,6 +52,13 @@ class PartialActivations:
             return None
         return rows.astype(np.int64), seen
 
+    def models(self, target: str) -> set:
+        """Content hashes of the models with a partial entry for ``target``: one query,
+        so that a search whose target no budgeted search saw costs nothing more."""
+        return {row[0] for row in self.files.db.execute(
+            "SELECT DISTINCT model_sha FROM activations WHERE target = ? AND layer LIKE ?",
+            [target, "%" + ROWS])}
+
     def stage(self, model_sha: str, layer: str, target: str, prep: str, rows: np.ndarray,
               seen: np.ndarray) -> list | None:
         """Write the two files of a partial entry (``seen``: the activations of the
