@@ -291,3 +291,27 @@ def test_add_fetches_and_inspects_hub_references_on_ray(cluster, tmp_path, monke
     shown = zooindex.show("two-a", index=tmp_path / "ray.db")
     assert shown["path"].startswith(str(tmp_path / "ray-cache"))
     assert shown["source"]["commit"] == "b" * 40 and "vision" in shown["source"]["tags"]
+
+
+def test_a_budgeted_search_races_on_ray_as_it_does_locally(zoo):
+    executor = Ray()
+    got = zooindex.search_on_budget(zoo["target"], budget=0.5, k=1, index=zoo["index"],
+                                    scorers=["knn"], executor=executor)
+    expected = zooindex.search_on_budget(zoo["target"], budget=0.5, k=1,
+                                         index=zoo["local"], scorers=["knn"],
+                                         executor="sequential")
+    assert got.order == expected.order and got.seen == expected.seen
+    assert got.rounds == [{**r, "seconds": g["seconds"]}
+                          for r, g in zip(expected.rounds, got.rounds)]
+    assert got.ran == got.seen  # every image the race saw ran once, on the workers
+    # a full search after it has Ray run only the images not seen yet (then every model
+    # is scored from whole cached activations, or the last round cached its scores), and
+    # ranks as the same search does locally
+    after = zooindex.search(zoo["target"], index=zoo["index"], scorers=["knn"],
+                            executor=executor)
+    assert after.stats["run"] == 0
+    assert after.stats["from_activations"] + after.stats["from_scores"] == 3
+    fresh = zooindex.search(zoo["target"], index=zoo["local"], scorers=["knn"],
+                            executor="sequential")
+    assert [r.model for r in after.ranked] == [r.model for r in fresh.ranked]
+    assert zooindex.check(index=zoo["index"]).ok

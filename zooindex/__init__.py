@@ -41,6 +41,7 @@ _API = {
     "search": ("ranking", "search"), "features": ("ranking", "features"),
     "Ranking": ("ranking", "Ranking"), "Result": ("ranking", "Result"),
     "search_on_budget": ("budget", "search_on_budget"), "Budgeted": ("budget", "Budgeted"),
+    "Budget": ("budget", "Budget"),
     "evaluate": ("evaluation", "evaluate"), "Evaluation": ("evaluation", "Evaluation"),
     "report": ("reporting", "report"),
     "check": ("audit", "check"),

@@ -1,50 +1,122 @@
 """A search on a budget: the top of a ranking for a fraction of the inference.
 
-A full search runs every model on every image. :func:`search_on_budget` runs a
-*successive halving* race instead, with the ranking's own confidence
-(:mod:`zooindex.confidence`) deciding who stays:
+A full search runs every model on every image. :func:`search_on_budget` races the
+models on growing, nested, stratified subsamples of the target instead, with the
+ranking's own confidence (:mod:`zooindex.confidence`) deciding who stays:
 
-1. every model sees a small stratified subsample of the target (``start`` images per
-   class, the same images for all models);
-2. the models are ranked on it, with each row's rank interval over half-samples of
-   those images; a model whose interval cannot reach the top ``k`` (its best rank,
-   the 5th percentile, is below ``k``) is dropped, and at most half of the models
-   (never fewer than ``k + 1``) go on;
-3. the survivors see ``growth`` times as many images per class (the first ones again
-   plus new ones: the subsamples are nested);
-4. repeat until the top ``k`` is settled (the first ``k`` rows' intervals stay within
-   the top ``k`` and the next row's stays out), the target is used up, or the budget is
-   spent (a round the budget cannot pay in full runs with as many images per class as
-   it can still pay for, as the last).
+1. every model sees a small stratified subsample (``start`` images per class, the same
+   images for all models);
+2. the models are ranked on it, each row with its rank interval over half-samples of
+   those images (its 5th to 95th percentile rank). A model is dropped when even its
+   best plausible rank, the interval's low end, is worse than ``k + margin``
+   (:data:`MARGIN`): it cannot plausibly reach the top ``k``, even allowing for the
+   bias of small subsamples below. The others race on, however many they are;
+3. the survivors see ``growth`` times as many images per class: the images they saw
+   already (kept in the cache, see :mod:`zooindex.cache.partial`, never run again) plus
+   new ones, as long as the budget pays for that round;
+4. then a last round with what is left: the best racers the budget can bring to the
+   whole target see every image, if they are at least ``k`` (their scores are then the
+   full search's own, so the top ``k`` is the full search's whenever the race kept its
+   members); otherwise the best ``k + 1`` see as many images as it still pays for. The
+   automatic mode (``budget="auto"``) grows until the top ``k`` is settled (the first
+   ``k`` rows' intervals stay within the top ``k`` and the others' stay out) or the
+   target is used up.
 
-Why successive halving: its cost is known before it starts (each round costs about the
-first one, as the models halve while the images double), which is what a budget needs;
-racing alone (drop only what is statistically out) can keep every model when they are
-close. The rank interval makes the halving careful: a model that could still be in the
-top ``k`` is kept over a worse one only while the halving cap allows.
+**Racing, not successive halving.** Successive halving keeps a fixed share of the
+models each round, whatever the evidence: among close models it drops one that was
+third by chance (on the demo zoo it kept the full search's top 3 in only half of the
+searches). Racing drops only what the confidence intervals rule out, and the budget,
+not a halving schedule, bounds the cost: a model's earlier images never run again, so
+a racer costs its last subsample once. Keeping budget back for a last round on the whole
+target instead (cutting the race early to the few it could carry there) was tried and
+did worse on the evidence base (benchmarks/RESULTS.md): a cut on 8 images per class
+drops models that rank well only with more images. Such models exist: a score such as
+LogME moves with the number of images differently for a narrow and a wide layer, a bias
+of small subsamples that no resampling of them shows, so a race on small subsamples can
+rule out the wrong model with confidence.
 
-What is counted: the images each model was run on, summed over rounds (an image seen
-in two rounds counts twice: each round is its own target in the cache, so a later full
-search does not reuse a round's activations; a cache of partial activations by image is
-not built yet), against a full search's ``models x images``. Off unless asked for: a
-search without a budget is exactly :func:`zooindex.ranking.search`.
+**What is counted.** ``seen``: the images each model's ranking used (nested rounds:
+its last round's subsample). ``fraction``: the images run for the race, summed over the
+models, over a full search's ``models x images``; on a cold cache this is the inference
+spent. ``ran``: the images actually run now (fewer when earlier searches left
+activations of this target in the cache). A later full search runs only the images no
+model saw yet. Off unless asked for: a search without a budget is exactly
+:func:`zooindex.ranking.search`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
+import re
+import time
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .errors import ZooIndexError
 from .options import SearchOptions, TargetSelection, from_settings
+from .partial import gather, rows_of
 
 #: images per class in the first round, unless given: enough for every default member
 #: (k-NN needs four per class) and for half-samples of two per class
 START_PER_CLASS = 8
 GROWTH = 2
+#: a model is dropped when its best plausible rank is worse than ``k + MARGIN``: 3
+#: kept the full search's top 3 in 8 of 8 searches with the silhouette and 1 of 8 with
+#: LogME on the evidence base's development zoo at a 30% budget, against 7 and 0 with
+#: no margin (benchmarks/bench_budget.py --margin, 2026-12-06)
+MARGIN = 3
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much a search may spend: a ``fraction`` of a full search's inference, a
+    number of ``seconds``, or ``auto`` (until the top is settled; at most everything)."""
+
+    fraction: float | None = None
+    seconds: float | None = None
+    auto: bool = False
+
+    def __str__(self) -> str:
+        if self.auto:
+            return "auto"
+        if self.seconds is not None:
+            return f"{self.seconds:g}s"
+        return f"{self.fraction:.0%}"
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_budget(value) -> Budget:
+    """A :class:`Budget` from ``0.3``, ``"0.3"``, ``"30%"``, ``"90s"``, ``"5m"``,
+    ``"1.5h"`` or ``"auto"``; a :class:`Budget` passes through."""
+    if isinstance(value, Budget):
+        return value
+    bad = ZooIndexError(f"--budget must be a fraction of the full inference in (0, 1] "
+                        f"(0.3 or 30%), a time (90s, 5m, 1h) or auto, not {value!r}")
+    if isinstance(value, bool):
+        raise bad
+    if isinstance(value, (int, float)):
+        if not 0 < value <= 1:
+            raise bad
+        return Budget(fraction=float(value))
+    if not isinstance(value, str):
+        raise bad
+    text = value.strip().lower()
+    if text == "auto":
+        return Budget(auto=True)
+    match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*(%|s|m|h)?", text)
+    if match is None:
+        raise bad
+    number, unit = float(match.group(1)), match.group(2)
+    if unit in _UNITS:
+        if number <= 0:
+            raise bad
+        return Budget(seconds=number * _UNITS[unit])
+    fraction = number / 100 if unit == "%" else number
+    if not 0 < fraction <= 1:
+        raise bad
+    return Budget(fraction=fraction)
 
 
 @dataclass
@@ -53,11 +125,15 @@ class Budgeted:
 
     ``ranking``: the last round's :class:`~zooindex.ranking.Ranking` (its models: the
     survivors). ``order``: every model, the survivors in the last round's order, then the
-    dropped ones, the last dropped first. ``seen``: model -> images it was run on,
-    summed over rounds. ``rounds``: per round, ``per_class`` images, ``images``,
-    ``models`` raced, ``dropped`` (names), ``settled``. ``fraction``: images run over a
-    full search's (models x images); ``budget``: the fraction allowed. ``settled``:
-    whether the top ``k`` was settled when it stopped; ``reason``: why it stopped.
+    dropped ones, the last dropped first. ``seen``: model -> images its ranking used.
+    ``ran``: model -> images run for it now (the others came from the cache).
+    ``rounds``: per round, ``per_class`` images, ``images``, ``models`` raced,
+    ``dropped`` (names), ``settled``, ``top`` (the first ``k`` of the order then) and
+    ``seconds``. ``fraction``: the images seen, summed over models, over a full search's
+    (models x images); ``budget``: what was allowed. ``settled``: whether the top ``k``
+    was settled when it stopped; ``reason``: why it stopped. ``seconds``: wall time;
+    ``seconds_per_image``: measured inference per image and model (``None`` when nothing
+    ran), which prices what was saved (:attr:`saved_seconds`).
     """
 
     ranking: object
@@ -65,15 +141,60 @@ class Budgeted:
     seen: dict
     rounds: list = field(default_factory=list)
     fraction: float = 0.0
-    budget: float = 1.0
+    budget: Budget = field(default_factory=lambda: Budget(fraction=1.0))
     k: int = 3
     settled: bool = False
     reason: str = ""
+    ran: dict = field(default_factory=dict)
+    full_images: int = 0
+    seconds: float = 0.0
+    seconds_per_image: float | None = None
 
     @property
     def saved(self) -> float:
         """The share of a full search's inference not spent."""
         return 1.0 - self.fraction
+
+    @property
+    def saved_seconds(self) -> float | None:
+        """The inference not spent, priced at the measured seconds per image."""
+        if self.seconds_per_image is None:
+            return None
+        return self.seconds_per_image * self.full_images * self.saved
+
+    @property
+    def stable_after(self) -> int | None:
+        """Images per class after which the top ``k`` (in order) no longer changed over
+        the later rounds; ``None`` when it changed in the last round (or there was one)."""
+        tops = [tuple(r["top"]) for r in self.rounds]
+        if len(tops) < 2 or tops[-1] != tops[-2]:
+            return None
+        first = len(tops) - 1
+        while first > 0 and tops[first - 1] == tops[-1]:
+            first -= 1
+        return self.rounds[first]["per_class"]
+
+    @property
+    def advice(self) -> str:
+        """How many images per class were enough for this target, in a sentence."""
+        k = min(self.k, len(self.order))
+        last = self.rounds[-1]["per_class"] if self.rounds else 0
+        after = self.stable_after
+        if after is None:
+            return (f"the top {k} was still changing at {last} images per class: more "
+                    "images may change it")
+        return (f"the top {k} stopped changing after {after} images per class (the same "
+                f"up to {last} per class)")
+
+    def to_dict(self) -> dict:
+        return {"budget": str(self.budget), "spent": round(self.fraction, 4),
+                "saved": round(self.saved, 4),
+                "saved_seconds": None if self.saved_seconds is None
+                else round(self.saved_seconds, 2),
+                "seconds": round(self.seconds, 2), "k": self.k, "settled": self.settled,
+                "reason": self.reason, "stable_after": self.stable_after,
+                "advice": self.advice, "rounds": self.rounds, "seen": self.seen,
+                "ran": self.ran, "order": self.order}
 
 
 def nested_order(labels, seed: int = 0) -> list[np.ndarray]:
@@ -85,31 +206,33 @@ def nested_order(labels, seed: int = 0) -> list[np.ndarray]:
             for c in range(int(codes.max(initial=-1)) + 1)]
 
 
+def first_rows(order: list[np.ndarray], per_class: int) -> np.ndarray:
+    """The sorted positions of the first ``per_class`` images of each class."""
+    return np.sort(np.concatenate([positions[:per_class] for positions in order]))
+
+
 def subtarget(tgt, order: list[np.ndarray], per_class: int):
     """The target restricted to the first ``per_class`` images of each class (all of a
     smaller class), in their original order, with a key of its own."""
-    rows = np.sort(np.concatenate([positions[:per_class] for positions in order]))
-    if len(rows) == len(tgt):
-        return tgt
-    digest = hashlib.sha256(f"{tgt.key}|budget|".encode() + rows.astype("<i8").tobytes())
-    return replace(tgt, x=tgt.x[rows], y=tgt.y[rows], key=digest.hexdigest(),
-                   source=f"{tgt.source} ({per_class} per class)")
+    return rows_of(tgt, first_rows(order, per_class))
 
 
-def search_on_budget(target, budget: float = 0.3, k: int = 3,
+# ---- the race ----------------------------------------------------------------------------
+
+def search_on_budget(target, budget=0.3, k: int = 3,
                      options: SearchOptions | None = None, *, index=None,
                      selection: TargetSelection | None = None, models=None, filter=None,
                      executor=None, start: int = START_PER_CLASS, growth: int = GROWTH,
-                     **settings) -> Budgeted:
+                     margin: int = MARGIN, **settings) -> Budgeted:
     """Rank the indexed models for ``target`` spending at most ``budget`` (a fraction
-    of a full search's inference, in (0, 1]) and aiming at a settled top ``k``; see the
-    module's docstring. The other arguments are :func:`zooindex.ranking.search`'s."""
-    from .ranking import search
+    of a full search's inference in (0, 1], a time such as ``"90s"``, or ``"auto"``)
+    and aiming at a settled top ``k``; see the module's docstring. The other arguments
+    are :func:`zooindex.ranking.search`'s."""
+    from .index import opened
+    from .ranking import _records, search
 
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or \
-            not 0 < budget <= 1:
-        raise ZooIndexError(f"--budget must be a fraction of the full inference in (0, 1], "
-                            f"not {budget!r}")
+    started = time.perf_counter()
+    plan = parse_budget(budget)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ZooIndexError(f"--top must be a positive whole number, not {k!r}")
     if isinstance(growth, bool) or not isinstance(growth, int) or growth < 2:
@@ -126,59 +249,131 @@ def search_on_budget(target, budget: float = 0.3, k: int = 3,
     order = nested_order(tgt.y, selection.seed)
     largest = max(len(o) for o in order)
     per_class = max(1, min(int(start), largest))
-    names = models
-    total_models = None
-    seen: dict = {}
-    dropped: list = []
-    rounds: list = []
-    ranking = None
-    spent = 0
-    settled = False
-    reason = ""
-    last = False
-    while True:
-        sub = subtarget(tgt, order, per_class)
-        if total_models is not None:
-            left = budget * total_models * len(tgt) - spent
-            if len(names) * len(sub) > left:
-                # a last round with as many images per class as the budget still pays
-                affordable = int(left // (len(names) * len(order)))
-                if affordable <= rounds[-1]["per_class"]:
-                    reason = "the next round would exceed the budget"
-                    break
-                per_class, last = affordable, True
-                sub = subtarget(tgt, order, per_class)
-        ranking = search(sub, options, index=index, models=names,
-                         filter=filter if names is None else None, executor=executor)
-        rows = ranking.ranked
-        if total_models is None:
-            total_models = len({r.model for r in ranking.results})
-        for r in rows:
-            seen[r.model] = seen.get(r.model, 0) + len(sub)
-        spent += len(rows) * len(sub)
-        settled = _settled(rows, k)
-        keep = _survivors(rows, k, growth)
-        out = [r.model for r in rows if r.model not in keep]
-        dropped[:0] = list(reversed(out))
-        rounds.append({"per_class": per_class, "images": len(sub), "models": len(rows),
-                       "dropped": out, "settled": settled})
-        if settled:
-            reason = f"the top {min(k, len(rows))} is settled"
-            break
-        if per_class >= largest:
-            reason = "the target is used up"
-            break
-        if last:
-            reason = "the budget is spent"
-            break
-        names = keep
-        per_class = min(per_class * growth, largest)
+    with opened(index, create=False) as idx:
+        records = {r.name: r for r in _records(idx, models, filter)}
+        alive = list(records)
+        total_models = None
+        seen: dict = {}
+        ran: dict = {}
+        dropped: list = []
+        rounds: list = []
+        ranking = None
+        settled, reason, last = False, "", False
+        meter = {"inference_seconds": 0.0}
+        while True:
+            t = time.perf_counter()
+            rows = first_rows(order, per_class)
+            sub = rows_of(tgt, rows)
+            got = gather(idx, tgt, [records[m] for m in alive], rows, options, executor, meter)
+            _cache_round(idx, sub, records, got, options)
+            ranking = search(sub, options, index=idx, models=alive, executor=executor)
+            ranked = ranking.ranked
+            if total_models is None:
+                total_models = max(len(ranked), 1)
+            for r in ranked:
+                seen[r.model] = len(sub)
+                ran[r.model] = ran.get(r.model, 0) + (got[r.model][1] if r.model in got
+                                                      else len(sub))
+            settled = _settled(ranked, k)
+            out = _out_of_reach(ranked, k, margin)
+            alive = [r.model for r in ranked if r.model not in out]
+            rounds.append({"per_class": per_class, "images": len(sub),
+                           "models": len(ranked), "dropped": out, "settled": settled,
+                           "seconds": 0.0})
+            if settled and plan.auto:
+                reason = f"the top {min(k, len(ranked))} is settled"
+            elif per_class >= largest:
+                reason = "the target is used up"
+            elif last:
+                reason = "the budget is spent"
+            else:
+                left = _left(plan, started, total_models * len(tgt), sum(seen.values()),
+                             sum(ran.values()))
+                step = _next_round(order, alive, len(sub), len(tgt), left, k, per_class,
+                                   growth, plan.auto)
+                if step is None:
+                    reason = "the budget is spent"
+                else:
+                    per_class, keep, last = step
+                    out += [m for m in alive if m not in keep]
+                    alive = keep
+            dropped[:0] = out
+            rounds[-1].update(top=(alive + dropped)[:k],
+                              seconds=round(time.perf_counter() - t, 3))
+            if reason:
+                break
     full = (total_models or 0) * len(tgt)
-    survivors = [r.model for r in ranking.ranked]
-    return Budgeted(ranking=ranking, order=survivors + [m for m in dropped
-                                                        if m not in survivors],
-                    seen=seen, rounds=rounds, fraction=spent / full if full else 0.0,
-                    budget=float(budget), k=k, settled=settled, reason=reason)
+    spent = sum(seen.values())
+    runs = sum(ran.values())
+    return Budgeted(ranking=ranking, order=alive + [m for m in dropped if m not in alive],
+                    seen=seen, ran=ran, rounds=rounds, fraction=spent / full if full else 0.0,
+                    budget=plan, k=k, settled=settled, reason=reason, full_images=full,
+                    seconds=time.perf_counter() - started,
+                    seconds_per_image=meter["inference_seconds"] / runs if runs else None)
+
+
+def _left(plan: Budget, started: float, full: int, spent: int, runs: int) -> float:
+    """Images (summed over models) the budget still pays for."""
+    if plan.seconds is not None:
+        elapsed = time.perf_counter() - started
+        per_image = elapsed / max(runs or spent, 1)   # everything a round costs, per image
+        return (plan.seconds - elapsed) / per_image
+    fraction = 1.0 if plan.auto else plan.fraction
+    return fraction * full - spent
+
+
+def _next_round(order, alive: list, seen: int, n: int, left: float, k: int, per_class: int,
+                growth: int, auto: bool):
+    """``(per_class, models, last)`` of the next round, or ``None`` when the budget pays
+    for nothing more. ``alive``: the racing models, best first, each having seen
+    ``seen`` of the target's ``n`` images; ``left``: images the budget still pays for.
+
+    The race keeps the models it cannot rule out and grows their subsample while the
+    budget pays for that. When it no longer does, the last round: the best racers the
+    budget can bring to the whole target, if that is at least ``k`` (their scores are
+    then the full search's own); else the best ``k + 1`` on as many images as it pays
+    for. ``auto`` only grows (its budget is the whole target).
+    """
+    largest = max(len(o) for o in order)
+    grown = min(per_class * growth, largest)
+    if auto:
+        return grown, alive, False
+    if len(alive) * (n - seen) <= left:  # every racer can see everything: the last round
+        return largest, alive, True
+    finalists = min(k + 1, len(alive))
+    if len(alive) * (len(first_rows(order, grown)) - seen) <= left and grown < largest:
+        return grown, alive, False
+    carried = min(int(left // max(n - seen, 1)), len(alive))
+    if carried >= min(k, len(alive)):
+        return largest, alive[:carried], True
+    keep = alive[:finalists]
+    lo, hi = per_class, largest - 1
+    while lo < hi:  # the cost grows with per_class: the largest affordable one
+        mid = (lo + hi + 1) // 2
+        if len(keep) * (len(first_rows(order, mid)) - seen) <= left:
+            lo = mid
+        else:
+            hi = mid - 1
+    return (lo, keep, True) if lo > per_class else None
+
+
+def _cache_round(idx, sub, records, got: dict, options: SearchOptions) -> None:
+    """Put each model's activations of this round's subsample where the search looks
+    for them (under the subsample's key), so that it runs no model."""
+    from .adapt import Preprocessing
+    from .cache import Entry
+
+    target = (sub.key, sub.source, len(sub), list(sub.classes))
+    for name, (array, _) in got.items():
+        record = records[name]
+        layer = record.choose_layers(options.layer)[0].name
+        prep = Preprocessing.from_dict(record.preprocessing).key()
+        if layer in idx.cache.cached_files(record.sha256, sub.key, prep):
+            continue
+        staged = idx.cache.stage_activations(record.sha256, layer, sub.key, prep, array)
+        if staged is not None:
+            idx.cache.absorb(Entry(model_sha=record.sha256, target=sub.key, prep=prep,
+                                   staged=[staged]), target)
 
 
 def _settled(rows, k: int) -> bool:
@@ -192,19 +387,14 @@ def _settled(rows, k: int) -> bool:
         all(r.rank_interval[0] > k for r in rows[k:])
 
 
-def _survivors(rows, k: int, growth: int) -> list[str]:
-    """The models that race on: those whose best rank reaches the top ``k``, at most
-    ``1 / growth`` of them and at least ``k + 1``, best ranked first."""
-    cap = max(k + 1, math.ceil(len(rows) / growth))
-    hopeful = [r.model for r in rows
-               if r.rank_interval is None or r.rank_interval[0] <= k]
-    chosen = hopeful[:cap]
-    for r in rows:  # never fewer than k + 1 while there are that many
-        if len(chosen) >= min(k + 1, len(rows)):
-            break
-        if r.model not in chosen:
-            chosen.append(r.model)
-    return chosen
+def _out_of_reach(rows, k: int, margin: int) -> list[str]:
+    """The models whose best plausible rank (the low end of their rank interval) is worse
+    than ``k + margin``; never so many that fewer than ``k + 1`` would race on."""
+    out = [r.model for r in rows
+           if r.rank_interval is not None and r.rank_interval[0] > k + margin]
+    room = max(len(rows) - (k + 1), 0)
+    return out[len(out) - room:] if len(out) > room else out
 
 
-__all__ = ["search_on_budget", "Budgeted", "nested_order", "subtarget"]
+__all__ = ["search_on_budget", "Budgeted", "Budget", "parse_budget", "nested_order",
+           "subtarget"]

@@ -383,10 +383,11 @@ def layers(model, index_path, as_json):
 @click.option("--refresh", is_flag=True, help="Re-index models whose file changed since "
               "they were added, instead of skipping them.")
 @confidence_option
-@click.option("--budget", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
-              help="Spend at most this fraction of a full search's inference (e.g. 0.3): "
-              "models race on growing subsamples of the target and those that cannot reach "
-              "the top K (--top, default 3) are dropped.")
+@click.option("--budget", default=None, metavar="FRACTION|TIME|auto",
+              help="Spend at most this fraction of a full search's inference (0.3 or 30%), "
+              "or this time (90s, 5m), or `auto` (until the top K is settled): models race "
+              "on growing subsamples of the target and those that cannot reach the top K "
+              "(--top, default 3) are dropped.")
 def search(target, layer, dim, metric, scorers, classes, limit, seed, split, input_range,
            top, batch_size, device, executor, ray_address, ray_cpus, ray_scores_only, models,
            filter_tags, filter_source, max_params, filter_name, index_path, as_json, as_csv,
@@ -412,9 +413,13 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
 
     \b
     --budget 0.3 ranks on at most 30% of the inference of a full search: every
-    model first sees a few images per class, the models that cannot reach the
-    top K are dropped, the others see twice as many, until the top K is settled,
-    the target is used up or the budget spent; it says what each model saw.
+    model first sees a few images per class, the models whose rank interval
+    cannot reach the top K are dropped, the others see twice as many (each image
+    runs once: what a model saw is kept), until the budget is spent or the
+    target used up; --budget 90s bounds the time, --budget auto stops when the
+    top K is settled. It says what each model saw, what was saved, and after how
+    many images per class the top K stopped changing. A later full search runs
+    only the images not seen yet.
     """
     from .ranking import search as rank
 
@@ -430,8 +435,9 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
     run_on = _executor(executor, ray_address, ray_cpus, ray_scores_only)
     raced = None
     if budget is not None:
-        from .budget import search_on_budget
+        from .budget import parse_budget, search_on_budget
 
+        budget = parse_budget(budget)  # a bad one: a one-line error naming --budget
         raced = search_on_budget(target, budget, top or 3, options, index=index_path,
                                  selection=selection, filter=chosen, executor=run_on)
         ranking = raced.ranking
@@ -445,10 +451,7 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
     if as_json:
         doc = _search_json(ranking, rows)
         if raced is not None:
-            doc["budget"] = {"budget": raced.budget, "spent": round(raced.fraction, 4),
-                             "k": raced.k, "settled": raced.settled, "reason": raced.reason,
-                             "rounds": raced.rounds, "seen": raced.seen,
-                             "order": raced.order}
+            doc["budget"] = raced.to_dict()
         _dump_json(doc)
     elif as_csv:
         import csv
@@ -478,7 +481,8 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
         if ranking.ranked:
             for r in ranking.skipped:
                 click.echo(f"skipped {r.model}: {r.reason}", err=True)
-        click.echo(_summary(ranking, top), err=True)
+        if raced is None:  # a budget's lines say what its rounds ran, not the last's
+            click.echo(_summary(ranking, top), err=True)
         if ranking.confidence and ranking.confidence["sentence"]:
             click.echo(ranking.confidence["sentence"], err=True)
         if raced is not None:
@@ -496,13 +500,18 @@ def _budget_lines(raced) -> list[str]:
     """What a budgeted search spent, saved, and did in each round."""
     steps = ", ".join(f"{r['models']} models x {r['per_class']} per class"
                       for r in raced.rounds)
-    lines = [f"budget {raced.budget:.0%}: spent {raced.fraction:.1%} of a full search's "
-             f"inference (saved {raced.saved:.1%}) in {len(raced.rounds)} round"
-             f"{'s' * (len(raced.rounds) != 1)} ({steps}); stopped: {raced.reason}"]
+    saved = raced.saved_seconds
+    lines = [f"budget {raced.budget}: spent {raced.fraction:.1%} of a full search's "
+             f"inference (saved {raced.saved:.1%}"
+             f"{f', about {saved:.1f} s' if saved is not None else ''}) in "
+             f"{len(raced.rounds)} round{'s' * (len(raced.rounds) != 1)} ({steps}) and "
+             f"{raced.seconds:.1f} s, {sum(raced.ran.values())} images run; stopped: "
+             f"{raced.reason}"]
     for i, r in enumerate(raced.rounds, 1):
         if r["dropped"]:
             lines.append(f"dropped after round {i} ({r['images']} images each): "
                          f"{', '.join(r['dropped'])}")
+    lines.append(raced.advice[0].upper() + raced.advice[1:])
     return lines
 
 

@@ -188,6 +188,14 @@ def search(target, options: SearchOptions | None = None, *, index=None,
     with opened(index, create=False) as idx:
         planned = [_Planned(record=r)
                    for r in _same_modality(_records(idx, models, filter), tgt, notes)]
+        if not refresh:  # models that saw part of the target run only the rest of it
+            from .partial import reuse_partial
+
+            completed = reuse_partial(idx, tgt, [p.record for p in planned], options,
+                                      executor)
+            if completed:
+                notes.append(f"{completed} images not seen by a search on a budget "
+                             "before were run, the others read from the cache")
         bar = _progress(len(planned), progress)
 
         def settle(plan: _Planned) -> None:

@@ -2,12 +2,15 @@
 
 Everything is keyed by the model's content hash x layer x target x preprocessing (and,
 for scores, the estimator and the options it depends on), so that a model replaced by
-other content never reuses stale numbers. Three parts, each one table:
+other content never reuses stale numbers. Three tables, and what is built on them:
 
 * :mod:`~zooindex.cache.rows`: :class:`TargetRows` (what a target key stands for) and
   :class:`ScoreRows` (the scores);
 * :mod:`~zooindex.cache.activations`: :class:`ActivationFiles`, the ``.npy`` files
   beside the database, their CRC-checked rows, and least-recently-used eviction;
+* :mod:`~zooindex.cache.partial`: :class:`PartialActivations`, the images of a target a
+  model has seen so far (a search on a budget), kept as two activation entries (no
+  table of its own);
 * :mod:`~zooindex.cache.cache`: :class:`Cache`, which joins them on one store and keeps
   what spans them: :meth:`Cache.absorb` commits one unit of work's target row, score
   rows and staged activation files in one transaction; counts, clearing and orphans.
@@ -26,7 +29,8 @@ from .activations import (
     decode_array,
 )
 from .cache import Cache, Entry
+from .partial import PartialActivations
 from .rows import ScoreRows, TargetRows
 
 __all__ = ["Cache", "Entry", "ActivationFiles", "ScoreRows", "TargetRows", "CachedFile",
-           "StagedActivations", "DECODE_ERRORS", "DEFAULT_CACHE_LIMIT", "decode_array"]
+           "StagedActivations", "PartialActivations", "DECODE_ERRORS", "DEFAULT_CACHE_LIMIT", "decode_array"]

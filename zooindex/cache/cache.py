@@ -19,6 +19,7 @@ import numpy as np
 
 from ..store import Store
 from .activations import DEFAULT_CACHE_LIMIT, ActivationFiles, StagedActivations
+from .partial import PartialActivations
 from .rows import ScoreRows, TargetRows
 
 
@@ -42,7 +43,8 @@ class Cache:
 
     ``limit``: bytes of activation files kept (least recently used out beyond it);
     default ``$ZOOINDEX_CACHE_LIMIT`` or 2 GiB. The parts are :attr:`target_rows`,
-    :attr:`score_rows` and :attr:`activation_files`; the methods below that only pass a
+    :attr:`score_rows` and :attr:`activation_files` (and :attr:`partial`, the images of a
+    target seen so far, kept in activation files, see :mod:`zooindex.cache.partial`); the methods below that only pass a
     call on to one of them keep the names every caller uses.
     """
 
@@ -53,6 +55,7 @@ class Cache:
         self.score_rows = ScoreRows(store)
         self.activation_files = ActivationFiles(store, limit if limit is not None else (
             int(float(env_limit)) if env_limit else DEFAULT_CACHE_LIMIT))
+        self.partial = PartialActivations(self.activation_files)
 
     @property
     def db(self):

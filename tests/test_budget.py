@@ -1,0 +1,192 @@
+"""A search on a budget: racing on nested subsamples, partial activations kept."""
+
+import json
+
+import numpy as np
+import pytest
+
+import zooindex
+from support.data import clustered, selector
+from support.onnx_factory import linear_features, save
+from zooindex.budget import Budget, parse_budget
+from zooindex.errors import ZooIndexError
+
+
+@pytest.fixture
+def many(tmp_path):
+    """Eight models: one sees both informative dims, one sees one, six see noise."""
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    save(linear_features(selector([0, 1]), classes=3), folder / "good.onnx")
+    save(linear_features(selector([0, 5]), classes=3), folder / "half.onnx")
+    for i, dims in enumerate(([2, 3], [4, 5], [6, 7], [2, 6], [3, 7], [4, 6])):
+        save(linear_features(selector(dims), classes=3, seed=i), folder / f"noise{i}.onnx")
+    x, y = clustered(n_per_class=64, spread=0.5)
+    target = tmp_path / "target.npz"
+    np.savez(target, x=x, y=y)
+    index = tmp_path / "index.db"
+    zooindex.add(folder, index=index)
+    return {"target": target, "index": index, "n": len(y)}
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Images run through any model, counted where the runner is called."""
+    from zooindex import runner
+
+    seen = []
+    real = runner.run_model
+
+    def counting(record, x, *args, **kwargs):
+        seen.append((record.name, len(x)))
+        return real(record, x, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_model", counting)
+    return seen
+
+
+def test_nested_subtargets_keep_their_first_images():
+    from zooindex.budget import nested_order, subtarget
+    from zooindex.target import load_target
+
+    x, y = clustered(n_per_class=10)
+    tgt = load_target(x=x, y=y)
+    order = nested_order(tgt.y, seed=0)
+    small, large = subtarget(tgt, order, 3), subtarget(tgt, order, 6)
+    assert len(small) == 9 and len(large) == 18 and small.key != large.key
+    assert np.bincount(small.y).tolist() == [3, 3, 3]
+    rows = {row.tobytes() for row in large.x}
+    assert all(row.tobytes() in rows for row in small.x)  # nested
+    assert subtarget(tgt, order, 10) is tgt
+
+
+@pytest.mark.parametrize("text, expected", [
+    (0.3, Budget(fraction=0.3)), ("0.3", Budget(fraction=0.3)), ("30%", Budget(fraction=0.3)),
+    (1, Budget(fraction=1.0)), ("90s", Budget(seconds=90.0)), ("5m", Budget(seconds=300.0)),
+    ("1.5h", Budget(seconds=5400.0)), ("auto", Budget(auto=True)), (" AUTO ", Budget(auto=True)),
+])
+def test_a_budget_is_a_fraction_a_time_or_auto(text, expected):
+    assert parse_budget(text) == expected
+
+
+@pytest.mark.parametrize("bad", [0, 1.5, True, "0", "150%", "-3s", "0s", "soon", "5 min",
+                                 None, [0.3]])
+def test_a_bad_budget_says_what_would_do(bad, many):
+    with pytest.raises(ZooIndexError, match=r"--budget .*90s, 5m, 1h\) or auto"):
+        zooindex.search_on_budget(many["target"], budget=bad, index=many["index"])
+
+
+def test_a_budgeted_search_finds_the_top_and_spends_at_most_its_budget(many, counted):
+    full = zooindex.search(many["target"], index=many["index"], scorers=["knn"],
+                           executor="sequential")
+    counted.clear()
+    raced = zooindex.search_on_budget(many["target"], budget=0.5, k=1, index=many["index"],
+                                      scorers=["knn"], executor="sequential")
+    assert raced.order[0] == full.ranked[0].model == "good"
+    assert set(raced.order) == {r.model for r in full.ranked}
+    assert raced.fraction <= 0.5 and raced.saved == pytest.approx(1 - raced.fraction)
+    # the full search cached every model's whole activations: nothing ran
+    assert counted == [] and sum(raced.ran.values()) == 0
+    first = raced.rounds[0]
+    assert first["models"] == 8 and first["per_class"] == 8 and first["images"] == 24
+    # every model saw the first round; the survivors saw more, and the budget pays it:
+    # 8 models x 192 images = 1,536 in full, at most 768 here
+    assert min(raced.seen.values()) == 24 and raced.seen["good"] == max(raced.seen.values())
+    assert sum(raced.seen.values()) <= 0.5 * 8 * many["n"]
+    assert raced.fraction == pytest.approx(sum(raced.seen.values()) / (8 * many["n"]))
+    again = zooindex.search_on_budget(many["target"], budget=0.5, k=1, index=many["index"],
+                                      scorers=["knn"])
+    assert again.order == raced.order and again.seen == raced.seen
+
+
+def test_each_image_runs_once_and_a_full_search_after_runs_only_the_rest(many, tmp_path,
+                                                                         counted):
+    raced = zooindex.search_on_budget(many["target"], budget=0.5, k=1, index=many["index"],
+                                      executor="sequential")
+    runs = {}
+    for name, n in counted:
+        runs[name] = runs.get(name, 0) + n
+    # the rounds are nested and what a model saw is kept: it ran each image once
+    assert runs == raced.seen == raced.ran
+    counted.clear()
+    after = zooindex.search(many["target"], index=many["index"], executor="sequential")
+    rest = {}
+    for name, n in counted:
+        rest[name] = rest.get(name, 0) + n
+    assert rest == {m: many["n"] - raced.seen[m] for m in raced.seen
+                    if raced.seen[m] < many["n"]}
+    assert f"{sum(rest.values())} images not seen by a search on a budget before were " \
+        "run, the others read from the cache" in after.notes
+    # the same ranking as a fresh full search in another index
+    fresh_index = tmp_path / "fresh.db"
+    zooindex.add(tmp_path / "zoo", index=fresh_index)
+    counted.clear()
+    fresh = zooindex.search(many["target"], index=fresh_index, executor="sequential")
+    assert sum(n for _, n in counted) == 8 * many["n"]
+    assert [r.model for r in after.ranked] == [r.model for r in fresh.ranked]
+    # an image's activations do not depend on its batch up to float32 rounding, which
+    # LogME's float64 evidence carries at the 1e-6 level
+    assert [r.score for r in after.ranked] == pytest.approx(
+        [r.score for r in fresh.ranked], rel=1e-6, abs=1e-9)
+    assert [r.rank_interval for r in after.ranked] == \
+        [r.rank_interval for r in fresh.ranked]
+    assert zooindex.check(index=many["index"]).ok  # partial entries are no orphans
+    # once a model has seen every image its partial entry gives way to the whole one
+    counted.clear()
+    zooindex.search(many["target"], index=many["index"], executor="sequential")
+    assert counted == []
+
+
+def test_a_time_budget_and_auto_stop(many):
+    auto = zooindex.search_on_budget(many["target"], budget="auto", k=1, index=many["index"],
+                                     scorers=["knn"])
+    assert auto.order[0] == "good"
+    assert auto.settled and auto.reason == "the top 1 is settled"
+    timed = zooindex.search_on_budget(many["target"], budget="1h", k=1, index=many["index"],
+                                      scorers=["knn"])
+    # an hour pays for everything: the race ends when the target is used up
+    assert timed.reason == "the target is used up" and timed.order[0] == "good"
+    assert str(timed.budget) == "3600s" and timed.seconds < 3600
+
+
+def test_the_advice_says_when_the_top_stopped_changing(many):
+    raced = zooindex.search_on_budget(many["target"], budget=1.0, k=1, index=many["index"],
+                                      scorers=["knn"])
+    tops = [r["top"] for r in raced.rounds]
+    assert len(tops) >= 2 and all(t == ["good"] for t in tops)
+    assert raced.stable_after == raced.rounds[0]["per_class"] == 8
+    assert "stopped changing after 8 images per class" in raced.advice
+
+
+def test_cli_budget_says_what_it_spent(many, run):
+    code, out, err = run("search", many["target"], "--index", many["index"], "--budget",
+                         "0.5", "--top", "1", "--scorer", "knn")
+    assert code == 0 and "images_seen" in out.splitlines()[0]
+    assert "budget 50%: spent" in err and "round" in err and "images per class" in err
+    code, out, err = run("search", many["target"], "--index", many["index"], "--budget",
+                         "auto", "--top", "1", "--scorer", "knn", "--json")
+    doc = json.loads(out)
+    assert doc["budget"]["spent"] <= 1 and doc["budget"]["order"][0] == "good"
+    assert doc["budget"]["budget"] == "auto" and doc["budget"]["settled"]
+    assert all(row["images_seen"] for row in doc["results"] if row["status"] == "ok")
+    code, out, err = run("search", many["target"], "--index", many["index"], "--budget",
+                         "soon")
+    assert code != 0 and "--budget" in err
+
+
+def test_the_next_round_grows_while_the_budget_pays_then_ends_on_what_is_left():
+    from zooindex.budget import _next_round, nested_order
+
+    order = nested_order(np.repeat([0, 1, 2], 10), seed=0)  # 3 classes x 10 images
+    four, five = ["a", "b", "c", "d"], ["a", "b", "c", "d", "e"]
+    # each racer saw 2 per class (6 images) of 30: 24 to go each
+    assert _next_round(order, four, 6, 30, 96, 3, 2, 2, False) == (10, four, True)
+    # growing to 4 per class costs 4 x 6 = 24 new images
+    assert _next_round(order, four, 6, 30, 50, 3, 2, 2, False) == (4, four, False)
+    # 20 pays neither that nor one model's 24 to the end: the best k + 1 = 4 take
+    # 3 per class, 4 x 3 = 12 <= 20 (4 per class would be 24)
+    assert _next_round(order, four, 6, 30, 20, 3, 2, 2, False) == (3, four, True)
+    # five racers, growth to the whole target: 80 carries 80 // 24 = 3 >= k there
+    assert _next_round(order, five, 6, 30, 80, 3, 2, 5, False) == (10, five[:3], True)
+    assert _next_round(order, four, 6, 30, 3, 3, 2, 2, False) is None
+    assert _next_round(order, four, 6, 30, 0, 3, 2, 2, True) == (4, four, False)  # auto
