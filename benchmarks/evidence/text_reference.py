@@ -146,3 +146,40 @@ def torch_mask_mean(folder, texts, batch_size: int = 32) -> np.ndarray:
             pooled = (states * mask.unsqueeze(1)).sum(2) / mask.sum(1).unsqueeze(1)
             rows.append(pooled.numpy())
     return np.concatenate(rows).astype(np.float32)
+
+
+def onnx_mask_mean(onnx_path, tokenizer_json, texts, *, max_length: int | None = None,
+                   batch_size: int = 32, threads: int = 1):
+    """``(n, L + 1, d)`` from an export with every hidden state (``hidden_state_<i>``):
+    ``tokenizer.json`` applied with the ``tokenizers`` library (truncation at
+    ``max_length``, each batch padded to its longest text), states averaged over the
+    attention mask; with the seconds spent tokenizing and in all (one pass)."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    feeds = {i.name for i in session.get_inputs()}
+    names = sorted((o.name for o in session.get_outputs() if o.name.startswith("hidden_state_")),
+                   key=lambda s: int(s.rsplit("_", 1)[1]))
+    tokenizer = Tokenizer.from_file(str(tokenizer_json))
+    declared = (tokenizer.truncation or {}).get("max_length")
+    tokenizer.enable_truncation(max_length or declared or 512)
+    pad = tokenizer.padding or {}
+    tokenizer.enable_padding(pad_id=pad.get("pad_id", 0), pad_token=pad.get("pad_token", "[PAD]"))
+    rows, tokenizing = [], 0.0
+    start_all = time.perf_counter()
+    for start in range(0, len(texts), batch_size):
+        t0 = time.perf_counter()
+        enc = tokenizer.encode_batch(list(texts[start:start + batch_size]))
+        inputs = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+                  "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}
+        if "token_type_ids" in feeds:
+            inputs["token_type_ids"] = np.array([e.type_ids for e in enc], dtype=np.int64)
+        tokenizing += time.perf_counter() - t0
+        states = np.stack(session.run(names, inputs), axis=1).astype(np.float64)  # (b,L+1,t,d)
+        mask = inputs["attention_mask"].astype(np.float64)[:, None, :, None]
+        rows.append(((states * mask).sum(2) / mask.sum(2)).astype(np.float32))
+    return np.concatenate(rows), tokenizing, time.perf_counter() - start_all

