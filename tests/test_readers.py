@@ -24,7 +24,8 @@ rng = np.random.default_rng(0)
 # -- the registry --------------------------------------------------------------------------
 
 def test_every_format_is_registered():
-    assert formats() == ["npz", "npy", "idx", "cifar", "imagefolder"]
+    assert formats() == ["npz", "npy", "idx", "cifar", "imagefolder", "csv", "tsv", "jsonl",
+                         "parquet"]
 
 
 @pytest.mark.parametrize("reader", readers.readers(), ids=lambda r: r.name)
@@ -39,7 +40,7 @@ def test_every_sniffer_rejects_unrelated_files_quietly(reader, tmp_path):
 
 
 def test_unknown_format_lists_the_supported_ones(tmp_path):
-    path = tmp_path / "data.csv"
+    path = tmp_path / "data.dat"
     path.write_text("1,2,3\n")
     with pytest.raises(TargetError, match="cannot tell the format") as err:
         read(path)

@@ -70,6 +70,18 @@ class ModelRecord:
     weights: list[dict] | None = None
     default_reason: str | None = None
 
+    @property
+    def text(self) -> dict | None:
+        """For a text model, what ``add`` recorded of its tokenizer (``tokenizer`` path,
+        ``tokenizer_sha256``, ``max_length``, ``inputs``); ``None`` for other models.
+        Kept in :attr:`source` so that the index schema stays as it was."""
+        return (self.source or {}).get("text")
+
+    @property
+    def modality(self) -> str:
+        """``"text"`` or ``"image"``: what kind of target the model reads."""
+        return "text" if self.text is not None else "image"
+
     def status(self) -> str:
         """``ok``, ``missing`` or ``changed``: is the file still what was indexed?"""
         return self.verify()[0]
@@ -141,13 +153,18 @@ _JSON_FIELDS = ("input_shape", "preprocessing", "tags", "source")
 def inspect_file(path, *, name: str | None = None, layer: str | None = None,
                  tags: dict | None = None, preprocessing=None, source: dict | None = None,
                  input_name: str | None = None, output_name: str | None = None,
-                 base=None) -> ModelRecord:
+                 base=None, tokenizer=None) -> ModelRecord:
     """Read and check one model file into a record (nothing written).
 
     ``layer`` makes that tensor the default layer; ``output_name`` the graph output that
     carries class scores (otherwise found by structure). The preprocessing is ``base`` (what
     a hub repository's config says), overridden by the file's ``zooindex.*`` metadata,
     overridden by ``preprocessing`` (each a :class:`~zooindex.adapt.Preprocessing`).
+
+    A text model (an ``input_ids`` input) needs its ``tokenizer.json``: ``tokenizer`` (a
+    file or its folder), else the one beside the model file. Its candidate layers are
+    the hidden states (:mod:`zooindex.text.graph`), and what was learned of the
+    tokenizer goes into ``source["text"]`` (see :attr:`ModelRecord.text`).
     """
     import time
 
@@ -158,17 +175,26 @@ def inspect_file(path, *, name: str | None = None, layer: str | None = None,
 
     path = Path(path).resolve()
     proto = graph.load(path, check_files=True)
-    info = graph.inspect(proto, input_name=input_name, output_name=output_name)
     name = name or path.stem
-    default, reason = info.default_layer, info.default_reason
+    text = None
+    if tokenizer is not None or (input_name is None and _is_text(proto)):
+        info, layers, found_default, found_reason, text = _inspect_text(
+            proto, path, name, tokenizer, output_name)
+    else:
+        info = graph.inspect(proto, input_name=input_name, output_name=output_name)
+        layers, found_default, found_reason = list(info.layers), info.default_layer, \
+            info.default_reason
+    default, reason = found_default, found_reason
     if layer is not None:
-        default = choose(info.layers, default, layer, name)[0].name
-        if default != info.default_layer:
+        default = choose(layers, default, layer, name)[0].name
+        if default != found_default:
             reason = "chosen when the model was added"
+    if text is not None:
+        source = {**(source or {}), "text": text}
     prep = (base or Preprocessing()).merged(Preprocessing.from_metadata(info.metadata))
     if preprocessing is not None:
         prep = prep.merged(preprocessing)
-    if prep.channels == "bgr":  # a channel order for a grey or vector input: refused now
+    if prep.channels == "bgr" and text is None:  # a channel order for a grey or vector input: refused now
         try:
             input_layout(info.input_shape, prep)
         except AdaptError as exc:
@@ -185,7 +211,37 @@ def inspect_file(path, *, name: str | None = None, layer: str | None = None,
         default_layer=default, default_reason=reason, output_name=info.output_name,
         output_is_probs=info.output_is_probs, preprocessing=prep.to_dict(),
         tags=dict(tags or {}), source=dict(source or {}), external_data=info.external_data,
-        added_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), layers=list(info.layers))
+        added_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), layers=layers)
+
+
+def _is_text(proto) -> bool:
+    from .text.graph import is_text_model
+
+    return is_text_model(proto)
+
+
+def _inspect_text(proto, path: Path, name: str, tokenizer, output_name):
+    """``(info, layers, default, reason, text)`` of a text model (see :func:`inspect_file`)."""
+    from . import graph
+    from .errors import ModelError
+    from .text import tokenizer as tokenizers
+    from .text.graph import is_text_model, text_inputs, text_layers
+
+    if not is_text_model(proto):
+        raise ModelError(f"--tokenizer is for text models; model '{name}' has no input_ids "
+                         "input", path=str(path), model=name)
+    inputs = text_inputs(proto)
+    info = graph.inspect(proto, input_name="input_ids", output_name=output_name)
+    layers, default, reason = text_layers(proto, info)
+    found = tokenizers.find(path, tokenizer)
+    if found is None:
+        raise ModelError(f"text model '{name}' has no tokenizer.json beside it "
+                         f"({path.parent}); pass --tokenizer with the model's tokenizer.json",
+                         path=str(path), model=name)
+    shape = list(info.input_shape)
+    text = tokenizers.describe(found, name, shape[1] if len(shape) > 1 else None)
+    text["inputs"] = inputs
+    return info, layers, default, reason, text
 
 
 def _record(row: dict, layers: list[Layer]) -> ModelRecord:

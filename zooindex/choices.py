@@ -24,3 +24,8 @@ DEFAULT_BATCH_SIZE = None  # chosen per model by memory (zooindex.runner.auto_ba
 DEFAULT_SEED = 0
 # stratified half-samples of the target behind a ranking's confidence (zooindex.confidence)
 DEFAULT_RESAMPLES = 100
+
+# text models (zooindex.text): how a hidden state becomes one row per text, and which
+# hidden states are scored
+POOLINGS = ("mean", "first")
+LAYER_AGGREGATIONS = ("last", "mean", "best")

@@ -68,7 +68,8 @@ def _table(rows: list[dict], headers: list[str]) -> str:
 # (constants only: no numpy, onnx or onnxruntime is imported for --help).
 from .choices import (CHANNEL_ORDERS, CROPS, DEFAULT_BATCH_SIZE, DEFAULT_DIM,  # noqa: E402
                       DEFAULT_METRIC, DEFAULT_SCORER, DEFAULT_SEED, DEVICES, EXECUTORS,
-                      INPUT_RANGES, INTERPOLATIONS, METRICS, PRESETS, PROTOCOLS, SPLITS)
+                      INPUT_RANGES, INTERPOLATIONS, LAYER_AGGREGATIONS, METRICS, POOLINGS,
+                      PRESETS, PROTOCOLS, SPLITS)
 
 index_option = click.option(
     "--index", "index_path", type=click.Path(dir_okay=False), envvar="ZOOINDEX_INDEX",
@@ -109,6 +110,33 @@ target_options = _stack(
     click.option("--input-range", type=click.Choice(INPUT_RANGES),
                  help="What the target's numbers are: 0-255 pixels or 0-1 values "
                  "[default: decided from the data, and said]."),
+)
+def _remember(ctx, param, value):
+    """Keep a text option's value for :func:`_selection` and :func:`_options`, so that
+    every command that reads a target takes the text options without listing them."""
+    ctx.meta.setdefault("zooindex.text", {})[param.name] = value
+    return value
+
+
+text_target_options = _stack(
+    click.option("--text-column", expose_value=False, callback=_remember, metavar="NAME",
+                 help="Text targets (.csv/.tsv/.jsonl/.parquet): the column of texts "
+                 "[default: text, sentence, sentence1, ... whichever the file has]."),
+    click.option("--label-column", expose_value=False, callback=_remember, metavar="NAME",
+                 help="Text targets: the column of labels [default: label, labels, "
+                 "target or y]; real numbers make a regression target."),
+    click.option("--text-pair-column", expose_value=False, callback=_remember,
+                 metavar="NAME", help="Text targets: the column of each pair's second text "
+                 "[default: sentence2 or hypothesis beside sentence1 or premise]."),
+    click.option("--pooling", expose_value=False, callback=_remember,
+                 type=click.Choice(POOLINGS), default="mean", show_default=True,
+                 help="Text models: a hidden state's tokens become one row by their mean "
+                 "over real tokens, or the first token ([CLS])."),
+    click.option("--layer-aggregation", expose_value=False, callback=_remember,
+                 type=click.Choice(LAYER_AGGREGATIONS), default="last", show_default=True,
+                 help="Text models: last: the default layer (the classifier's input, else "
+                 "the last hidden state); mean: the mean of every block's hidden state; "
+                 "best: every hidden state, the best ranking the model."),
 )
 run_options = _stack(
     click.option("--batch-size", type=click.IntRange(min=1), default=DEFAULT_BATCH_SIZE,
@@ -155,12 +183,19 @@ def _protocol_params(protocol, epochs):
     return {"epochs": epochs}
 
 
+def _text_option(name: str, default=None):
+    ctx = click.get_current_context(silent=True)
+    value = None if ctx is None else ctx.meta.get("zooindex.text", {}).get(name)
+    return default if value is None else value
+
+
 def _options(layer, dim, metric, scorers, seed, batch_size, device, confidence=True):
     from .options import SearchOptions
 
     return SearchOptions(layer=layer, dim=dim, metric=metric, scorers=tuple(scorers),
                          seed=seed, batch_size=batch_size, device=device,
-                         confidence=confidence)
+                         confidence=confidence, pooling=_text_option("pooling", "mean"),
+                         layer_aggregation=_text_option("layer_aggregation", "last"))
 
 
 confidence_option = click.option(
@@ -173,7 +208,9 @@ def _selection(classes, limit, seed, split=None, input_range=None):
     from .options import TargetSelection
 
     return TargetSelection(classes=classes, limit=limit, seed=seed, split=split,
-                           input_range=input_range)
+                           input_range=input_range, text_column=_text_option("text_column"),
+                           label_column=_text_option("label_column"),
+                           text_pair_column=_text_option("text_pair_column"))
 
 
 def filter_options(func):
@@ -244,6 +281,9 @@ def cli():
               help="Channel order of a colour model's input: bgr for models trained on BGR "
               "images (Caffe, OpenCV, PaddlePaddle); --mean/--std are then in BGR order "
               "[default: rgb].")
+@click.option("--tokenizer", type=click.Path(exists=True),
+              help="Text models: the model's tokenizer.json (or its folder) [default: the "
+              "tokenizer.json beside the model file].")
 @click.option("--input", "input_name", help="For models with several inputs: the one that "
               "takes the data (the others get default values).")
 @click.option("--output", "output_name", help="The graph output that carries class scores "
@@ -264,9 +304,9 @@ def cli():
 @index_option
 @json_option
 def add(paths, name, layer, tags, replace, scale, mean, std, layout, preset, interpolation,
-        antialias, crop, crop_pct, resize_size, input_size, channels, input_name, output_name,
-        manifest, cache_dir, allow_pickle, keep_going, executor, ray_address, index_path,
-        as_json):
+        antialias, crop, crop_pct, resize_size, input_size, channels, tokenizer, input_name,
+        output_name, manifest, cache_dir, allow_pickle, keep_going, executor, ray_address,
+        index_path, as_json):
     """Index ONNX models: files, folders (recursive), hf://OWNER/REPO[@REV][/FILE.onnx];
     transformers/timm checkpoints (folders, hub repos) are exported to ONNX first."""
     from . import zoo
@@ -278,7 +318,7 @@ def add(paths, name, layer, tags, replace, scale, mean, std, layout, preset, int
     existed = os.path.exists(where)
     results = zoo.add(list(paths), index=index_path, name=name, layer=layer, tags=tags,
                       replace=replace, input=input_name, output=output_name,
-                      manifest=manifest,
+                      manifest=manifest, tokenizer=tokenizer,
                       cache_dir=cache_dir, keep_going=keep_going, allow_pickle=allow_pickle,
                       executor=_executor(executor, ray_address) if executor == "ray" else None,
                       scale=scale, mean=mean,
@@ -331,6 +371,7 @@ def layers(model, index_path, as_json):
 @click.argument("target", type=click.Path(exists=True))
 @scoring_options
 @target_options
+@text_target_options
 @click.option("--top", type=click.IntRange(min=1), help="Show only the K best rows.")
 @run_options
 @executor_options
@@ -526,6 +567,7 @@ def _why_none(skipped) -> str:
               help="Share of --target held out for testing.")
 @scoring_options
 @target_options
+@text_target_options
 @click.option("--train-limit", type=click.IntRange(min=1),
               help="Stratified subsample of the training split.")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="logits", show_default=True,
@@ -596,6 +638,7 @@ def evaluate(train, test, target, test_size, layer, dim, metric, scorers, classe
 @click.option("--dims", callback=_int_list, default="2,3,5,10,20,50,100", show_default=True,
               help="D values of the score-vs-D curves.")
 @target_options
+@text_target_options
 @click.option("--max-points", type=click.IntRange(min=1), default=2000, show_default=True,
               help="Points per 3D scatter.")
 @run_options

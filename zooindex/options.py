@@ -15,8 +15,8 @@ from dataclasses import dataclass, fields, replace
 
 from .choices import (CROPS, DEFAULT_BATCH_SIZE, DEFAULT_DIM, DEFAULT_METRIC,  # noqa: F401
                       DEFAULT_RESAMPLES, DEFAULT_SCORER, DEFAULT_SEED, DEVICES,
-                      EXECUTORS, INPUT_RANGES, INTERPOLATIONS, METRICS, PRESETS,
-                      PROTOCOLS, SPLITS)
+                      EXECUTORS, INPUT_RANGES, INTERPOLATIONS, LAYER_AGGREGATIONS, METRICS,
+                      POOLINGS, PRESETS, PROTOCOLS, SPLITS)
 from .errors import ZooIndexError
 
 
@@ -34,7 +34,9 @@ class TargetSelection:
     ``"0-4"``); ``limit``: a stratified subsample of that many samples, drawn with
     ``seed``; ``split``: ``train`` or ``test`` for data sets that have splits;
     ``input_range``: what the stored numbers are, ``"0-1"`` or ``"0-255"`` (pixels);
-    ``None`` decides from the data (see :func:`zooindex.target.detect_input_range`).
+    ``None`` decides from the data (see :func:`zooindex.target.detect_input_range`);
+    ``text_column``, ``label_column``, ``text_pair_column``: the columns of a text file
+    (see :mod:`zooindex.readers.text`).
     """
 
     classes: tuple | None = None
@@ -42,6 +44,9 @@ class TargetSelection:
     seed: int = DEFAULT_SEED
     split: str | None = None
     input_range: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    text_pair_column: str | None = None
 
     def __post_init__(self):
         if self.classes is not None and not isinstance(self.classes, tuple):
@@ -67,7 +72,9 @@ class TargetSelection:
             return source
         return load_target(source, split=self.split,
                            classes=list(self.classes) if self.classes is not None else None,
-                           limit=self.limit, seed=self.seed, input_range=self.input_range)
+                           limit=self.limit, seed=self.seed, input_range=self.input_range,
+                           text_column=self.text_column, label_column=self.label_column,
+                           text_pair_column=self.text_pair_column)
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,11 @@ class SearchOptions:
     stratified half-samples of a labeled target (drawn with ``seed``) for each row's
     rank interval and probability of being first (see :mod:`zooindex.confidence`);
     it never changes the ranking.
+    For text models (see :mod:`zooindex.text`): ``pooling``, ``"mean"`` over the real
+    tokens or the ``"first"`` token, turns a hidden state into one row per text;
+    ``layer_aggregation`` ``"last"`` scores the default layer (the classifier's input,
+    else the last hidden state), ``"mean"`` the mean of every block's hidden state,
+    ``"best"`` every hidden state, the best one ranking the model.
     """
 
     layer: str | None = None
@@ -99,6 +111,8 @@ class SearchOptions:
     device: str = "auto"
     confidence: bool = True
     resamples: int = DEFAULT_RESAMPLES
+    pooling: str = "mean"
+    layer_aggregation: str = "last"
 
     def __post_init__(self):
         scorers = self.scorers
@@ -109,6 +123,12 @@ class SearchOptions:
         if self.metric not in METRICS:
             raise ZooIndexError(f"unknown metric '{self.metric}'; choose from: "
                                 f"{', '.join(METRICS)}")
+        if self.pooling not in POOLINGS:
+            raise ZooIndexError(f"unknown pooling '{self.pooling}'; choose from: "
+                                f"{', '.join(POOLINGS)}")
+        if self.layer_aggregation not in LAYER_AGGREGATIONS:
+            raise ZooIndexError(f"unknown layer aggregation '{self.layer_aggregation}'; "
+                                f"choose from: {', '.join(LAYER_AGGREGATIONS)}")
         if self.device not in DEVICES:
             raise ZooIndexError(f"unknown device '{self.device}'; choose from: "
                                 f"{', '.join(DEVICES)}")

@@ -184,7 +184,8 @@ def search(target, options: SearchOptions | None = None, *, index=None,
     lead = scorers[0].estimators[0].name if scorers[0].combiner is None else None
     _check_device(options.device, executor)
     with opened(index, create=False) as idx:
-        planned = [_Planned(record=r) for r in _records(idx, models, filter)]
+        records, _ = _same_modality(_records(idx, models, filter), tgt, notes)
+        planned = [_Planned(record=r) for r in records]
         bar = _progress(len(planned), progress)
 
         def settle(plan: _Planned) -> None:
@@ -213,6 +214,21 @@ def search(target, options: SearchOptions | None = None, *, index=None,
         notes.extend(idx.warnings)  # cache writes that failed: the ranking stands
     notes[:0] = _input_notes(tgt, planned)
     return _ranking(tgt, planned, scorers, options, notes, top, started)
+
+
+def _same_modality(records, tgt: Target, notes: list) -> tuple[list, list]:
+    """The models that read the target's kind of data (text or images), and the others,
+    left out with one note: a zoo may hold both."""
+    kind = getattr(tgt, "kind", "image")
+    same = [r for r in records if r.modality == kind]
+    other = [r for r in records if r.modality != kind]
+    if other:
+        names = ", ".join(r.name for r in other[:5]) + (
+            f" and {len(other) - 5} more" if len(other) > 5 else "")
+        what = "texts" if kind == "text" else "images or numbers"
+        notes.append(f"{len(other)} {other[0].modality} model{'s' * (len(other) != 1)} left "
+                     f"out: the target holds {what} ({names})")
+    return same, other
 
 
 def _grouped_notes(planned) -> list[str]:
@@ -247,7 +263,7 @@ def _input_notes(tgt: Target, planned) -> list[str]:
     notes = [tgt.input_note] if getattr(tgt, "input_note", None) else []
     fits: dict[str, list[str]] = {}
     for plan in planned:
-        if plan.skipped is not None:
+        if plan.skipped is not None or plan.record.text is not None:
             continue
         record = plan.record
         text = describe_fit(tgt.x.shape[1:], record.input_shape,
@@ -266,6 +282,8 @@ def _scorers_for(tgt: Target, options: SearchOptions):
     from .estimators import UNLABELED_DEFAULT, UNLABELED_NOTE
     from .estimators.combine import check_label_free, resolve_many
 
+    if getattr(tgt, "regression", False):
+        return _regression_scorers(resolve_many(options.scorers), options)
     if tgt.labeled:
         notes: list[str] = []
         return _fit_class_sizes(resolve_many(options.scorers), tgt, notes), notes
@@ -279,6 +297,29 @@ def _scorers_for(tgt: Target, options: SearchOptions):
     scorers = resolve_many(names)
     check_label_free(scorers)
     return scorers, notes
+
+
+def _regression_scorers(scorers, options: SearchOptions):
+    """The scorers that have a regression form (:mod:`zooindex.estimators.regression`),
+    and a note naming those left out of ``all``; asking for another is an error."""
+    from .estimators.combine import resolve_many
+    from .estimators.regression import REGRESSION
+
+    supported = ", ".join(REGRESSION)
+    asked_all = "all" in options.scorers
+    kept, dropped = [], []
+    for scorer in scorers:
+        if scorer.combiner is None and scorer.estimators[0].name in REGRESSION:
+            kept.append(scorer)
+        elif asked_all and scorer.combiner is None:
+            dropped.append(scorer.name)
+        else:
+            raise ZooIndexError(f"scorer '{scorer.name}' needs class labels; the target's "
+                                f"labels are real numbers (regression), scored by: "
+                                f"{supported}. Pass --scorer {' or '.join(REGRESSION)}")
+    notes = [f"regression target: {', '.join(dropped)} left out (they need class labels); "
+             f"scored by {', '.join(s.name for s in kept)}"] if dropped else []
+    return (kept or resolve_many(["logme"])), notes
 
 
 def _fit_class_sizes(scorers, tgt: Target, notes: list) -> list:
@@ -426,18 +467,33 @@ def _plan(idx: Index, plan: _Planned, tgt: Target, options: SearchOptions, ests,
         plan.skip(f"model file {record.path} changed since it was added; search with "
                   f"--refresh to re-index it, or `zooindex add --replace {record.path}`")
         return
+    kind = getattr(tgt, "kind", "image")
+    if record.modality != kind:
+        plan.skip(f"a {record.modality} model; the target holds "
+                  f"{'texts' if kind == 'text' else 'images or numbers'}")
+        return
     try:
-        layers = record.choose_layers(options.layer)
+        if record.text is not None:
+            from .text import choose_layers
+
+            layers = choose_layers(record, options)
+        else:
+            layers = record.choose_layers(options.layer)
     except LayerError as exc:
         plan.skip(_short_layer_reason(exc, record))
         return
-    prep = Preprocessing.from_dict(record.preprocessing)
-    try:
-        check_fit(tgt.x.shape[1:], record.input_shape, prep)
-    except AdaptError as exc:
-        plan.skip(str(exc))
-        return
-    plan.prep_key = prep.key()
+    if record.text is not None:
+        from .text import features_key
+
+        plan.prep_key = features_key(record, options)
+    else:
+        prep = Preprocessing.from_dict(record.preprocessing)
+        try:
+            check_fit(tgt.x.shape[1:], record.input_shape, prep)
+        except AdaptError as exc:
+            plan.skip(str(exc))
+            return
+        plan.prep_key = prep.key()
     if any(e.needs_probs for e in ests) and not record.output_name:
         notes.append(f"{record.name}: no classifier output; estimators that need one "
                      "are left out")

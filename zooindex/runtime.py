@@ -176,6 +176,10 @@ class Session:
             pieces.append([o[:n] for o in self._run(outputs, self._feed(chunk))])
         return [np.concatenate([p[i] for p in pieces]) for i in range(len(outputs))]
 
+    def run_feeds(self, outputs: list[str], feed: dict) -> list[np.ndarray]:
+        """Run one batch given every input by name (a text model's token ids and mask)."""
+        return self._run(outputs, feed)
+
     def _run(self, outputs, feed):
         options = onnxruntime().RunOptions()
         with _RUNNING_LOCK:

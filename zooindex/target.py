@@ -60,9 +60,21 @@ class Target:
     class_names: tuple | None = None
     input_range: str | None = None
     input_note: str | None = None
+    task: str = "classification"
 
     def __len__(self) -> int:
         return len(self.x)
+
+    @property
+    def kind(self) -> str:
+        """``"text"`` when the inputs are strings (``(N,)``, or ``(N, 2)`` for pairs of
+        texts), else ``"image"`` (images and numeric vectors alike)."""
+        return "text" if self.x.dtype.kind == "U" else "image"
+
+    @property
+    def regression(self) -> bool:
+        """Whether the labels are real numbers to predict (``y`` float64, no classes)."""
+        return self.task == "regression"
 
     @property
     def labeled(self) -> bool:
@@ -96,7 +108,9 @@ def parse_classes(text: str) -> list:
 
 
 def load_target(source=None, *, split: str | None = None, classes=None, limit: int | None = None,
-                seed: int = 0, x=None, y=None, input_range: str | None = None) -> Target:
+                seed: int = 0, x=None, y=None, input_range: str | None = None,
+                text_column: str | None = None, label_column: str | None = None,
+                text_pair_column: str | None = None) -> Target:
     """Read and validate a target data set.
 
     ``source`` is a path (any registered reader), a :class:`~zooindex.readers.Dataset`, or
@@ -106,15 +120,30 @@ def load_target(source=None, *, split: str | None = None, classes=None, limit: i
     proportions kept; a limit at or above the size keeps everything). ``input_range``
     (``"0-1"`` or ``"0-255"``) says what the stored numbers are instead of detecting it
     (:func:`detect_input_range`); an explicit choice is part of the key.
+
+    Text targets (:mod:`zooindex.readers.text`: CSV, TSV, JSONL, Parquet, or an ``.npz``
+    or ``x=`` holding strings) have ``str`` inputs; ``text_column``, ``label_column``
+    and ``text_pair_column`` choose a file's columns. A text target whose labels are
+    real numbers (not all whole) is a regression target (:attr:`Target.regression`).
     """
     if input_range is not None and input_range not in INPUT_RANGES:
         raise TargetError(f"input range {input_range!r} is not one of: "
                           f"{', '.join(INPUT_RANGES)}; leave it out to detect it")
-    dataset = _dataset(source, split, x, y)
+    from .readers.text import TextColumns
+
+    columns = TextColumns(text=text_column, label=label_column, pair=text_pair_column)
+    dataset = _dataset(source, split, x, y, columns)
     name = dataset.source
     inputs = _inputs(dataset.x, name)
+    text = inputs.dtype.kind == "U"
+    if text and input_range is not None:
+        raise TargetError(f"target '{name}' holds texts; --input-range applies to pixels: "
+                          "drop it", path=name)
+    column_options = columns.options() if text else {}
     if dataset.y is None:
-        return _unlabeled(inputs, name, classes, limit, seed, input_range)
+        return _unlabeled(inputs, name, classes, limit, seed, input_range, column_options)
+    if text and _real_valued(dataset.y):
+        return _regression(inputs, dataset.y, name, classes, limit, seed, column_options)
     labels = _labels(dataset.y, len(inputs), name)
     keep = np.arange(len(labels))
     kept_classes = None
@@ -129,7 +158,9 @@ def load_target(source=None, *, split: str | None = None, classes=None, limit: i
         keep = keep[drawn]
     if len(keep) < len(labels):
         inputs, labels = inputs[keep], labels[keep]
-    if input_range is None:
+    if text:
+        found, note = None, None
+    elif input_range is None:
         found, note = detect_input_range(inputs, positions=keep, source=name)
     else:
         _check_finite(inputs, keep, name)
@@ -142,13 +173,57 @@ def load_target(source=None, *, split: str | None = None, classes=None, limit: i
                "seed": None if drawn is None else int(seed)}
     if input_range is not None:  # detection is a function of the bytes, already hashed
         options["input_range"] = input_range
+    options.update(column_options)
     return Target(x=inputs, y=codes, classes=class_values, source=name,
                   key=fingerprint(inputs, codes, class_values, options),
                   class_names=_names_for(class_values, dataset.class_names),
                   input_range=found, input_note=note)
 
 
-def _unlabeled(inputs: np.ndarray, name: str, classes, limit, seed, input_range) -> Target:
+def _real_valued(y) -> bool:
+    """Labels that are real numbers, not all whole: a regression target."""
+    try:
+        y = np.asarray(y)
+    except (ValueError, TypeError):
+        return False
+    return y.dtype.kind == "f" and y.ndim == 1 and not bool(
+        np.all(np.isfinite(y) & (y == np.round(y))))
+
+
+def _regression(inputs: np.ndarray, y, name: str, classes, limit, seed,
+                column_options: dict) -> Target:
+    """A text target with real-valued labels: ``y`` float64, no classes."""
+    y = np.asarray(y, dtype=np.float64)
+    if len(y) != len(inputs):
+        raise TargetError(f"target '{name}' has {len(inputs)} inputs but {len(y)} labels; "
+                          "give one label per sample", path=name)
+    if not np.all(np.isfinite(y)):
+        i = int(np.argmin(np.isfinite(y)))
+        raise TargetError(f"label at sample {i} of target '{name}' is NaN or inf; clean or "
+                          "drop it", path=name)
+    if classes is not None:
+        raise TargetError(f"target '{name}' has real-valued labels (regression), so "
+                          "--classes cannot choose samples; drop --classes", path=name)
+    drawn = None
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 3:
+            raise TargetError(f"--limit must be at least 3 samples, not {limit!r}")
+        if limit < len(inputs):
+            drawn = np.sort(np.random.default_rng(int(seed)).choice(len(inputs), int(limit),
+                                                                    replace=False))
+            inputs, y = inputs[drawn], y[drawn]
+    if len(inputs) < 3 or np.ptp(y) == 0:
+        raise TargetError(f"target '{name}' has {len(inputs)} samples with "
+                          f"{len(np.unique(y))} distinct label value(s); a regression target "
+                          "needs at least 3 samples and 2 values", path=name)
+    options = {"regression": True, "limit": None if drawn is None else int(limit),
+               "seed": None if drawn is None else int(seed), **column_options}
+    return Target(x=inputs, y=y, classes=(), source=name,
+                  key=fingerprint(inputs, y, (), options), task="regression")
+
+
+def _unlabeled(inputs: np.ndarray, name: str, classes, limit, seed, input_range,
+               column_options: dict | None = None) -> Target:
     """A target without labels: inputs only, a plain seeded subsample with ``limit``."""
     if classes is not None:
         raise TargetError(f"target '{name}' has no labels, so --classes cannot choose "
@@ -165,7 +240,9 @@ def _unlabeled(inputs: np.ndarray, name: str, classes, limit, seed, input_range)
     if len(inputs) < 3:
         raise TargetError(f"target '{name}' has {len(inputs)} samples; ranking needs at "
                           "least 3", path=name)
-    if input_range is None:
+    if inputs.dtype.kind == "U":
+        found, note = None, None
+    elif input_range is None:
         found, note = detect_input_range(inputs, positions=keep, source=name)
     else:
         _check_finite(inputs, keep, name)
@@ -174,6 +251,7 @@ def _unlabeled(inputs: np.ndarray, name: str, classes, limit, seed, input_range)
                "seed": None if drawn is None else int(seed)}
     if input_range is not None:
         options["input_range"] = input_range
+    options.update(column_options or {})
     return Target(x=inputs, y=None, classes=(), source=name,
                   key=fingerprint(inputs, np.zeros(0, np.int64), (), options),
                   input_range=found, input_note=note)
@@ -224,6 +302,8 @@ def fingerprint(inputs: np.ndarray, codes: np.ndarray, class_values: tuple, opti
     Only raw bytes of C-contiguous blocks are hashed (no conversion), so 5,000 MNIST-sized
     images cost a few milliseconds; strided inputs are copied a chunk at a time.
     """
+    if inputs.dtype.kind == "U":
+        return _text_fingerprint(inputs, codes, class_values, options)
     digest = hashlib.sha256(b"zooindex-target-1\0")
     digest.update(f"{inputs.dtype.str}{inputs.shape}".encode())
     if inputs.flags.c_contiguous:
@@ -236,8 +316,28 @@ def fingerprint(inputs: np.ndarray, codes: np.ndarray, class_values: tuple, opti
     return digest.hexdigest()
 
 
-def _dataset(source, split, x, y):
+def _text_fingerprint(texts: np.ndarray, labels: np.ndarray, class_values: tuple,
+                      options: dict) -> str:
+    """sha256 over the UTF-8 bytes of every text (each after its byte length, so that
+    no two lists of texts hash alike), the shape (pairs differ from single texts), the
+    labels (int64 codes or float64 values) and the options."""
+    digest = hashlib.sha256(b"zooindex-text-target-1\0")
+    digest.update(f"{texts.shape}".encode())
+    for text in texts.reshape(-1).tolist():
+        raw = text.encode("utf-8")
+        digest.update(len(raw).to_bytes(8, "little"))
+        digest.update(raw)
+    labels = np.asarray(labels)
+    digest.update(labels.dtype.str.encode())
+    digest.update(np.ascontiguousarray(labels, dtype=labels.dtype.newbyteorder("<"))
+                  .view(np.uint8))
+    digest.update(json.dumps([list(class_values), options], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _dataset(source, split, x, y, columns=None):
     from .readers import Dataset, read
+    from .readers.text import read_text, text_format
 
     if x is not None or y is not None:
         if source is not None:
@@ -247,6 +347,9 @@ def _dataset(source, split, x, y):
                               "is unlabeled")
         if split is not None:
             raise TargetError("--split applies to data-set files; arrays have no splits")
+        if columns is not None and columns.options():
+            raise TargetError("--text-column, --label-column and --text-pair-column choose "
+                              "columns of a text file; arrays have none")
         return Dataset(x=x, y=y, class_names=None, source=ARRAYS)
     if source is None:
         raise TargetError("no target given; pass a data-set path, a Dataset, or x= and y=")
@@ -255,6 +358,20 @@ def _dataset(source, split, x, y):
             raise TargetError(f"--split applies when reading a file; '{source.source}' is "
                               "already loaded")
         return source
+    if text_format(source) is not None and not isinstance(source, Dataset):
+        import os
+
+        if not os.path.isfile(source):
+            raise TargetError(f"target '{source}' does not exist; give a data-set file or "
+                              "folder", path=str(source))
+        if split is not None:
+            raise TargetError(f"text file '{source}' has no splits; drop --split",
+                              path=str(source))
+        return read_text(source, columns)
+    if columns is not None and columns.options():
+        raise TargetError(f"--text-column, --label-column and --text-pair-column choose "
+                          f"columns of a .csv, .tsv, .jsonl or .parquet file, not of "
+                          f"'{source}'", path=str(source))
     return read(source, split=split)
 
 
@@ -266,6 +383,9 @@ def _inputs(x, source: str) -> np.ndarray:
             raise TargetError(f"inputs of target '{source}' are not one array: "
                               f"{' '.join(str(exc).split())[:120]}; give every sample the "
                               "same shape", path=source) from None
+    if x.ndim in (1, 2) and (x.dtype.kind in "US" or (
+            x.dtype.kind == "O" and x.size and all(isinstance(v, str) for v in x.flat))):
+        return _texts(x, source)
     if x.dtype.kind == "b":
         x = x.view(np.uint8)
     if x.dtype.kind not in "iuf":
@@ -282,6 +402,42 @@ def _inputs(x, source: str) -> np.ndarray:
         raise TargetError(f"samples of target '{source}' are empty (shape {x.shape})",
                           path=source)
     return x
+
+
+def _texts(x: np.ndarray, source: str) -> np.ndarray:
+    """Text inputs as an array of ``str``: ``(N,)``, or ``(N, 2)`` for pairs; every text
+    valid UTF-8 and not blank."""
+    if x.ndim == 2 and x.shape[1] != 2:
+        raise TargetError(f"text inputs of target '{source}' have shape {x.shape}; give one "
+                          "text per sample (N,) or a pair of texts (N, 2)", path=source)
+    if len(x) == 0:
+        raise TargetError(f"target '{source}' has no samples", path=source)
+    flat = x.reshape(-1)
+    if x.dtype.kind == "S":
+        try:
+            flat = np.char.decode(flat, "utf-8")
+        except UnicodeDecodeError:
+            raise TargetError(f"texts of target '{source}' are bytes that are not UTF-8; "
+                              "decode them to strings first", path=source) from None
+    elif x.dtype.kind == "O":
+        items = flat.tolist()
+        bad = next(((i, v) for i, v in enumerate(items) if not isinstance(v, str)), None)
+        if bad is not None:
+            raise TargetError(f"input {bad[1]!r} ({type(bad[1]).__name__}) at sample "
+                              f"{bad[0] // (x.size // len(x))} of target '{source}' is not "
+                              "text; give every sample a string", path=source)
+        flat = np.array(items, dtype=str)
+    for i, text in enumerate(flat.tolist()):
+        if not text.strip():
+            raise TargetError(f"text at sample {i // (x.size // len(x))} of target "
+                              f"'{source}' is empty; fill or drop it", path=source)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TargetError(f"text at sample {i // (x.size // len(x))} of target "
+                              f"'{source}' is not valid Unicode (a lone surrogate); fix its "
+                              "encoding", path=source) from None
+    return np.asarray(flat, dtype=str).reshape(x.shape)
 
 
 def _labels(y, n: int, source: str) -> np.ndarray:

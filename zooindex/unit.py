@@ -193,7 +193,8 @@ def infer(work: Work) -> Work:
                         with_output=work.with_output,
                         reduce_to=None if task.keep_features else task.options.dim,
                         max_bytes=task.max_activation_bytes, loaded=work.loaded,
-                        input_range=getattr(work.target, "input_range", None))
+                        input_range=getattr(work.target, "input_range", None),
+                        pooling=task.options.pooling)
     except (ModelError, AdaptError) as exc:
         _skip(work, str(exc))
         return work
@@ -238,7 +239,8 @@ def score(work: Work) -> Outcome:
 def _halves(options: SearchOptions, target):
     """The target's half-samples when the search wants its confidence (labeled targets)."""
     labels = getattr(target, "y", None)
-    if not options.confidence or labels is None or len(labels) == 0:
+    if not options.confidence or labels is None or len(labels) == 0 \
+            or getattr(target, "regression", False):
         return None
     from .confidence import halves
 
@@ -265,7 +267,12 @@ def _score_layer(work: Work, name: str, feats, todo, new: LayerScores, options: 
         try:
             with warnings.catch_warnings(), blas_threads(), collecting() as offered:
                 warnings.simplefilter("ignore")
-                value = e(feats, work.target.y, probs=work.probs, **options)
+                if getattr(work.target, "regression", False):
+                    from .estimators.regression import REGRESSION
+
+                    value = REGRESSION[e.name](feats, work.target.y, **options)
+                else:
+                    value = e(feats, work.target.y, probs=work.probs, **options)
         except ZooIndexError as exc:
             outcome.notes.append(f"{record.name} [{name}] {e.name}: {exc}")
             continue

@@ -55,7 +55,8 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
         tags: dict | None = None, replace: bool = False, input: str | None = None,
         output: str | None = None, manifest: str | None = None, cache_dir=None,
         source: dict | None = None, keep_going: bool = False, executor=None,
-        allow_pickle: bool = False, preprocessing=None, **preprocessing_fields) -> list[Added]:
+        allow_pickle: bool = False, preprocessing=None, tokenizer=None,
+        **preprocessing_fields) -> list[Added]:
     """Index ONNX models: files, folders (recursive), ``hf://`` references, a manifest.
 
     A folder or hub repo that holds a transformers or timm checkpoint instead of ONNX
@@ -69,6 +70,8 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     reported as ``failed`` with their reason and the others are added. ``input``: for
     models with several inputs, the one that takes the data; ``output``: the graph output
     that carries class scores, when the structure does not tell (see ``zooindex show``).
+    ``tokenizer``: a text model's ``tokenizer.json`` (or its folder), when it is not
+    beside the model file (see :mod:`zooindex.text`).
 
     How each model wants its inputs comes, weakest first, from the hub repository's
     config file (``preprocessor_config.json``, timm's ``config.json``), the ``zooindex.*``
@@ -86,7 +89,7 @@ def add(paths=(), *, index=None, name: str | None = None, layer: str | None = No
     refs, items = _sources(paths, manifest, cache_dir, source)
     user = _user_preprocessing(preprocessing, preprocessing_fields)
     inspect = functools.partial(inspect_file, layer=layer, tags=tags, preprocessing=user,
-                                input_name=input, output_name=output)
+                                input_name=input, output_name=output, tokenizer=tokenizer)
     records, failed = _inspect_all(refs, items, inspect, name=name, cache_dir=cache_dir,
                                    executor=executor, keep_going=keep_going,
                                    allow_pickle=allow_pickle)

@@ -28,7 +28,7 @@ from ..errors import SplitError, TargetError
 
 # modules that register readers when imported, in the order their sniffers are tried:
 # the specific layouts (IDX, CIFAR folders) before the generic image-folder layout
-_MODULES = ("npz", "npy", "idx", "cifar", "imagefolder")
+_MODULES = ("npz", "npy", "idx", "cifar", "imagefolder", "text")
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,10 @@ FORMAT_HELP = {
     "idx": "IDX files or an MNIST-style folder",
     "cifar": "CIFAR-10/100 python batches",
     "imagefolder": "an image folder root/<class>/*.png (or a .tar.gz of one)",
+    "csv": ".csv of texts with columns text,label (see --text-column, --label-column)",
+    "tsv": ".tsv of texts, as .csv",
+    "jsonl": ".jsonl, one object per line with fields text and label",
+    "parquet": ".parquet with columns text and label (needs pyarrow)",
 }
 
 

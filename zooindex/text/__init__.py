@@ -1,0 +1,54 @@
+"""Text models: ONNX transformer encoders ranked for a labeled text data set.
+
+* :mod:`zooindex.text.graph`: which tensors of the graph are its hidden states;
+* :mod:`zooindex.text.tokenizer`: the model's ``tokenizer.json``, found, hashed, applied;
+* :mod:`zooindex.text.run`: tokenize, run, and pool each layer over the tokens.
+
+Text targets are read by :mod:`zooindex.readers.text`. The estimators then run
+unchanged on the ``(n, width)`` features. Nothing heavy is imported here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from ..layer import Layer
+from .graph import HIDDEN, LAYER_MEAN
+
+
+def choose_layers(record, options) -> list[Layer]:
+    """The layers a search scores for a text model: ``--layer`` when given, else by
+    ``options.layer_aggregation``: ``last`` the default layer, ``mean`` the mean of
+    every block's hidden state (the virtual layer :data:`LAYER_MEAN`), ``best`` every
+    hidden state (the best one ranks the model)."""
+    from ..errors import LayerError
+    from .run import block_outputs
+
+    aggregation = getattr(options, "layer_aggregation", "last")
+    if options.layer not in (None, "default") or aggregation == "last":
+        return record.choose_layers(options.layer)
+    hidden = [l for l in record.layers if l.kind == HIDDEN]
+    if not hidden:
+        raise LayerError(f"model '{record.name}' has no hidden states to aggregate; search "
+                         "with --layer-aggregation last", layer=LAYER_MEAN, model=record.name)
+    if aggregation == "best":
+        return hidden
+    blocks = block_outputs(record)
+    width = next(l.width for l in hidden if l.name == blocks[-1])
+    return [Layer(name=LAYER_MEAN, op=f"mean of hidden_states[1..{len(blocks)}]",
+                  kind="aggregate", shape=(width,), width=width,
+                  position=max(l.position for l in hidden))]
+
+
+def features_key(record, options) -> str:
+    """A short hash of what turns texts into a text model's features (the tokenizer's
+    content, the maximum length, the inputs fed, the pooling), for cache keys."""
+    info = record.text
+    d = {"tokenizer_sha256": info.get("tokenizer_sha256"), "max_length": info.get("max_length"),
+         "inputs": info.get("inputs"), "pooling": getattr(options, "pooling", "mean"),
+         "rules": 1}
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+__all__ = ["choose_layers", "features_key", "HIDDEN", "LAYER_MEAN"]
