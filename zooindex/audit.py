@@ -6,7 +6,7 @@ concurrent writers. ``check`` looks at all of it in one pass and says what it fo
 * SQLite's own ``PRAGMA integrity_check`` and ``foreign_key_check``;
 * every model: its file (and external weight files) still there, and its content hash
   still the one indexed (always hashed here, never trusted from size and times);
-  every model has its layers;
+  every model has its layers; a text model's tokenizer.json is where it was, unchanged;
 * every cached activation is intact: its file is there, with the recorded shape and
   CRC-32 (read one at a time, so memory stays bounded);
 * orphans: activations and scores whose model content no indexed model has, scores of
@@ -37,7 +37,8 @@ class CheckReport:
 
     ``integrity``: SQLite's messages, ``["ok"]`` when sound. ``models``: one entry per
     model, ``{"name", "status", "path", "layers"}`` with status ``ok``, ``missing`` or
-    ``changed``. ``orphans``: per table, how many rows nothing refers to (after a fix:
+    ``changed`` (text models add ``tokenizer`` and ``tokenizer_status``, the same
+    three). ``orphans``: per table, how many rows nothing refers to (after a fix:
     what is left). ``damaged``: activation rows that do not decode. ``fixed``: what the
     fix removed, per table. ``cache``: counts and bytes. ``error``: why the index
     could not be opened or read to the end, if it could not.
@@ -73,6 +74,14 @@ class CheckReport:
             elif m["status"] == "changed":
                 out.append(f"model '{m['name']}': file {m['path']} changed since it was "
                            "added; `zooindex search --refresh` or `zooindex add --replace`")
+            if m.get("tokenizer_status") == "missing":
+                out.append(f"model '{m['name']}': tokenizer {m['tokenizer']} is missing "
+                           "(moved?); put it back, or `zooindex add --replace MODEL "
+                           "--tokenizer NEW_PATH`")
+            elif m.get("tokenizer_status") == "changed":
+                out.append(f"model '{m['name']}': tokenizer {m['tokenizer']} changed since "
+                           "the model was added; `zooindex add --replace MODEL` to index it "
+                           "with this tokenizer")
             if not m["layers"]:
                 out.append(f"model '{m['name']}' has no layers (half-written); re-add it "
                            "with --replace")
@@ -126,8 +135,14 @@ def _check(idx: Index, fix: bool) -> CheckReport:
         report.foreign_keys = len(list(idx.db.execute("PRAGMA foreign_key_check")))
         for record in idx.catalogue.models():
             status, _ = record.verify(full=True)
-            report.models.append({"name": record.name, "status": status,
-                                  "path": record.path, "layers": len(record.layers)})
+            entry = {"name": record.name, "status": status, "path": record.path,
+                     "layers": len(record.layers)}
+            if record.text is not None:
+                from .text.tokenizer import status as tokenizer_status
+
+                entry["tokenizer"] = record.text.get("tokenizer")
+                entry["tokenizer_status"] = tokenizer_status(record.text)
+            report.models.append(entry)
         cache = idx.cache
         damaged = cache.damaged_activations()
         report.damaged = len(damaged)

@@ -19,7 +19,7 @@ callers that need the features themselves (``features``, ``evaluate``, ``report`
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -635,10 +635,23 @@ def _refresh(idx: Index, record: ModelRecord) -> ModelRecord:
     return fresh
 
 
+def _best_layers(results: list) -> list:
+    """``--layer-aggregation best``: each model's best-scoring row (its best hidden
+    state, transformer-ranker's ``bestlayer``); skipped rows stay."""
+    best: dict[str, Result] = {}
+    for r in results:
+        if r.status == "ok" and r.score is not None and (
+                r.model not in best or (r.score, ) > (best[r.model].score, )):
+            best[r.model] = r
+    return [r for r in results if r.status != "ok" or best.get(r.model) is r]
+
+
 def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
              started) -> Ranking:
     _combine(planned, scorers)
     results = [r for plan in planned for r in plan.rows()]
+    if options.layer_aggregation == "best" and options.layer in (None, "default"):
+        results = _best_layers(results)
     ranked = sorted((r for r in results if r.status == "ok"),
                     key=lambda r: (-r.score, r.model, r.layer or ""))
     for i, r in enumerate(ranked, 1):
@@ -746,10 +759,20 @@ def activations(target, models, *, index=None, layer: str | None = None,
         plans = []
         for name in models:
             record = idx.catalogue.get_model(name)
-            chosen = record.choose_layers(layer)[0]
-            prep = Preprocessing.from_dict(record.preprocessing)
-            check_fit(target.x.shape[1:], record.input_shape, prep)
-            plan = _Planned(record=record, prep_key=prep.key())
+            if record.modality != getattr(target, "kind", "image"):
+                raise AdaptError(f"model '{name}' is a {record.modality} model; the target "
+                                 f"holds {'texts' if record.modality == 'image' else 'numbers'}",
+                                 model=name)
+            if record.text is not None:
+                from .text import choose_layers, features_key
+
+                chosen = choose_layers(record, replace(options, layer=layer))[0]
+                plan = _Planned(record=record, prep_key=features_key(record, options))
+            else:
+                chosen = record.choose_layers(layer)[0]
+                prep = Preprocessing.from_dict(record.preprocessing)
+                check_fit(target.x.shape[1:], record.input_shape, prep)
+                plan = _Planned(record=record, prep_key=prep.key())
             plan.task = _task(idx, record, target, plan.prep_key, (chosen.name,), {},
                               options, keep=True)
             plans.append(plan)

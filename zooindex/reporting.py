@@ -513,7 +513,8 @@ def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
     if sure:
         conf = ranking.confidence
         settled = (f"<p>ranks: the 5th to 95th percentile of each row's rank over "
-                   f"{conf['resamples']} stratified half-samples of the target's images; "
+                   f"{conf['resamples']} stratified half-samples of the target's "
+                   f"{'texts' if getattr(tgt, 'kind', 'image') == 'text' else 'images'}; "
                    "first: the share of them that rank it first.")
         if conf["sentence"]:
             settled += f' <strong class="unsettled">{esc(conf["sentence"])}</strong>'
@@ -532,6 +533,7 @@ def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
         f"<li>samples: {ranking.n}</li>",
         f"<li>classes ({len(names)}): {esc(shown_classes)}</li>",
         f"<li>score: {esc(_score_label(ranking))}; higher is better</li></ul>",
+        *_text_part(tgt, esc),
         "<h2>Ranking</h2>",
         '<table id="ranking"><thead><tr><th>rank</th><th>model</th><th>layer</th>'
         f"<th>score</th>{'<th>ranks</th><th>first</th>' if sure else ''}"
@@ -561,6 +563,22 @@ def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def _text_part(tgt, esc) -> list[str]:
+    """A text target's samples per class and a few of its texts (none for images)."""
+    from .text import target_summary
+
+    info = target_summary(tgt)
+    if not info:
+        return []
+    counts = ", ".join(f"{esc(k)} {v}" for k, v in (info.get("counts") or {}).items())
+    rows = "".join(f"<tr><td>{esc(s['label'])}</td><td>{esc(s['text'])}</td></tr>"
+                   for s in info["samples"])
+    return ([f"<p>{'Text pairs' if info['pairs'] else 'Texts'}"
+             + (f"; samples per class: {counts}" if counts else "") + "</p>"]
+            + ['<table id="texts"><thead><tr><th>label</th><th>text</th></tr></thead>'
+               f"<tbody>{rows}</tbody></table>"])
 
 
 # -- output -------------------------------------------------------------------------

@@ -194,7 +194,7 @@ def _store_one(catalogue, rec: ModelRecord, *, tags, replace: bool,
         return added("added")
     old = catalogue.get_model(rec.name)
     if _same_model(old, rec, tags):
-        if old.path != rec.path or old.mtime != rec.mtime:
+        if old.path != rec.path or old.mtime != rec.mtime or old.text != rec.text:
             catalogue.put_model(_keep(old, rec), replace=True)
         return added("unchanged")
     if not replace:
@@ -210,7 +210,11 @@ def _store_one(catalogue, rec: ModelRecord, *, tags, replace: bool,
 
 def _same_model(old: ModelRecord, new: ModelRecord, tags) -> bool:
     """Whether adding ``new`` over ``old`` changes nothing worth a ``--replace``."""
+    old_tok = (old.text or {}).get("tokenizer_sha256")
+    new_tok = (new.text or {}).get("tokenizer_sha256")
     return (old.sha256 == new.sha256 and old.default_layer == new.default_layer
+            and old_tok == new_tok
+            and (old.text or {}).get("max_length") == (new.text or {}).get("max_length")
             and old.output_name == new.output_name
             # as values: a record stored before a field existed lacks its key
             and Preprocessing.from_dict(old.preprocessing)
@@ -338,9 +342,12 @@ class Filter:
 
 def _keep(old: ModelRecord, new: ModelRecord) -> ModelRecord:
     """Same content found at a new path: keep the record, update where the file is."""
+    text = new.text  # where the tokenizer is now, for a text model
     new.added_at = old.added_at
     new.tags = old.tags
     new.source = old.source or new.source
+    if text is not None:
+        new.source = {**(new.source or {}), "text": text}
     return new
 
 

@@ -51,4 +51,36 @@ def features_key(record, options) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-__all__ = ["choose_layers", "features_key", "HIDDEN", "LAYER_MEAN"]
+def target_summary(target, shown: int = 5, chars: int = 160) -> dict:
+    """What a page shows of a text target instead of images: ``{"kind": "text", "task",
+    "pairs", "counts"`` (samples per class, for classification), ``"samples"`` (``shown``
+    texts with their labels, the first of each class first, each cut to ``chars``)``}``;
+    ``{}`` for other targets."""
+    if getattr(target, "kind", "image") != "text":
+        return {}
+    import numpy as np
+
+    def short(text: str) -> str:
+        return text if len(text) <= chars else text[:chars - 1] + "\u2026"
+
+    rows = [" \u2016 ".join(row) if isinstance(row, list) else row
+            for row in target.x.tolist()]
+    info = {"kind": "text", "task": target.task, "pairs": target.x.ndim == 2}
+    if target.regression:
+        info["samples"] = [{"label": f"{target.y[i]:g}", "text": short(rows[i])}
+                           for i in range(min(shown, len(rows)))]
+        return info
+    if target.y is None:
+        info["samples"] = [{"label": "", "text": short(t)} for t in rows[:shown]]
+        return info
+    counts = np.bincount(target.y, minlength=len(target.classes))
+    names = [str(c) for c in (target.class_names or target.classes)]
+    info["counts"] = dict(zip(names, counts.tolist()))
+    firsts = [int(np.flatnonzero(target.y == c)[0]) for c in range(len(names))]
+    rest = [i for i in range(len(rows)) if i not in set(firsts)]
+    info["samples"] = [{"label": names[target.y[i]], "text": short(rows[i])}
+                       for i in (firsts + rest)[:shown]]
+    return info
+
+
+__all__ = ["choose_layers", "features_key", "target_summary", "HIDDEN", "LAYER_MEAN"]

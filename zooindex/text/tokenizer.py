@@ -133,6 +133,20 @@ def load(text: dict, model_name: str):
     return _loaded(path, text["tokenizer_sha256"], int(text["max_length"]), model_name)
 
 
+def status(text: dict) -> str:
+    """``ok``, ``missing`` or ``changed``: is the recorded tokenizer still there, with
+    the content it had when the model was added? (Always hashed: the file is small.)"""
+    from ..hashing import sha256_file
+
+    path = text.get("tokenizer")
+    if not path or not Path(path).is_file():
+        return "missing"
+    try:
+        return "ok" if sha256_file(path) == text.get("tokenizer_sha256") else "changed"
+    except OSError:
+        return "missing"
+
+
 def pad_id(tokenizer) -> int:
     """The padding token's id: the one the tokenizer declares, else a usual pad token."""
     padding = tokenizer.padding

@@ -244,7 +244,8 @@ class SearchQueue:
             job.target_info = {"key": target.key, "source": target.source,
                                "n": len(target.y),
                                "classes": [str(c) for c in
-                                           (target.class_names or target.classes)]}
+                                           (target.class_names or target.classes)],
+                               **_text_summary(target)}
             executor = CachedOnly() if self.read_only else None
             with self.open_index() as idx:
                 job.ranking = search(target, job.options, index=idx, filter=job.filter,
@@ -290,3 +291,10 @@ class SearchQueue:
 
 __all__ = ["Job", "SearchQueue", "CachedOnly", "ReadOnlyRefusal", "progress_line", "QUEUED",
            "RUNNING", "FIGURES", "DONE", "FAILED"]
+
+
+
+def _text_summary(target) -> dict:
+    from ..text import target_summary
+
+    return target_summary(target)

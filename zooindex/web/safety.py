@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from ..errors import TargetError
 
-UPLOAD_SUFFIXES = (".npz", ".zip")
+UPLOAD_SUFFIXES = (".npz", ".zip", ".csv", ".tsv", ".jsonl")
 # an archive member of any other kind is not part of an image folder: it is skipped
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 MAX_ZIP_MEMBERS = 100_000
@@ -161,8 +161,8 @@ async def save_upload(upload, folder: Path, limit: int) -> Path:
     name = safe_name(upload.filename)
     if not name.lower().endswith(UPLOAD_SUFFIXES):
         raise TargetError(f"cannot take the upload '{name}': send a .npz file (arrays x and "
-                          "y) or a .zip of an image folder (root/<class>/<image>)",
-                          path=name)
+                          "y), a .zip of an image folder (root/<class>/<image>), or texts "
+                          "as .csv, .tsv or .jsonl (columns text and label)", path=name)
     path = folder / name
     written = 0
     with open(path, "xb") as out:
@@ -290,8 +290,8 @@ def resolve_data_path(value: str, roots) -> Path:
 
 
 # a file a reader may take, by its name alone; folders are asked of the readers
-_TARGET_FILE = re.compile(r"(\.npz|\.npy|\.tar\.gz|\.tgz|\.tar|-ubyte(\.gz)?|\.idx\d?(\.gz)?)$",
-                          re.I)
+_TARGET_FILE = re.compile(r"(\.npz|\.npy|\.tar\.gz|\.tgz|\.tar|-ubyte(\.gz)?|\.idx\d?(\.gz)?"
+                          r"|\.csv|\.tsv|\.jsonl|\.parquet)$", re.I)
 _LABEL_NPY = re.compile(r"(^|_)(y|labels?)\.npy$", re.I)
 
 
