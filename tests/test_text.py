@@ -195,7 +195,7 @@ def test_a_text_model_without_a_tokenizer_is_refused(tmp_path):
 
 def _features(encoder, texts, **options):
     from zooindex.catalogue import inspect_file
-    from zooindex.runner import run_model
+    from zooindex.text.run import run_text_model as run_model
 
     record = inspect_file(encoder)
     layers = options.pop("layers", ["h0", "h1", "h2"])
@@ -377,3 +377,35 @@ def test_report_shows_a_text_target_by_its_texts(encoder, tmp_path, run):
     page = (tmp_path / "r.html").read_text()
     assert "samples per class: neg 10, pos 10" in page
     assert f"<td>neg</td><td>{texts[0]}</td>" in page
+
+
+def test_features_and_an_unlabeled_text_target(encoder, tmp_path):
+    index = tmp_path / "i.db"
+    zooindex.add(encoder, index=index)
+    texts, labels = reviews(20)
+    feats = zooindex.features(load_target(x=texts, y=labels), "tiny", index=index)
+    assert feats.shape == (20, 8) and feats.dtype == np.float32
+    # the default layer's features, cached by the first call, come back the same
+    again = zooindex.features(load_target(x=texts, y=labels), "tiny", index=index)
+    np.testing.assert_array_equal(again, feats)
+    path = tmp_path / "unlabeled.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    ranking = zooindex.search(path, index=index)
+    assert ranking.results[0].status == "ok"
+    assert ranking.scorers == ["cluster-silhouette"]
+
+
+def test_the_cli_names_a_regression_target(encoder, tmp_path, run):
+    index = tmp_path / "i.db"
+    zooindex.add(encoder, index=index)
+    texts, _ = reviews(20)
+    path = tmp_path / "scores.jsonl"
+    path.write_text("".join(json.dumps({"sentence": t, "score": 0.25 * i})
+                            + "\n" for i, t in enumerate(texts)))
+    code, out, err = run("search", path, "--label-column", "score", "--index", index,
+                         "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["task"] == "regression" and doc["scorers"] == ["logme"]
+    code, out, err = run("search", path, "--label-column", "score", "--index", index)
+    assert "real-valued labels (regression)" in out + err

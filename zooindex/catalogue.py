@@ -153,7 +153,7 @@ _JSON_FIELDS = ("input_shape", "preprocessing", "tags", "source")
 def inspect_file(path, *, name: str | None = None, layer: str | None = None,
                  tags: dict | None = None, preprocessing=None, source: dict | None = None,
                  input_name: str | None = None, output_name: str | None = None,
-                 base=None, tokenizer=None) -> ModelRecord:
+                 base=None, tokenizer=None, found_tokenizer=None) -> ModelRecord:
     """Read and check one model file into a record (nothing written).
 
     ``layer`` makes that tensor the default layer; ``output_name`` the graph output that
@@ -162,7 +162,9 @@ def inspect_file(path, *, name: str | None = None, layer: str | None = None,
     overridden by ``preprocessing`` (each a :class:`~zooindex.adapt.Preprocessing`).
 
     A text model (an ``input_ids`` input) needs its ``tokenizer.json``: ``tokenizer`` (a
-    file or its folder), else the one beside the model file. Its candidate layers are
+    file or its folder), else ``found_tokenizer`` (the one a hub repository holds at the
+    model's commit, used only for a text model), else the one beside the model file.
+    Its candidate layers are
     the hidden states (:mod:`zooindex.text.graph`), and what was learned of the
     tokenizer goes into ``source["text"]`` (see :attr:`ModelRecord.text`).
     """
@@ -179,7 +181,8 @@ def inspect_file(path, *, name: str | None = None, layer: str | None = None,
     text = None
     if tokenizer is not None or (input_name is None and _is_text(proto)):
         info, layers, found_default, found_reason, text = _inspect_text(
-            proto, path, name, tokenizer, output_name)
+            proto, path, name, tokenizer if tokenizer is not None else found_tokenizer,
+            output_name)
     else:
         info = graph.inspect(proto, input_name=input_name, output_name=output_name)
         layers, found_default, found_reason = list(info.layers), info.default_layer, \
@@ -194,7 +197,8 @@ def inspect_file(path, *, name: str | None = None, layer: str | None = None,
     prep = (base or Preprocessing()).merged(Preprocessing.from_metadata(info.metadata))
     if preprocessing is not None:
         prep = prep.merged(preprocessing)
-    if prep.channels == "bgr" and text is None:  # a channel order for a grey or vector input: refused now
+    # a channel order for a grey or vector input: refused now
+    if prep.channels == "bgr" and text is None:
         try:
             input_layout(info.input_shape, prep)
         except AdaptError as exc:
@@ -239,7 +243,8 @@ def _inspect_text(proto, path: Path, name: str, tokenizer, output_name):
                          f"({path.parent}); pass --tokenizer with the model's tokenizer.json",
                          path=str(path), model=name)
     shape = list(info.input_shape)
-    text = tokenizers.describe(found, name, shape[1] if len(shape) > 1 else None)
+    text = tokenizers.describe(found, name, shape[1] if len(shape) > 1 else None,
+                               info.metadata)
     text["inputs"] = inputs
     return info, layers, default, reason, text
 

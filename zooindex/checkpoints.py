@@ -145,6 +145,10 @@ def export(folder, weights: str, config: dict, *, weights_sha256: str, out_dir=N
     library = LIBRARIES[name]
     pickled = weights in PICKLED_WEIGHTS
     out_dir = Path(out_dir) if out_dir is not None else folder / EXPORT_FOLDER
+    if name == "transformers" and _is_text_config(config):
+        # a language model: token ids in (see zooindex.text)
+        return _export_text(folder, weights, config, weights_sha256=weights_sha256,
+                            out_dir=out_dir, opset=opset, pickled=pickled)
     path, record = out_dir / EXPORT_FILE, out_dir / EXPORT_RECORD
     shape = [int(d) for d in library.sample_shape(config, input_size)]
     wanted = {"library": name, "opset": opset, "dynamic_batch": True,
@@ -206,8 +210,10 @@ def fetch_folder(folder, *, cache_dir=None, allow_pickle: bool = False) -> list:
                             out_dir=root / "checkpoints" / digest,
                             input_size=prep.input_size if prep is not None else None)
     source = {"hub": "local", "path": str(folder), "export": settings}
+    tokenizer = folder / "tokenizer.json"  # a text model's, kept where the folder is
     return [HubFetched(path=path, name=folder.name, source=source, preprocessing=prep,
-                       preprocessing_from=prep_from, preprocessing_note=note)]
+                       preprocessing_from=prep_from, preprocessing_note=note,
+                       tokenizer=tokenizer if tokenizer.is_file() else None)]
 
 
 # -- transformers ----------------------------------------------------------------------------
@@ -300,6 +306,78 @@ def _Output(model, head: str):
 
 register(Library("transformers", _transformers_detect, _transformers_build,
                  _transformers_shape, _transformers_versions))
+
+
+# -- transformers text models ----------------------------------------------------------------
+
+def _is_text_config(config: dict) -> bool:
+    """Whether a transformers ``config.json`` describes a text model: a vocabulary and
+    no image size or channel count (vision configs have those; CLIP-like configs nest
+    both and are neither)."""
+    return (isinstance(config.get("vocab_size"), int) and "image_size" not in config
+            and "num_channels" not in config)
+
+
+def _export_text(folder, weights: str, config: dict, *, weights_sha256: str, out_dir,
+                 opset: int = OPSET, pickled: bool = False) -> tuple[Path, dict]:
+    """Export a transformers text checkpoint (``config.json`` beside the weights), as
+    :func:`export` does image ones: ``(ONNX path, settings)``, by
+    :func:`zooindex.text.export.from_transformers`.
+
+    ``AutoModelForSequenceClassification`` when ``architectures`` names a sequence
+    classifier (the default layer is then its classifier's input), else ``AutoModel``
+    (the hidden states only), built from transformers' own registry, loaded with
+    ``from_pretrained`` (never ``trust_remote_code``); weights that do not fit are
+    refused, except a pooler the base model's checkpoint did not save (the hidden
+    states do not use it). An export already in ``out_dir`` with the same settings is
+    returned as it is.
+    """
+    from .text.export import from_transformers
+
+    folder, out_dir = Path(folder), Path(out_dir)
+    path, record = out_dir / EXPORT_FILE, out_dir / EXPORT_RECORD
+    wanted = {"library": "transformers", "kind": "text", "opset": opset,
+              "dynamic_batch": True, "dynamic_sequence": True,
+              "exporter": "torch.onnx.export (TorchScript)", "weights": weights,
+              "weights_sha256": weights_sha256, "pickle": pickled}
+    previous = _previous(record, path)
+    if previous is not None and all(previous.get(k) == v for k, v in wanted.items()):
+        return path, previous
+    wanted["versions"] = _transformers_versions()
+    transformers = _transformers()
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+    model_type = config.get("model_type")
+    if model_type not in CONFIG_MAPPING or model_type not in MODEL_MAPPING_NAMES:
+        raise ModelError(f"model_type '{model_type}' in {folder / CONFIG_FILE} "
+                         "is not a transformers architecture this version knows; zooindex "
+                         "never runs a repository's own code", path=str(folder))
+    cfg = CONFIG_MAPPING[model_type].from_dict(config)
+    classifier = any(str(n).endswith("ForSequenceClassification")
+                     for n in config.get("architectures") or [])
+    auto = (transformers.AutoModelForSequenceClassification if classifier
+            else transformers.AutoModel)
+    try:
+        model, info = auto.from_pretrained(
+            str(folder), config=cfg, local_files_only=True, trust_remote_code=False,
+            use_safetensors=not pickled, output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelError(f"transformers cannot load {folder / weights}: "
+                         f"{' '.join(str(exc).split())[:200]}", path=str(folder)) from exc
+    missing = [k for k in info.get("missing_keys") or [] if "pooler" not in k]
+    if missing or info.get("mismatched_keys"):
+        bad = missing or [str(k) for k in info["mismatched_keys"]]
+        raise ModelError(f"{folder / weights} does not fit {type(model).__name__}: "
+                         f"{len(bad)} tensors missing or of another shape "
+                         f"({', '.join(sorted(bad)[:3])}...); the export would carry random "
+                         "weights", path=str(folder))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from_transformers(model, path, opset=opset)
+    settings = {**wanted, "architecture": model_type, "class": type(model).__name__,
+                "output": "logits" if classifier else "last_hidden_state"}
+    _write_json(record, settings)
+    return path, settings
 
 
 # -- timm ------------------------------------------------------------------------------------

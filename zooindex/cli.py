@@ -467,7 +467,8 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
         seen = ["images_seen"] if raced is not None else []
         headers = ["rank", "model", "score", *ranking.columns[1:], *sure, *seen, "layer",
                    "width", "seconds"]
-        labels = f"{len(ranking.classes)} classes" if ranking.classes else "no labels"
+        labels = f"{len(ranking.classes)} classes" if ranking.classes else \
+            "real-valued labels (regression)" if ranking.task == "regression" else "no labels"
         click.echo(f"target {ranking.target}: {ranking.n} samples, {labels}; "
                    f"{_scorer_label(ranking.scorers[0], ranking)}"
                    f"{f', D={dim}' if _uses(ranking, 'dim') else ''}"
@@ -522,11 +523,14 @@ def _search_json(ranking, rows) -> dict:
     from . import __version__
 
     options = ranking.options
-    return {"zooindex": __version__, "target": ranking.target, "samples": ranking.n,
-            "classes": ranking.classes, "scorers": ranking.scorers, "dim": ranking.dim,
-            "metric": ranking.metric, "layer": options.layer if options else None,
-            "seconds": round(ranking.seconds, 3), "stats": ranking.stats,
-            "notes": ranking.notes, "confidence": ranking.confidence, "results": rows}
+    doc = {"zooindex": __version__, "target": ranking.target, "samples": ranking.n,
+           "classes": ranking.classes, "scorers": ranking.scorers, "dim": ranking.dim,
+           "metric": ranking.metric, "layer": options.layer if options else None,
+           "seconds": round(ranking.seconds, 3), "stats": ranking.stats,
+           "notes": ranking.notes, "confidence": ranking.confidence, "results": rows}
+    if ranking.task != "classification":  # the key only where it says something
+        doc["task"] = ranking.task
+    return doc
 
 
 def _summary(ranking, top) -> str:

@@ -210,12 +210,13 @@ def summarise(names, scores: np.ndarray) -> dict:
             "first": [float(p) for p in first_share(scores)], "flip": flip}
 
 
-def sentence(flip: dict | None) -> str | None:
-    """What to say under the table when the top two swap often enough to matter."""
+def sentence(flip: dict | None, samples: str = "images") -> str | None:
+    """What to say under the table when the top two swap often enough to matter
+    (``samples``: what the target holds, ``images`` or ``texts``)."""
     if flip is None or flip["probability"] < UNSETTLED:
         return None
     a, b = flip["models"]
-    return (f"{a} and {b} swap in {flip['probability']:.0%} of resamples: add images or "
+    return (f"{a} and {b} swap in {flip['probability']:.0%} of resamples: add {samples} or "
             "accept either")
 
 

@@ -57,11 +57,14 @@ class HubFetched(Fetched):
     None. ``preprocessing_from``: the repo path of that file, e.g.
     ``"preprocessor_config.json"``. ``preprocessing_note``: why a config file that was
     found could not be used (too big, not JSON, values of the wrong form), else None.
+    ``tokenizer``: the local ``tokenizer.json`` nearest the model in its repo (fetched
+    at the same commit), for text models; None when the repo has none.
     """
 
     preprocessing: Preprocessing | None = None
     preprocessing_from: str | None = None
     preprocessing_note: str | None = None
+    tokenizer: Path | None = None
 
 
 def default_cache_dir() -> Path:

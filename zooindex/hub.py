@@ -16,7 +16,9 @@ The preprocessing a repo describes is fetched too, at the same commit into the s
 folder: for each ONNX file, the nearest ``preprocessor_config.json`` (Hugging Face) or
 timm ``config.json``, looking in the file's folder and then up to the repo's root, each
 file at most :data:`PREPROCESSING_MAX_BYTES`. :func:`zooindex.hubconfig` reads it; the
-result, and the file it came from, travel on the :class:`HubFetched` record.
+result, and the file it came from, travel on the :class:`HubFetched` record. So does
+the nearest ``tokenizer.json`` (with the ``tokenizer_config.json`` and ``config.json``
+beside it), fetched at the same commit, which a text model reads (:mod:`zooindex.text`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ PREPROCESSING_FILES = ("preprocessor_config.json", "config.json")
 
 # a checkpoint's model description (transformers or timm), at the repo's root
 CHECKPOINT_CONFIG = "config.json"
+# a text model's tokenizer, and the files beside it that give its maximum length; a
+# tokenizer.json of a large multilingual vocabulary is about 20 MB
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "config.json")
+TOKENIZER_MAX_BYTES = 64 * 1024**2
 
 SCHEME = "hf://"
 REF_FORM = "hf://OWNER/REPO[@REVISION][/PATH.onnx]"
@@ -184,7 +190,8 @@ def fetch(ref: HubRef | str, *, cache_dir=None, token=None,
                            max_bytes)
         prep, prep_from, note = _preprocessing(hf, ref, commit, name, files, local_dir, token,
                                                configs)
-        fetched.append(HubFetched(path=path, name=names[name], source={
+        tokenizer = _tokenizer(hf, ref, commit, name, files, local_dir, token)
+        fetched.append(HubFetched(path=path, name=names[name], tokenizer=tokenizer, source={
             "hub": "hf", "repo": ref.repo, "revision": ref.revision, "commit": commit,
             "file": name, "license": license_, "tags": list(info.tags or []),
             "pipeline": info.pipeline_tag, "external_data": external,
@@ -223,15 +230,41 @@ def _fetch_checkpoint(hf, api, ref: HubRef, info, files: dict, root: Path, token
     digest = _lfs_sha256(files[weights])
     digest = digest.lower() if digest else sha256_file(path)
     prep, prep_from, note = _preprocessing(hf, ref, commit, weights, files, local_dir, token, {})
+    tokenizer = _tokenizer(hf, ref, commit, weights, files, local_dir, token)
     exported, settings = checkpoints.export(
         local_dir, weights, config, weights_sha256=digest,
         input_size=prep.input_size if prep is not None else None)
-    return HubFetched(path=exported, name=ref.repo.split("/")[1], source={
+    return HubFetched(path=exported, name=ref.repo.split("/")[1], tokenizer=tokenizer, source={
         "hub": "hf", "repo": ref.repo, "revision": ref.revision, "commit": commit,
         "file": weights, "license": _license(info), "tags": list(info.tags or []),
         "pipeline": info.pipeline_tag, "external_data": [], "export": settings,
         "url": hf.hf_hub_url(ref.repo, weights, revision=commit, endpoint=api.endpoint)},
         preprocessing=prep, preprocessing_from=prep_from, preprocessing_note=note)
+
+
+def _tokenizer(hf, ref: HubRef, commit: str, name: str, files: dict, local_dir: Path,
+               token) -> Path | None:
+    """The ``tokenizer.json`` nearest the model ``name`` in the repo (its folder, then
+    each folder above), downloaded at the same commit with the ``tokenizer_config.json``
+    and ``config.json`` beside it (they give the maximum length); ``None`` when the repo
+    has none (an image model). Read only for text models (:mod:`zooindex.text`)."""
+    folder = posixpath.dirname(name)
+    while True:
+        found = posixpath.join(folder, TOKENIZER_FILES[0]) if folder else TOKENIZER_FILES[0]
+        if found in files:
+            break
+        if not folder:
+            return None
+        folder = posixpath.dirname(folder)
+    path = None
+    for file in TOKENIZER_FILES:
+        repo_path = posixpath.join(folder, file) if folder else file
+        if repo_path in files:
+            _check_file(ref, repo_path, files[repo_path], TOKENIZER_MAX_BYTES)
+            local = _download_file(hf, ref, commit, repo_path, files[repo_path], local_dir,
+                                   token, TOKENIZER_MAX_BYTES)
+            path = path or local
+    return path
 
 
 def _config_candidates(name: str) -> list[str]:

@@ -102,6 +102,8 @@ class Ranking:
     #: share of resamples that swaps them}``, ``None`` with one row) and ``sentence``
     #: (what to say when the top is not settled, else ``None``)
     confidence: dict | None = None
+    #: ``classification``, or ``regression`` for a target of real-valued labels
+    task: str = "classification"
 
     @property
     def columns(self) -> list[str]:
@@ -184,8 +186,8 @@ def search(target, options: SearchOptions | None = None, *, index=None,
     lead = scorers[0].estimators[0].name if scorers[0].combiner is None else None
     _check_device(options.device, executor)
     with opened(index, create=False) as idx:
-        records, _ = _same_modality(_records(idx, models, filter), tgt, notes)
-        planned = [_Planned(record=r) for r in records]
+        planned = [_Planned(record=r)
+                   for r in _same_modality(_records(idx, models, filter), tgt, notes)]
         bar = _progress(len(planned), progress)
 
         def settle(plan: _Planned) -> None:
@@ -216,8 +218,8 @@ def search(target, options: SearchOptions | None = None, *, index=None,
     return _ranking(tgt, planned, scorers, options, notes, top, started)
 
 
-def _same_modality(records, tgt: Target, notes: list) -> tuple[list, list]:
-    """The models that read the target's kind of data (text or images), and the others,
+def _same_modality(records, tgt: Target, notes: list) -> list:
+    """The models that read the target's kind of data (text or images); the others are
     left out with one note: a zoo may hold both."""
     kind = getattr(tgt, "kind", "image")
     same = [r for r in records if r.modality == kind]
@@ -228,7 +230,7 @@ def _same_modality(records, tgt: Target, notes: list) -> tuple[list, list]:
         what = "texts" if kind == "text" else "images or numbers"
         notes.append(f"{len(other)} {other[0].modality} model{'s' * (len(other) != 1)} left "
                      f"out: the target holds {what} ({names})")
-    return same, other
+    return same
 
 
 def _grouped_notes(planned) -> list[str]:
@@ -307,11 +309,12 @@ def _regression_scorers(scorers, options: SearchOptions):
 
     supported = ", ".join(REGRESSION)
     asked_all = "all" in options.scorers
+    default = tuple(options.scorers) == SearchOptions().scorers
     kept, dropped = [], []
     for scorer in scorers:
         if scorer.combiner is None and scorer.estimators[0].name in REGRESSION:
             kept.append(scorer)
-        elif asked_all and scorer.combiner is None:
+        elif (asked_all and scorer.combiner is None) or default:
             dropped.append(scorer.name)
         else:
             raise ZooIndexError(f"scorer '{scorer.name}' needs class labels; the target's "
@@ -641,7 +644,7 @@ def _best_layers(results: list) -> list:
     best: dict[str, Result] = {}
     for r in results:
         if r.status == "ok" and r.score is not None and (
-                r.model not in best or (r.score, ) > (best[r.model].score, )):
+                r.model not in best or r.score > best[r.model].score):
             best[r.model] = r
     return [r for r in results if r.status != "ok" or best.get(r.model) is r]
 
@@ -670,7 +673,8 @@ def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
         "providers": sorted({p.outcome.provider for p in ran if p.outcome.provider}),
     }
     t = time.perf_counter()
-    confidence = _confidence(ranked, scorers[0], options) \
+    confidence = _confidence(ranked, scorers[0], options,
+                             "texts" if getattr(tgt, "kind", "image") == "text" else "images") \
         if options.confidence and tgt.labeled else None
     stats["confidence_seconds"] = round(time.perf_counter() - t, 4)
     if top is not None:
@@ -693,10 +697,11 @@ def _ranking(tgt: Target, planned, scorers, options: SearchOptions, notes, top,
                    results=ranked + skipped, notes=notes,
                    seconds=time.perf_counter() - started, stats=stats, options=options,
                    members={s.name: s.members for s in scorers if s.combiner is not None},
-                   confidence=confidence)
+                   confidence=confidence, task=getattr(tgt, "task", "classification"))
 
 
-def _confidence(ranked: list, scorer, options: SearchOptions) -> dict | None:
+def _confidence(ranked: list, scorer, options: SearchOptions,
+                samples: str = "images") -> dict | None:
     """Each ranked row's rank interval and probability of being first, from its
     scores' deviations over the half-samples (:mod:`zooindex.confidence`); a combined
     scorer is combined again on each resample. ``None`` when a row lacks deviations
@@ -743,7 +748,7 @@ def _confidence(ranked: list, scorer, options: SearchOptions) -> dict | None:
     for r, interval, first in zip(ranked, figures["intervals"], figures["first"]):
         r.rank_interval, r.p_first = interval, first
     return {"resamples": resamples, "seed": options.seed, "levels": list(LEVELS),
-            "flip": figures["flip"], "sentence": sentence(figures["flip"])}
+            "flip": figures["flip"], "sentence": sentence(figures["flip"], samples)}
 
 
 def activations(target, models, *, index=None, layer: str | None = None,

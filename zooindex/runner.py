@@ -101,10 +101,6 @@ def load_model(record: ModelRecord, layers, *, device: str = "auto",
     """
     from . import graph, runtime
 
-    if record.text is not None:
-        from .text.run import load_text_model
-
-        return load_text_model(record, layers, device=device, with_output=with_output)
     # checked when it was added; onnxruntime refuses whatever changed since
     proto, serialized = graph.load_serialized(record.path, load_weights=True, check=False)
     extra = None
@@ -134,8 +130,7 @@ def run_model(record: ModelRecord, x: np.ndarray, layers, prep: Preprocessing | 
               *, batch_size: int | None = None, device: str = "auto",
               with_output: bool = False,
               reduce_to: int | None = None, max_bytes: int | None = None,
-              loaded: Loaded | None = None, input_range: str | None = None,
-              pooling: str = "mean") -> RunOutput:
+              loaded: Loaded | None = None, input_range: str | None = None) -> RunOutput:
     """Run ``x`` through the model with ``layers`` exposed; flatten each to (n, width).
 
     The model is loaded by :func:`load_model`, unless ``loaded`` (a :class:`Loaded`
@@ -149,16 +144,10 @@ def run_model(record: ModelRecord, x: np.ndarray, layers, prep: Preprocessing | 
     ``reduce_to`` principal components, so peak memory stays bounded whatever the
     target's size.
 
-    A text model (:attr:`ModelRecord.text`) tokenizes ``x``, an array of texts, and
-    pools each layer over its tokens by ``pooling`` (see :mod:`zooindex.text.run`).
+    Text models (:attr:`ModelRecord.text`) are run by
+    :func:`zooindex.text.run.run_text_model` instead, which returns the same.
     """
     from . import runtime
-
-    if record.text is not None:
-        from .text.run import run_text_model
-
-        return run_text_model(record, x, layers, batch_size=batch_size, device=device,
-                              with_output=with_output, loaded=loaded, pooling=pooling)
 
     prep = prep if prep is not None else Preprocessing.from_dict(record.preprocessing)
     layers = list(layers)

@@ -1,7 +1,7 @@
 """The target data set: read, validated once, optionally narrowed, and fingerprinted.
 
 Everything downstream (adapting inputs to a model, running it, scoring) trusts a
-:class:`Target`: numeric inputs without NaN/inf, integer label codes ``0..K-1`` with at
+:class:`Target`: numeric inputs without NaN/inf (or non-blank UTF-8 texts), integer label codes ``0..K-1`` with at
 least two classes of at least two samples each. The :attr:`Target.key` identifies exactly
 the samples that will be scored, so cached activations and scores are reused only for the
 same data.
@@ -40,16 +40,18 @@ _SHOWN = 20  # class values listed in an error message before "..."
 class Target:
     """A validated target data set.
 
-    ``x``: inputs ``(N, ...)``, uint8/integer or float, finite (possibly a memory map).
-    ``y``: int64 codes ``0..K-1``. ``classes``: the original label value of each code, in
-    sorted order. ``class_names``: readable names for the codes when the data set has them
-    (CIFAR, image folders), else ``None``. ``key``: sha256 hex of the inputs, labels and
-    the options that chose them. ``input_range``: ``"0-255"`` when the inputs are pixels
-    to divide by 255, ``"0-1"`` when they are used as stored, ``None`` when they are not
-    pixel values (used as stored too); pass it to :func:`zooindex.adapt.adapt`.
-    ``input_note``: one line saying what was assumed about the range, when anything was
-    (``None`` for uint8 and for values in [0, 1]). An unlabeled target has ``y`` ``None``
-    and no classes: only label-free scores apply to it.
+    ``x``: inputs ``(N, ...)``, uint8/integer or float, finite (possibly a memory map); for
+    a text target (:attr:`kind` ``"text"``) an array of ``str``, ``(N,)`` or ``(N, 2)`` for
+    pairs, none of them blank. ``y``: int64 codes ``0..K-1`` (float64 values for a
+    regression target, :attr:`task` ``"regression"``). ``classes``: the original label value
+    of each code, in sorted order. ``class_names``: readable names for the codes when the
+    data set has them (CIFAR, image folders), else ``None``. ``key``: sha256 hex of the
+    inputs, labels and the options that chose them. ``input_range``: ``"0-255"`` when the
+    inputs are pixels to divide by 255, ``"0-1"`` when they are used as stored, ``None``
+    when they are not pixel values (used as stored too); pass it to
+    :func:`zooindex.adapt.adapt`. ``input_note``: one line saying what was assumed about the
+    range, when anything was (``None`` for uint8 and for values in [0, 1]). An unlabeled
+    target has ``y`` ``None`` and no classes: only label-free scores apply to it.
     """
 
     x: np.ndarray

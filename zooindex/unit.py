@@ -154,7 +154,10 @@ def prepare(task: ModelTask, target) -> Work:
             work.outcome.used.append(OUTPUT)
         work.with_output = work.probs is None
     if work.missing or work.with_output:
-        from .runner import load_model
+        if task.record.text is not None:
+            from .text.run import load_text_model as load_model
+        else:
+            from .runner import load_model
 
         try:
             work.loaded = load_model(task.record, work.missing, device=task.options.device,
@@ -187,14 +190,21 @@ def infer(work: Work) -> Work:
     started = time.perf_counter()
     task, record = work.task, work.task.record
     try:
-        out = run_model(record, work.target.x, work.missing,
-                        Preprocessing.from_dict(record.preprocessing),
-                        batch_size=task.options.batch_size, device=task.options.device,
-                        with_output=work.with_output,
-                        reduce_to=None if task.keep_features else task.options.dim,
-                        max_bytes=task.max_activation_bytes, loaded=work.loaded,
-                        input_range=getattr(work.target, "input_range", None),
-                        pooling=task.options.pooling)
+        if record.text is not None:
+            from .text.run import run_text_model
+
+            out = run_text_model(record, work.target.x, work.missing,
+                                 batch_size=task.options.batch_size,
+                                 device=task.options.device, with_output=work.with_output,
+                                 loaded=work.loaded, pooling=task.options.pooling)
+        else:
+            out = run_model(record, work.target.x, work.missing,
+                            Preprocessing.from_dict(record.preprocessing),
+                            batch_size=task.options.batch_size, device=task.options.device,
+                            with_output=work.with_output,
+                            reduce_to=None if task.keep_features else task.options.dim,
+                            max_bytes=task.max_activation_bytes, loaded=work.loaded,
+                            input_range=getattr(work.target, "input_range", None))
     except (ModelError, AdaptError) as exc:
         _skip(work, str(exc))
         return work

@@ -260,8 +260,9 @@ def _hub_records(ref: str, *, cache_dir, name: str | None, inspect,
         if f.preprocessing_note:
             src["preprocessing_note"] = f.preprocessing_note
         try:
+            found = {"found_tokenizer": f.tokenizer} if getattr(f, "tokenizer", None) else {}
             out.append((str(f.path), inspect(f.path, name=name or f.name, source=src,
-                                             base=f.preprocessing)))
+                                             base=f.preprocessing, **found)))
         except ZooIndexError as exc:
             out.append((str(f.path), exc))
     return out
@@ -420,9 +421,18 @@ def summary(shown: dict) -> list[tuple[str, str]]:
                       f"opset {shown['opset']}")]
     res = shown.get("preprocessing_resolved") or {}
     dims = "x".join("?" if d is None else str(d) for d in shown["input_shape"])
-    lines.append(("input", f"{shown['input_name']}: {shown['input_dtype']} {dims}"
-                           + (f" ({_layout_text(res)})" if res.get("layout") else "")))
-    lines.append(("preprocessing", _preprocessing_text(res)))
+    text = (shown.get("source") or {}).get("text")
+    if text is not None:  # a text model: its tokenizer instead of image preprocessing
+        lines.append(("input", f"{', '.join(text.get('inputs') or [])}: "
+                               f"{shown['input_dtype']} {dims} (token ids)"))
+        lines.append(("tokenizer", f"{text.get('tokenizer')} (sha256 "
+                                   f"{str(text.get('tokenizer_sha256'))[:12]}...), at most "
+                                   f"{text.get('max_length')} tokens "
+                                   f"({text.get('max_length_from')})"))
+    else:
+        lines.append(("input", f"{shown['input_name']}: {shown['input_dtype']} {dims}"
+                               + (f" ({_layout_text(res)})" if res.get("layout") else "")))
+        lines.append(("preprocessing", _preprocessing_text(res)))
     if shown["default_layer"]:
         width = next((l["width"] for l in shown["layers"] if l["is_default"]), None)
         wide = f", {width} wide" if width else ""
@@ -439,7 +449,8 @@ def summary(shown: dict) -> list[tuple[str, str]]:
                                       "add --output NAME)"))
     if shown["tags"]:
         lines.append(("tags", ", ".join(f"{k}={v}" for k, v in shown["tags"].items())))
-    lines.append(("source", _source_text(shown["source"])))
+    lines.append(("source", _source_text({k: v for k, v in shown["source"].items()
+                                          if k != "text"})))
     lines.append(("added", shown["added_at"]))
     targets = shown.get("targets") or []
     if not targets:

@@ -5,7 +5,9 @@
 ``token_type_ids``; batch and sequence axes are dynamic. Its output is the class scores
 (``logits``) of a sequence classifier, else the ``last_hidden_state``; the hidden states
 of every layer are found in the graph by structure (:mod:`zooindex.text.graph`), so no
-extra output is needed. TorchScript exporter, opset 17, in eval mode (dropout off).
+extra output is needed. TorchScript exporter, opset 17, in eval mode (dropout off). The
+most tokens the position embeddings allow is written into the file's metadata
+(``zooindex.max_length``), so that texts are truncated to it.
 """
 
 from __future__ import annotations
@@ -77,4 +79,30 @@ def from_transformers(model, path, *, opset: int = OPSET) -> Path:
                          f"{' '.join(str(exc).split())[:200]}", path=str(path)) from exc
     finally:
         model.train(was_training)
+    length = max_positions(model.config)
+    if length is not None:
+        import onnx
+
+        proto = onnx.load(str(path))
+        from .tokenizer import MAX_LENGTH_KEY
+
+        onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
+                                            MAX_LENGTH_KEY: str(length)})
+        onnx.save(proto, str(path))
     return path
+
+
+def max_positions(config) -> int | None:
+    """The most tokens the model's position embeddings allow: ``max_position_embeddings``,
+    less the offset RoBERTa-style models reserve (``pad_token_id + 1``); ``None`` for
+    models without absolute positions (DeBERTa-v2 with relative ones only)."""
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or positions <= 0:
+        return None
+    if getattr(config, "position_biased_input", True) is False:
+        return None
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert",
+                                             "longformer"):
+        return positions - int(getattr(config, "pad_token_id", 1) or 1) - 1
+    return positions
+

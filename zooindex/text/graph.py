@@ -10,8 +10,9 @@ found by structure, on the in-memory graph alone:
   connection). These are ``hidden_states[0..L-1]`` of transformers (the embeddings'
   output first);
 * the output of the last block: the graph output ``last_hidden_state`` when the graph
-  has one, else the deepest ``LayerNormalization`` output read per token (BERT-style
-  blocks end in one), ``hidden_states[L]``.
+  has one, else the deepest layer normalisation (a ``LayerNormalization`` node, or the
+  arithmetic that opsets before 17 write for it) after the last block's input
+  (BERT-style blocks end in one), ``hidden_states[L]``.
 
 Each becomes a candidate :class:`~zooindex.layer.Layer` of kind ``hidden`` whose width is
 the hidden size: its features are the tokens pooled over the attention mask (see
@@ -79,13 +80,36 @@ def hidden_states(model: onnx.ModelProto) -> list[str]:
     outputs = {o.name for o in graph.output}
     last = "last_hidden_state" if "last_hidden_state" in outputs else None
     if last is None:
-        norms = [node.output[0] for node in graph.node
-                 if node.op_type == "LayerNormalization" and node.output]
+        norms = _norm_outputs(graph, weights)
         deeper = [t for t in norms if not found or order[t] > order[found[-1]]]
         last = deeper[-1] if deeper else None
     if last is not None and last not in found:
         found.append(last)
     return found
+
+
+def _norm_outputs(graph: onnx.GraphProto, weights: set) -> list[str]:
+    """Outputs of layer normalisations, in graph order: ``LayerNormalization`` nodes
+    (opset 17 and later), and the form older opsets write out,
+    ``Add(Mul(Div(x - mean, std), gamma), beta)`` with weights ``gamma`` and ``beta``."""
+    producer = {name: node for node in graph.node for name in node.output}
+    out = []
+    for node in graph.node:
+        if node.op_type == "LayerNormalization" and node.output:
+            out.append(node.output[0])
+            continue
+        if node.op_type != "Add" or len(node.input) != 2:
+            continue
+        for scaled, shift in (node.input, reversed(node.input)):
+            mul = producer.get(scaled)
+            if shift not in weights or mul is None or mul.op_type != "Mul":
+                continue
+            sources = [producer.get(i) for i in mul.input if i not in weights]
+            if len(sources) == 1 and sources[0] is not None and \
+                    sources[0].op_type == "Div" and any(i in weights for i in mul.input):
+                out.append(node.output[0])
+                break
+    return out
 
 
 def text_layers(model: onnx.ModelProto, info) -> tuple[list[Layer], str | None, str]:

@@ -6,11 +6,12 @@ records where it is, its sha256 and the maximum length (:func:`describe`); a sea
 loads it again from there (:func:`load`) and refuses it when its content changed.
 
 The maximum length is, first found: the ONNX input's fixed sequence size, the
-``model_max_length`` of ``tokenizer_config.json`` beside it, the truncation length that
-``tokenizer.json`` declares, ``max_position_embeddings`` of ``config.json`` (less the
-position offset that RoBERTa-style models reserve: ``pad_token_id + 1``), else 512.
-Texts are truncated to it; each batch is padded to its longest text with the
-tokenizer's padding token.
+``zooindex.max_length`` metadata of the ONNX file (:mod:`zooindex.text.export` writes it
+from the model's position embeddings), the ``model_max_length`` of
+``tokenizer_config.json`` beside it, the truncation length that ``tokenizer.json``
+declares, ``max_position_embeddings`` of ``config.json`` (less the position offset that
+RoBERTa-style models reserve: ``pad_token_id + 1``), else 512. Texts are truncated to
+it; each batch is padded to its longest text with the tokenizer's padding token.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import numpy as np
 from ..errors import DependencyError, ModelError
 
 TOKENIZER_FILE = "tokenizer.json"
+# written into the ONNX file's metadata by zooindex.text.export.from_transformers
+MAX_LENGTH_KEY = "zooindex.max_length"
 DEFAULT_MAX_LENGTH = 512
 _SANE_MAX = 1_000_000  # transformers writes 1e30 for "no limit"
 _PAD_TOKENS = ("[PAD]", "<pad>", "<|pad|>", "<unk>", "[UNK]")
@@ -44,7 +47,7 @@ def find(model_path, given=None) -> Path | None:
     return beside if beside.is_file() else None
 
 
-def describe(tokenizer_path, model_name: str, seq_dim=None) -> dict:
+def describe(tokenizer_path, model_name: str, seq_dim=None, metadata=None) -> dict:
     """What a model's record keeps about its tokenizer: ``{"tokenizer": absolute path,
     "tokenizer_sha256", "max_length", "max_length_from"}``; the file is read once to
     check that the ``tokenizers`` library can load it."""
@@ -52,15 +55,18 @@ def describe(tokenizer_path, model_name: str, seq_dim=None) -> dict:
 
     path = Path(tokenizer_path).resolve()
     _parse(str(path), model_name)
-    length, origin = max_length(path, seq_dim)
+    length, origin = max_length(path, seq_dim, metadata)
     return {"tokenizer": str(path), "tokenizer_sha256": sha256_file(path),
             "max_length": length, "max_length_from": origin}
 
 
-def max_length(tokenizer_path, seq_dim=None) -> tuple[int, str]:
+def max_length(tokenizer_path, seq_dim=None, metadata=None) -> tuple[int, str]:
     """``(maximum tokens per text, where that number comes from)``; see the module."""
     if isinstance(seq_dim, int) and seq_dim > 0:
         return seq_dim, "the ONNX input's fixed sequence size"
+    stamped = (metadata or {}).get(MAX_LENGTH_KEY, "")
+    if stamped.isdigit() and int(stamped) > 0:
+        return int(stamped), f"the model's {MAX_LENGTH_KEY} metadata"
     folder = Path(tokenizer_path).parent
     config = _json(folder / "tokenizer_config.json")
     value = config.get("model_max_length")
