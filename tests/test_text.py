@@ -280,6 +280,22 @@ def test_search_ranks_text_models_from_python_and_the_cli(encoder, tmp_path, run
     assert {r.layer for r in mean.results} == {"::layermean"}
     best = zooindex.search(target, index=index, confidence=False, layer_aggregation="best")
     assert sorted(r.model for r in best.results) == ["tiny", "tiny2"]
+    from zooindex.options import SearchOptions
+    from zooindex.text import choose_layers
+    from zooindex.text.run import block_outputs
+
+    with zooindex.index.opened(index) as idx:
+        for name, blocks in (("tiny", 2), ("tiny2", 3)):
+            record = idx.catalogue.get_model(name)
+            hidden = sorted((l for l in record.layers if l.kind == "hidden"),
+                            key=lambda l: l.position)
+            scored = [l.name for l in choose_layers(record,
+                                                    SearchOptions(layer_aggregation="best"))]
+            # every block's output, the embeddings' output (hidden_states[0]) left out
+            assert scored == block_outputs(record) == [l.name for l in hidden[1:]]
+            assert len(scored) == blocks
+            [row] = [r for r in best.results if r.model == name]
+            assert row.layer in scored
 
 
 def test_a_mixed_zoo_leaves_the_other_kind_out_with_a_note(encoder, tmp_path):

@@ -21,7 +21,9 @@ def choose_layers(record, options) -> list[Layer]:
     """The layers a search scores for a text model: ``--layer`` when given, else by
     ``options.layer_aggregation``: ``last`` the default layer, ``mean`` the mean of
     every block's hidden state (the virtual layer :data:`LAYER_MEAN`), ``best`` every
-    hidden state (the best one ranks the model)."""
+    block's hidden state (the best one ranks the model). Both leave the embeddings'
+    output (``hidden_states[0]``) out, as transformer-ranker's ``layermean`` and
+    ``bestlayer`` do."""
     from ..errors import LayerError
     from .run import block_outputs
 
@@ -32,9 +34,9 @@ def choose_layers(record, options) -> list[Layer]:
     if not hidden:
         raise LayerError(f"model '{record.name}' has no hidden states to aggregate; search "
                          "with --layer-aggregation last", layer=LAYER_MEAN, model=record.name)
-    if aggregation == "best":
-        return hidden
     blocks = block_outputs(record)
+    if aggregation == "best":
+        return [l for l in hidden if l.name in blocks]
     width = next(l.width for l in hidden if l.name == blocks[-1])
     return [Layer(name=LAYER_MEAN, op=f"mean of hidden_states[1..{len(blocks)}]",
                   kind="aggregate", shape=(width,), width=width,

@@ -6,7 +6,9 @@ little more than its own texts (the features come back in the target's order). A
 read per token, ``(batch, tokens, width)``, becomes one row per text:
 
 * ``mean`` pooling (default): the mean over the real tokens, where the attention mask
-  is 1, as sentence encoders and transformer-ranker pool;
+  is 1 (special tokens included), as sentence-transformers' mean pooling does;
+  transformer-ranker instead averages each word's sub-word tokens, then the words,
+  leaving the special tokens out (``benchmarks/TEXT.md`` measures the difference);
 * ``first`` pooling: the first token (``[CLS]``, ``<s>``).
 
 A layer already read per sample (a classification head's pooler) is taken as it is.
