@@ -315,3 +315,26 @@ def test_a_budgeted_search_races_on_ray_as_it_does_locally(zoo):
                             executor="sequential")
     assert [r.model for r in after.ranked] == [r.model for r in fresh.ranked]
     assert zooindex.check(index=zoo["index"]).ok
+
+
+def test_ray_ranks_text_models_as_a_local_search(tmp_path, cluster):
+    from support.text_models import tiny_encoder, write_tokenizer
+
+    indexes = (tmp_path / "ray.db", tmp_path / "local.db")
+    for i, blocks in enumerate((2, 3)):
+        folder = tmp_path / f"enc{i}"
+        folder.mkdir()
+        tiny_encoder(folder / f"enc{i}.onnx", seed=i, hidden=8, blocks=blocks)
+        write_tokenizer(folder)
+        for index in indexes:
+            zooindex.add(folder / f"enc{i}.onnx", index=index)
+    texts = ([f"good fun film {i}" for i in range(12)]
+             + [f"bad boring plot {i}" for i in range(12)])
+    target = zooindex.load_target(x=texts, y=[1] * 12 + [0] * 12)
+    for aggregation in ("last", "mean"):
+        got = zooindex.search(target, index=indexes[0], scorers=SCORERS[:2],
+                              layer_aggregation=aggregation, executor=Ray())
+        expected = zooindex.search(target, index=indexes[1], scorers=SCORERS[:2],
+                                   layer_aggregation=aggregation, executor="sequential")
+        same_ranking(got, expected)
+        assert got.stats["run"] == 2 and [r.status for r in got.results] == ["ok", "ok"]
