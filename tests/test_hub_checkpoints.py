@@ -145,20 +145,28 @@ def test_transformers_repo_is_exported_on_add_and_its_default_layer_is_the_poole
     assert batch.dim_param and not batch.dim_value
 
 
-def test_a_second_add_exports_nothing(fake_hub, tmp_path, monkeypatch):
-    files = saved(classifier("resnet"), tmp_path / "r",
-                  {"preprocessor_config.json": json_file(PREPROCESSOR)})
-    add_repo(fake_hub, "acme/resnet", files)
-    [first] = zoo.add("hf://acme/resnet", index=tmp_path / "zoo.db")
+def add_twice(fake_hub, ref: str, index, monkeypatch):
+    """Add ``ref`` twice: the second add must neither export (``from_torch`` raises from
+    then on) nor download the weights again, and finds the model unchanged. Returns the
+    first."""
+    [first] = zoo.add(ref, index=index)
     before = fake_hub.count("GET", "model.safetensors")
 
     def no_export(*args, **kwargs):
         raise AssertionError("exported again")
 
     monkeypatch.setattr("zooindex.export.from_torch", no_export)
-    [again] = zoo.add("hf://acme/resnet", index=tmp_path / "zoo.db")
+    [again] = zoo.add(ref, index=index)
     assert again.status == "unchanged" and again.sha256 == first.sha256
     assert fake_hub.count("GET", "model.safetensors") == before  # nor downloaded again
+    return first
+
+
+def test_a_second_add_exports_nothing(fake_hub, tmp_path, monkeypatch):
+    files = saved(classifier("resnet"), tmp_path / "r",
+                  {"preprocessor_config.json": json_file(PREPROCESSOR)})
+    add_repo(fake_hub, "acme/resnet", files)
+    add_twice(fake_hub, "hf://acme/resnet", tmp_path / "zoo.db", monkeypatch)
 
 
 def test_a_local_save_pretrained_folder_is_exported_into_the_cache(tmp_path):
@@ -391,16 +399,7 @@ def test_timm_repo_is_exported_and_its_default_layer_is_the_pre_logits(fake_hub,
 def test_a_second_timm_add_exports_and_downloads_nothing(fake_hub, tmp_path, monkeypatch):
     files = timm_saved(timm_model("test_resnet"), tmp_path / "r")
     add_repo(fake_hub, "timm/test_resnet", files, tags=("timm",))
-    [first] = zoo.add("hf://timm/test_resnet", index=tmp_path / "zoo.db")
-    before = fake_hub.count("GET", "model.safetensors")
-
-    def no_export(*args, **kwargs):
-        raise AssertionError("exported again")
-
-    monkeypatch.setattr("zooindex.export.from_torch", no_export)
-    [again] = zoo.add("hf://timm/test_resnet", index=tmp_path / "zoo.db")
-    assert again.status == "unchanged" and again.sha256 == first.sha256
-    assert fake_hub.count("GET", "model.safetensors") == before
+    first = add_twice(fake_hub, "hf://timm/test_resnet", tmp_path / "zoo.db", monkeypatch)
     # a fresh index over the same cache finds the export too
     [other] = zoo.add("hf://timm/test_resnet", index=tmp_path / "other.db")
     assert other.status == "added" and other.path == first.path

@@ -23,22 +23,29 @@ def _repo_files(folder) -> dict:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _add_checked(fake_hub, tmp_path, repo: str, folder, tags=()) -> tuple:
+    """Serve ``folder`` as ``repo`` at COMMIT, add it, check that its tokenizer came from
+    the commit's folder and that a search ranks it; ``(added, source["text"])``."""
+    fake_hub.add(FakeRepo(repo, _repo_files(folder), commit=COMMIT, tags=tags))
+    index = tmp_path / "i.db"
+    [added] = zooindex.add(f"hf://{repo}", index=index)
+    assert added.status == "added", added.reason
+    text = zooindex.show(repo.split("/")[1], index=index)["source"]["text"]
+    local = tmp_path / "cache" / "hf" / repo.replace("/", "--") / COMMIT
+    assert text["tokenizer"] == str((local / "tokenizer.json").resolve())
+    ranking = zooindex.search(zooindex.load_target(x=REVIEWS, y=LABELS), index=index,
+                              confidence=False)
+    assert ranking.results[0].status == "ok"
+    return added, text
+
+
 def test_an_onnx_text_repo_brings_its_tokenizer_at_the_commit(fake_hub, tmp_path):
     folder = tmp_path / "repo"
     (folder / "onnx").mkdir(parents=True)
     tiny_encoder(folder / "onnx" / "model.onnx")
     write_tokenizer(folder, max_length=24)  # at the root, the model one folder down
-    fake_hub.add(FakeRepo("acme/tiny-text", _repo_files(folder), commit=COMMIT))
-    index = tmp_path / "i.db"
-    [added] = zooindex.add("hf://acme/tiny-text", index=index)
-    assert added.status == "added"
-    text = zooindex.show("tiny-text", index=index)["source"]["text"]
-    local = tmp_path / "cache" / "hf" / "acme--tiny-text" / COMMIT
-    assert text["tokenizer"] == str((local / "tokenizer.json").resolve())
+    _, text = _add_checked(fake_hub, tmp_path, "acme/tiny-text", folder)
     assert text["max_length"] == 24
-    ranking = zooindex.search(zooindex.load_target(x=REVIEWS, y=LABELS), index=index,
-                              confidence=False)
-    assert ranking.results[0].status == "ok"
 
 
 def test_an_image_repo_with_a_tokenizer_stays_an_image_model(fake_hub, tmp_path):
@@ -72,25 +79,15 @@ def _bert_checkpoint(folder, classifier: bool):
     return model
 
 
-@pytest.mark.parametrize("classifier", [True, False])
-def test_a_text_checkpoint_folder_is_exported_on_add(tmp_path, monkeypatch, classifier):
-    monkeypatch.setenv("ZOOINDEX_CACHE", str(tmp_path / "cache"))
-    folder = tmp_path / "tiny-bert"
-    folder.mkdir()
-    model = _bert_checkpoint(folder, classifier)
-    index = tmp_path / "i.db"
-    [added] = zooindex.add(folder, index=index)
-    assert added.status == "added", added.reason
-    shown = zooindex.show("tiny-bert", index=index)
-    export = shown["source"]["export"]
-    assert export["kind"] == "text" and export["output"] == (
-        "logits" if classifier else "last_hidden_state")
-    assert shown["source"]["text"]["max_length"] == 40
+def _check_default_layer(index, name: str, model, classifier: bool) -> None:
+    """The indexed model's default layer on a few reviews equals what the PyTorch
+    ``model`` gives: BERT's pooler output (a classifier's input), else the mean of the
+    last hidden state over the attention mask; to 1e-4."""
     from zooindex.text.run import run_text_model
     from zooindex.text import tokenizer as tokenizers
 
     with zooindex.index.opened(index) as idx:
-        record = idx.catalogue.get_model("tiny-bert")
+        record = idx.catalogue.get_model(name)
     texts = np.array(REVIEWS[:5])
     got = run_text_model(record, texts, [record.default_layer]).features[record.default_layer]
     feed = tokenizers.encode(tokenizers.load(record.text, record.name), texts)
@@ -105,22 +102,30 @@ def test_a_text_checkpoint_folder_is_exported_on_add(tmp_path, monkeypatch, clas
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("classifier", [True, False])
+def test_a_text_checkpoint_folder_is_exported_on_add(tmp_path, monkeypatch, classifier):
+    monkeypatch.setenv("ZOOINDEX_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "tiny-bert"
+    folder.mkdir()
+    model = _bert_checkpoint(folder, classifier)
+    index = tmp_path / "i.db"
+    [added] = zooindex.add(folder, index=index)
+    assert added.status == "added", added.reason
+    shown = zooindex.show("tiny-bert", index=index)
+    export = shown["source"]["export"]
+    assert export["kind"] == "text" and export["output"] == (
+        "logits" if classifier else "last_hidden_state")
+    assert shown["source"]["text"]["max_length"] == 40
+    _check_default_layer(index, "tiny-bert", model, classifier)
+
+
 def test_a_text_checkpoint_repo_is_exported_with_its_tokenizer(fake_hub, tmp_path):
     folder = tmp_path / "repo"
     folder.mkdir()
     _bert_checkpoint(folder, classifier=True)
-    fake_hub.add(FakeRepo("acme/tiny-bert", _repo_files(folder), commit=COMMIT,
-                          tags=("transformers",)))
-    index = tmp_path / "i.db"
-    [added] = zooindex.add("hf://acme/tiny-bert", index=index)
-    assert added.status == "added", added.reason
+    added, _ = _add_checked(fake_hub, tmp_path, "acme/tiny-bert", folder, ("transformers",))
     local = tmp_path / "cache" / "hf" / "acme--tiny-bert" / COMMIT
     assert added.path == str(local / "zooindex-export" / "model.onnx")
-    text = zooindex.show("tiny-bert", index=index)["source"]["text"]
-    assert text["tokenizer"] == str((local / "tokenizer.json").resolve())
-    ranking = zooindex.search(zooindex.load_target(x=REVIEWS, y=LABELS), index=index,
-                              confidence=False)
-    assert ranking.results[0].status == "ok"
 
 
 def test_a_sharded_text_checkpoint_repo_is_fetched_whole_and_exported(fake_hub, tmp_path):
@@ -132,23 +137,9 @@ def test_a_sharded_text_checkpoint_repo_is_fetched_whole_and_exported(fake_hub, 
     files = _repo_files(folder)
     shards = sorted(n for n in files if n.startswith("model-"))
     assert "model.safetensors" not in files and len(shards) >= 2
-    fake_hub.add(FakeRepo("acme/sharded-bert", files, commit=COMMIT, tags=("transformers",)))
+    _add_checked(fake_hub, tmp_path, "acme/sharded-bert", folder, ("transformers",))
     index = tmp_path / "i.db"
-    [added] = zooindex.add("hf://acme/sharded-bert", index=index)
-    assert added.status == "added", added.reason
     export = zooindex.show("sharded-bert", index=index)["source"]["export"]
     assert export["kind"] == "text" and export["weights"] == "model.safetensors.index.json"
     assert sorted(export["shards"]) == shards
-    from zooindex.text.run import run_text_model
-    from zooindex.text import tokenizer as tokenizers
-
-    with zooindex.index.opened(index) as idx:
-        record = idx.catalogue.get_model("sharded-bert")
-    texts = np.array(REVIEWS[:4])
-    got = run_text_model(record, texts, [record.default_layer]).features[record.default_layer]
-    feed = tokenizers.encode(tokenizers.load(record.text, record.name), texts)
-    with torch.no_grad():
-        out = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
-    mask = feed["attention_mask"][:, :, None]
-    want = (out.last_hidden_state.numpy() * mask).sum(1) / mask.sum(1)
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+    _check_default_layer(index, "sharded-bert", model, classifier=False)
