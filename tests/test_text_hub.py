@@ -143,3 +143,26 @@ def test_a_sharded_text_checkpoint_repo_is_fetched_whole_and_exported(fake_hub, 
     assert export["kind"] == "text" and export["weights"] == "model.safetensors.index.json"
     assert sorted(export["shards"]) == shards
     _check_default_layer(index, "sharded-bert", model, classifier=False)
+
+
+def test_a_folder_of_models_takes_its_checkpoint_folders_beside_onnx_files(tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.setenv("ZOOINDEX_CACHE", str(tmp_path / "cache"))
+    zoo = tmp_path / "zoo"
+    for name, classifier in (("bert-a", True), ("nested/bert-b", False)):
+        (zoo / name).mkdir(parents=True)
+        _bert_checkpoint(zoo / name, classifier)
+    (zoo / "onnx").mkdir()
+    tiny_encoder(zoo / "onnx" / "enc.onnx")
+    write_tokenizer(zoo / "onnx")
+    index = tmp_path / "i.db"
+    added = zooindex.add(zoo, index=index)
+    assert sorted((a.name, a.status) for a in added) == [
+        ("bert-a", "added"), ("bert-b", "added"), ("enc", "added")]
+    assert zooindex.show("bert-b", index=index)["source"]["export"]["kind"] == "text"
+    # a folder holding checkpoint folders only is no longer "no .onnx files"
+    only = tmp_path / "only"
+    (only / "x").mkdir(parents=True)
+    _bert_checkpoint(only / "x", classifier=False)
+    [one] = zooindex.add(only, index=index)
+    assert (one.name, one.status) == ("x", "added")

@@ -107,7 +107,12 @@ def _sources(paths, manifest, cache_dir, source) -> tuple[list, list]:
         paths = [paths]
     paths = list(paths)
     refs = [p for p in paths if _is_hub_ref(p) or _is_checkpoint(p)]
-    items = _gather([p for p in paths if p not in refs], manifest, cache_dir, source)
+    rest = [p for p in paths if p not in refs]
+    # a folder of models may hold checkpoint folders beside (or instead of) ONNX files
+    below = {str(p): _checkpoints_below(p) for p in rest}
+    refs += [c for found in below.values() for c in found]
+    items = _gather([p for p in rest if not below[str(p)] or _holds_onnx(p)], manifest,
+                    cache_dir, source)
     if not items and not refs:
         raise ZooIndexError("nothing to add: give model files, folders, hf:// references "
                             "or --manifest")
@@ -242,6 +247,21 @@ def _is_checkpoint(path) -> bool:
     from .checkpoints import is_checkpoint_folder
 
     return not _is_hub_ref(path) and is_checkpoint_folder(path)
+
+
+def _checkpoints_below(path) -> list[str]:
+    """The checkpoint folders (:func:`zooindex.checkpoints.is_checkpoint_folder`) under
+    a plain folder, sorted; ``[]`` for anything else."""
+    from .checkpoints import CONFIG_FILE, is_checkpoint_folder
+
+    if _is_hub_ref(path) or not Path(path).is_dir():
+        return []
+    return sorted(str(c.parent) for c in Path(path).rglob(CONFIG_FILE)
+                  if is_checkpoint_folder(c.parent))
+
+
+def _holds_onnx(path) -> bool:
+    return any(q.is_file() for q in Path(path).rglob("*.onnx"))
 
 
 def _hub_records(ref: str, *, cache_dir, name: str | None, inspect,
