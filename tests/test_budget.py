@@ -190,3 +190,34 @@ def test_the_next_round_grows_while_the_budget_pays_then_ends_on_what_is_left():
     assert _next_round(order, five, 6, 30, 80, 3, 2, 5, False) == (10, five[:3], True)
     assert _next_round(order, four, 6, 30, 3, 3, 2, 2, False) is None
     assert _next_round(order, four, 6, 30, 0, 3, 2, 2, True) == (4, four, False)  # auto
+
+
+def test_a_text_target_races_and_its_lines_speak_of_texts(tmp_path, run):
+    from support.text_models import tiny_encoder, write_tokenizer
+
+    index = tmp_path / "i.db"
+    for i in range(4):
+        folder = tmp_path / f"enc{i}"
+        folder.mkdir()
+        tiny_encoder(folder / f"enc{i}.onnx", seed=i, hidden=8, blocks=2 + i % 2)
+        write_tokenizer(folder)
+        zooindex.add(folder / f"enc{i}.onnx", index=index)
+    rng = np.random.default_rng(0)
+    words = (["good", "great", "fun"], ["bad", "awful", "boring"])
+    texts = [" ".join(rng.choice(words[c], 3)) + " film" for c in [0, 1] * 60]
+    target = tmp_path / "reviews.csv"
+    target.write_text("text,label\n" + "".join(f"{t},{c}\n" for t, c in
+                                                zip(texts, [0, 1] * 60)))
+    raced = zooindex.search_on_budget(str(target), budget=0.5, k=1, index=index,
+                                      scorers=["knn"])
+    assert raced.samples == "texts" and "texts per class" in raced.advice
+    assert sum(raced.seen.values()) <= 0.5 * 4 * 120
+    for i in range(4):  # a second index: the CLI's race starts from nothing cached
+        zooindex.add(tmp_path / f"enc{i}" / f"enc{i}.onnx", index=tmp_path / "cli.db")
+    code, out, err = run("search", target, "--index", tmp_path / "cli.db", "--budget",
+                         "0.5", "--top", "1", "--scorer", "knn")
+    assert code == 0 and "texts run" in err and "images" not in err
+    after = zooindex.search(str(target), index=index, scorers=["knn"])
+    unseen = sum(120 - v for v in raced.seen.values())
+    assert f"{unseen} texts not seen by a search on a budget before were run, the others " \
+        "read from the cache" in after.notes

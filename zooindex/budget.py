@@ -149,6 +149,7 @@ class Budgeted:
     full_images: int = 0
     seconds: float = 0.0
     seconds_per_image: float | None = None
+    samples: str = "images"  # what the target holds: "images" or "texts"
 
     @property
     def saved(self) -> float:
@@ -176,14 +177,14 @@ class Budgeted:
 
     @property
     def advice(self) -> str:
-        """How many images per class were enough for this target, in a sentence."""
+        """How many images (texts) per class were enough for this target, in a sentence."""
         k = min(self.k, len(self.order))
         last = self.rounds[-1]["per_class"] if self.rounds else 0
         after = self.stable_after
         if after is None:
-            return (f"the top {k} was still changing at {last} images per class: more "
-                    "images may change it")
-        return (f"the top {k} stopped changing after {after} images per class (the same "
+            return (f"the top {k} was still changing at {last} {self.samples} per class: "
+                    f"more {self.samples} may change it")
+        return (f"the top {k} stopped changing after {after} {self.samples} per class (the same "
                 f"up to {last} per class)")
 
     def to_dict(self) -> dict:
@@ -309,7 +310,8 @@ def search_on_budget(target, budget=0.3, k: int = 3,
                     seen=seen, ran=ran, rounds=rounds, fraction=spent / full if full else 0.0,
                     budget=plan, k=k, settled=settled, reason=reason, full_images=full,
                     seconds=time.perf_counter() - started,
-                    seconds_per_image=meter["inference_seconds"] / runs if runs else None)
+                    seconds_per_image=meter["inference_seconds"] / runs if runs else None,
+                    samples="texts" if getattr(tgt, "kind", "image") == "text" else "images")
 
 
 def _left(plan: Budget, started: float, full: int, spent: int, runs: int) -> float:

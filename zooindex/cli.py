@@ -505,11 +505,11 @@ def _budget_lines(raced) -> list[str]:
              f"inference (saved {raced.saved:.1%}"
              f"{f', about {saved:.1f} s' if saved is not None else ''}) in "
              f"{len(raced.rounds)} round{'s' * (len(raced.rounds) != 1)} ({steps}) and "
-             f"{raced.seconds:.1f} s, {sum(raced.ran.values())} images run; stopped: "
+             f"{raced.seconds:.1f} s, {sum(raced.ran.values())} {raced.samples} run; stopped: "
              f"{raced.reason}"]
     for i, r in enumerate(raced.rounds, 1):
         if r["dropped"]:
-            lines.append(f"dropped after round {i} ({r['images']} images each): "
+            lines.append(f"dropped after round {i} ({r['images']} {raced.samples} each): "
                          f"{', '.join(r['dropped'])}")
     lines.append(raced.advice[0].upper() + raced.advice[1:])
     return lines

@@ -27,7 +27,8 @@ def rows_of(tgt, rows: np.ndarray, what: str = "budget"):
         return tgt
     digest = hashlib.sha256(f"{tgt.key}|{what}|".encode() + rows.astype("<i8").tobytes())
     return replace(tgt, x=tgt.x[rows], y=tgt.y[rows], key=digest.hexdigest(),
-                   source=f"{tgt.source} ({len(rows)} of {len(tgt)} images)")
+                   source=f"{tgt.source} ({len(rows)} of {len(tgt)} "
+                          f"{'texts' if tgt.kind == 'text' else 'images'})")
 
 
 @dataclass

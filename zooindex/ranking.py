@@ -194,8 +194,9 @@ def search(target, options: SearchOptions | None = None, *, index=None,
             completed = reuse_partial(idx, tgt, [p.record for p in planned], options,
                                       executor)
             if completed:
-                notes.append(f"{completed} images not seen by a search on a budget "
-                             "before were run, the others read from the cache")
+                notes.append(f"{completed} {'texts' if tgt.kind == 'text' else 'images'} "
+                             "not seen by a search on a budget before were run, the "
+                             "others read from the cache")
         bar = _progress(len(planned), progress)
 
         def settle(plan: _Planned) -> None:
