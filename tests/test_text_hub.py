@@ -166,3 +166,16 @@ def test_a_folder_of_models_takes_its_checkpoint_folders_beside_onnx_files(tmp_p
     _bert_checkpoint(only / "x", classifier=False)
     [one] = zooindex.add(only, index=index)
     assert (one.name, one.status) == ("x", "added")
+
+
+def test_exporting_on_add_draws_no_bar_of_transformers_own(tmp_path, monkeypatch, run):
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.setenv("ZOOINDEX_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "tiny-bert"
+    folder.mkdir()
+    _bert_checkpoint(folder, classifier=False)
+    code, out, err = run("add", folder, "--index", tmp_path / "i.db")
+    assert code == 0 and "added     tiny-bert" in out + err
+    assert "Loading weights" not in err  # (the bar save_pretrained drew above stays)
+    assert hf_logging.is_progress_bar_enabled()  # left as it was found

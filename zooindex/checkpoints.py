@@ -306,6 +306,26 @@ def _transformers():
                    f"and torch: {EXPORT_EXTRA}")
 
 
+def _load_pretrained(auto, folder: Path, cfg, pickled: bool, what: Path) -> tuple:
+    """``auto.from_pretrained`` from the local folder alone, never the repository's own
+    code: ``(model, loading info)``. transformers' progress bar stays off meanwhile
+    (``add`` draws its own); a checkpoint it cannot load is a one-line ModelError."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return auto.from_pretrained(
+            str(folder), config=cfg, local_files_only=True, trust_remote_code=False,
+            use_safetensors=not pickled, output_loading_info=True)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise ModelError(f"transformers cannot load {what}: {_short(exc)}",
+                         path=str(what)) from exc
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
+
+
 def _transformers_detect(config: dict) -> bool:
     return isinstance(config.get("model_type"), str) and "architecture" not in config
 
@@ -329,13 +349,7 @@ def _transformers_build(config: dict, folder: Path, weights: Path, pickled: bool
         auto, head = transformers.AutoModelForImageClassification, "logits"
     else:
         auto, head = transformers.AutoModel, "features"
-    try:
-        model, info = auto.from_pretrained(
-            str(folder), config=cfg, local_files_only=True, trust_remote_code=False,
-            use_safetensors=not pickled, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise ModelError(f"transformers cannot load {weights}: {_short(exc)}",
-                         path=str(weights)) from exc
+    model, info = _load_pretrained(auto, folder, cfg, pickled, weights)
     missing = sorted(info.get("missing_keys") or [])
     if missing or info.get("mismatched_keys"):
         bad = missing or [str(k) for k in info["mismatched_keys"]]
@@ -444,13 +458,7 @@ def _export_text(folder, weights: str, config: dict, *, weights_sha256: str, out
                      for n in config.get("architectures") or [])
     auto = (transformers.AutoModelForSequenceClassification if classifier
             else transformers.AutoModel)
-    try:
-        model, info = auto.from_pretrained(
-            str(folder), config=cfg, local_files_only=True, trust_remote_code=False,
-            use_safetensors=not pickled, output_loading_info=True)
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise ModelError(f"transformers cannot load {folder / weights}: "
-                         f"{' '.join(str(exc).split())[:200]}", path=str(folder)) from exc
+    model, info = _load_pretrained(auto, folder, cfg, pickled, folder / weights)
     missing = [k for k in info.get("missing_keys") or [] if "pooler" not in k]
     if missing or info.get("mismatched_keys"):
         bad = missing or [str(k) for k in info["mismatched_keys"]]
