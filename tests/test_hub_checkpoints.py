@@ -108,6 +108,17 @@ def add_repo(server, repo: str, files: dict, **kw) -> FakeRepo:
                                **kw))
 
 
+def same_as_torch(added, model, x) -> None:
+    """The exported model's default layer and logits equal the transformers classifier's
+    input and logits on ``x``, to TOLERANCE."""
+    features, logits = run_layer(added.path, added.default_layer, x)
+    with torch.no_grad():
+        expected = classifier_input(model, torch.from_numpy(x)).numpy()
+        expected_logits = model(pixel_values=torch.from_numpy(x)).logits.numpy()
+    np.testing.assert_allclose(features, expected, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(logits, expected_logits, atol=TOLERANCE, rtol=0)
+
+
 # -- transformers ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", TRANSFORMERS_KINDS)
@@ -122,12 +133,7 @@ def test_transformers_repo_is_exported_on_add_and_its_default_layer_is_the_poole
     assert added.path == str(folder / "zooindex-export" / "model.onnx")
 
     x = sample()
-    features, logits = run_layer(added.path, added.default_layer, x)
-    with torch.no_grad():
-        expected = classifier_input(model, torch.from_numpy(x)).numpy()
-        expected_logits = model(pixel_values=torch.from_numpy(x)).logits.numpy()
-    np.testing.assert_allclose(features, expected, atol=TOLERANCE, rtol=0)
-    np.testing.assert_allclose(logits, expected_logits, atol=TOLERANCE, rtol=0)
+    same_as_torch(added, model, x)
 
     shown = zoo.show(kind, index=tmp_path / "zoo.db")
     export = shown["source"]["export"]
@@ -544,12 +550,7 @@ def test_a_sharded_transformers_repo_is_fetched_whole_and_exported(fake_hub, tmp
     assert export["shards"] == {n: hashlib.sha256(files[n]).hexdigest() for n in sorted(shards)}
     assert export["weights_sha256"] == manifest_sha256(files)
     x = sample(12)
-    features, logits = run_layer(added.path, added.default_layer, x)
-    with torch.no_grad():
-        expected = classifier_input(model, torch.from_numpy(x)).numpy()
-        expected_logits = model(pixel_values=torch.from_numpy(x)).logits.numpy()
-    np.testing.assert_allclose(features, expected, atol=TOLERANCE, rtol=0)
-    np.testing.assert_allclose(logits, expected_logits, atol=TOLERANCE, rtol=0)
+    same_as_torch(added, model, x)
 
 
 def test_a_sharded_timm_repo_is_fetched_whole_and_exported(fake_hub, tmp_path):
