@@ -15,7 +15,7 @@ install: $(PY)  ## zooindex with onnxruntime (onnxruntime-gpu when nvidia-smi se
 	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub,web]"
 
 dev: install  ## + test tools, Ray, torch and torchvision for the zoo recipes, transformers and timm for checkpoint exports
-	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub,web,ray,test,timm]" torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[$(RUNTIME),images,plots,hub,web,ray,test,timm,text]" torch==2.14.1 torchvision==0.29.1
 
 demo: install  ## the main job on a real example: rank the demo zoo for a Fashion-MNIST target
 	rm -rf $(DEMO_INDEX) $(DEMO_INDEX)-wal $(DEMO_INDEX)-shm $(DEMO_INDEX)-activations

@@ -120,6 +120,29 @@ def test_non_utf8_bytes_are_refused(tmp_path):
         load_target(path)
 
 
+def test_parquet_reads_as_the_same_target_as_its_csv(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    texts, labels = reviews(10)
+    csv = load_target(write_csv(tmp_path / "r.csv", texts, labels))
+    path = tmp_path / "r.parquet"
+    pq.write_table(pa.table({"id": list(range(len(texts))), "text": texts,
+                             "label": labels}), path)
+    parquet = load_target(path)
+    assert parquet.x.tolist() == texts and parquet.key == csv.key
+    # pairs and a real-valued label, by column name
+    pq.write_table(pa.table({"premise": texts, "hypothesis": texts[::-1],
+                             "score": [i / 4 for i in range(len(texts))]}), path)
+    pairs = load_target(path, label_column="score")
+    assert pairs.x.shape == (len(texts), 2) and pairs.regression
+    assert pairs.x[0].tolist() == [texts[0], texts[-1]]
+    path.write_bytes(b"PAR1 not really")
+    with pytest.raises(TargetError, match="cannot read .* as Parquet") as err:
+        load_target(path)
+    assert "\n" not in str(err.value)
+
+
 def test_parquet_without_pyarrow_names_the_extra(tmp_path, monkeypatch):
     import builtins
 
