@@ -206,14 +206,9 @@ def _regression(inputs: np.ndarray, y, name: str, classes, limit, seed,
     if classes is not None:
         raise TargetError(f"target '{name}' has real-valued labels (regression), so "
                           "--classes cannot choose samples; drop --classes", path=name)
-    drawn = None
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 3:
-            raise TargetError(f"--limit must be at least 3 samples, not {limit!r}")
-        if limit < len(inputs):
-            drawn = np.sort(np.random.default_rng(int(seed)).choice(len(inputs), int(limit),
-                                                                    replace=False))
-            inputs, y = inputs[drawn], y[drawn]
+    drawn = _plain_draw(len(inputs), limit, seed, least=3)
+    if drawn is not None:
+        inputs, y = inputs[drawn], y[drawn]
     if len(inputs) < 3 or np.ptp(y) == 0:
         raise TargetError(f"target '{name}' has {len(inputs)} samples with "
                           f"{len(np.unique(y))} distinct label value(s); a regression target "
@@ -224,6 +219,19 @@ def _regression(inputs: np.ndarray, y, name: str, classes, limit, seed,
                   key=fingerprint(inputs, y, (), options), task="regression")
 
 
+def _plain_draw(n: int, limit, seed, least: int) -> np.ndarray | None:
+    """The sorted positions of a seeded draw of ``limit`` of ``n`` samples, without
+    regard to labels (regression and unlabeled targets); ``None`` when ``limit`` is
+    ``None`` or keeps them all. ``limit`` below ``least`` is refused."""
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < least:
+        raise TargetError(f"--limit must be at least {least} samples, not {limit!r}")
+    if limit >= n:
+        return None
+    return np.sort(np.random.default_rng(int(seed)).choice(n, int(limit), replace=False))
+
+
 def _unlabeled(inputs: np.ndarray, name: str, classes, limit, seed, input_range,
                column_options: dict | None = None) -> Target:
     """A target without labels: inputs only, a plain seeded subsample with ``limit``."""
@@ -231,14 +239,9 @@ def _unlabeled(inputs: np.ndarray, name: str, classes, limit, seed, input_range,
         raise TargetError(f"target '{name}' has no labels, so --classes cannot choose "
                           "samples; drop --classes", path=name)
     keep = np.arange(len(inputs))
-    drawn = None
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 2:
-            raise TargetError(f"--limit must be at least 2 samples, not {limit!r}")
-        if limit < len(inputs):
-            drawn = np.sort(np.random.default_rng(int(seed)).choice(len(inputs), int(limit),
-                                                                    replace=False))
-            keep, inputs = keep[drawn], inputs[drawn]
+    drawn = _plain_draw(len(inputs), limit, seed, least=2)
+    if drawn is not None:
+        keep, inputs = keep[drawn], inputs[drawn]
     if len(inputs) < 3:
         raise TargetError(f"target '{name}' has {len(inputs)} samples; ranking needs at "
                           "least 3", path=name)
