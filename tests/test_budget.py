@@ -221,3 +221,9 @@ def test_a_text_target_races_and_its_lines_speak_of_texts(tmp_path, run):
     unseen = sum(120 - v for v in raced.seen.values())
     assert f"{unseen} texts not seen by a search on a budget before were run, the others " \
         "read from the cache" in after.notes
+    # what the race saw and the rest just run are read back, not run again
+    assert after.stats["run"] == 0 and after.stats["from_activations"] >= 1
+    for i in range(4):  # and rank as a full search that never raced
+        zooindex.add(tmp_path / f"enc{i}" / f"enc{i}.onnx", index=tmp_path / "fresh.db")
+    fresh = zooindex.search(str(target), index=tmp_path / "fresh.db", scorers=["knn"])
+    assert [r.model for r in after.ranked] == [r.model for r in fresh.ranked]

@@ -15,8 +15,27 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .errors import ZooIndexError
 from .options import SearchOptions
+
+
+def layer_and_key(record, tgt, options: SearchOptions) -> tuple[str, str] | None:
+    """``(layer, cache key of what turns inputs into features)`` for ``record`` as a
+    search with ``options`` keys its activations (a text model's tokenizer and pooling,
+    an image model's preprocessing); ``None`` when the model cannot take the target."""
+    from .adapt import Preprocessing, check_fit
+    from .errors import AdaptError, LayerError
+
+    try:
+        if record.text is not None:
+            from .text import choose_layers, features_key
+
+            return choose_layers(record, options)[0].name, features_key(record, options)
+        layer = record.choose_layers(options.layer)[0].name
+        prep = Preprocessing.from_dict(record.preprocessing)
+        check_fit(tgt.x.shape[1:], record.input_shape, prep)
+        return layer, prep.key()
+    except (LayerError, AdaptError):
+        return None
 
 
 def rows_of(tgt, rows: np.ndarray, what: str = "budget"):
@@ -48,23 +67,16 @@ def gather(idx, tgt, records, rows, options: SearchOptions, executor=None,
     plus a run on the images it has not seen, which are kept for next time. Models that
     cannot run are left out (the search that follows says why). ``meter``, when given,
     adds up the ``inference_seconds`` of what ran."""
-    from .adapt import Preprocessing, check_fit
     from .cache import DECODE_ERRORS
-    from .errors import AdaptError, LayerError
 
     rows = np.asarray(rows, dtype=np.int64)
     out: dict = {}
     groups: dict = {}
     for record in records:
-        try:
-            layer = record.choose_layers(options.layer)[0].name
-            prep = Preprocessing.from_dict(record.preprocessing)
-            check_fit(tgt.x.shape[1:], record.input_shape, prep)
-        except (LayerError, AdaptError):
+        found = layer_and_key(record, tgt, options)
+        if found is None or idx.catalogue.model_status(record) != "ok":
             continue
-        if idx.catalogue.model_status(record) != "ok":
-            continue
-        prep_key = prep.key()
+        layer, prep_key = found
         whole = idx.cache.cached_files(record.sha256, tgt.key, prep_key).get(layer)
         if whole is not None:
             try:
@@ -141,7 +153,6 @@ def reuse_partial(idx, tgt, records, options: SearchOptions, executor=None) -> i
     """Before a full search: complete the models that saw part of ``tgt`` (a search on a
     budget) by running only the images they have not seen, so that the search finds
     their whole activations cached. Returns the images run."""
-    from .adapt import Preprocessing
     from .cache.partial import ROWS
 
     if options.layer == "all":
@@ -149,13 +160,10 @@ def reuse_partial(idx, tgt, records, options: SearchOptions, executor=None) -> i
     seen = idx.cache.partial.models(tgt.key)
     partial = []
     for record in records:
-        if record.sha256 not in seen:
+        found = layer_and_key(record, tgt, options) if record.sha256 in seen else None
+        if found is None:
             continue
-        try:
-            layer = record.choose_layers(options.layer)[0].name
-        except ZooIndexError:
-            continue
-        prep = Preprocessing.from_dict(record.preprocessing).key()
+        layer, prep = found
         files = idx.cache.cached_files(record.sha256, tgt.key, prep)
         if layer not in files and layer + ROWS in files:
             partial.append(record)
