@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import zooindex
+import zooindex.ranking
 from support.data import clustered, selector
 from support.onnx_factory import linear_features, save
 from zooindex.budget import Budget, parse_budget
@@ -208,8 +209,21 @@ def test_a_text_target_races_and_its_lines_speak_of_texts(tmp_path, run):
     target = tmp_path / "reviews.csv"
     target.write_text("text,label\n" + "".join(f"{t},{c}\n" for t, c in
                                                 zip(texts, [0, 1] * 60)))
-    raced = zooindex.search_on_budget(str(target), budget=0.5, k=1, index=index,
-                                      scorers=["knn"])
+    rounds = []
+    real = zooindex.ranking.search
+
+    def watched(*args, **kwargs):  # each round's ranking, and what it ran itself
+        ranking = real(*args, **kwargs)
+        rounds.append(ranking.stats)
+        return ranking
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(zooindex.ranking, "search", watched)
+        raced = zooindex.search_on_budget(str(target), budget=0.5, k=1, index=index,
+                                          scorers=["knn"])
+    # the rounds read the texts the race ran for them: no text model runs twice
+    assert len(rounds) == len(raced.rounds) >= 2
+    assert all(s["run"] == 0 and s["from_activations"] == s["ranked"] for s in rounds)
     assert raced.samples == "texts" and "texts per class" in raced.advice
     assert sum(raced.seen.values()) <= 0.5 * 4 * 120
     for i in range(4):  # a second index: the CLI's race starts from nothing cached

@@ -361,15 +361,19 @@ def _next_round(order, alive: list, seen: int, n: int, left: float, k: int, per_
 
 def _cache_round(idx, sub, records, got: dict, options: SearchOptions) -> None:
     """Put each model's activations of this round's subsample where the search looks
-    for them (under the subsample's key), so that it runs no model."""
-    from .adapt import Preprocessing
+    for them (under the subsample's key and the model's own features key: an image
+    model's preprocessing, a text model's tokenizer and pooling), so that it runs no
+    model."""
     from .cache import Entry
+    from .partial import layer_and_key
 
     target = (sub.key, sub.source, len(sub), list(sub.classes))
     for name, (array, _) in got.items():
         record = records[name]
-        layer = record.choose_layers(options.layer)[0].name
-        prep = Preprocessing.from_dict(record.preprocessing).key()
+        found = layer_and_key(record, sub, options)
+        if found is None:
+            continue
+        layer, prep = found
         if layer in idx.cache.cached_files(record.sha256, sub.key, prep):
             continue
         staged = idx.cache.stage_activations(record.sha256, layer, sub.key, prep, array)
