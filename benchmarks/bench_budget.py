@@ -224,10 +224,24 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".real-work")
     ap.add_argument("--margin", type=int, default=None,
                     help="search_on_budget's margin (default: its own)")
+    ap.add_argument("--project", type=int, choices=(0, 1), default=None,
+                    help="search_on_budget's project (default: its own)")
+    ap.add_argument("--wide", type=int, choices=(0, 1), default=None,
+                    help="search_on_budget's wide (default: its own)")
+    ap.add_argument("--trend", choices=("inverse", "log"), default=None,
+                    help="zooindex.budget.TREND (default: its own)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     if args.margin is not None:
         MARGIN["margin"] = args.margin
+    if args.project is not None:
+        MARGIN["project"] = bool(args.project)
+    if args.wide is not None:
+        MARGIN["wide"] = bool(args.wide)
+    if args.trend is not None:
+        from zooindex import budget as racing
+
+        racing.TREND = args.trend
     budgets = [b if b == "auto" or b.endswith(("s", "m", "h")) else float(b)
                for b in args.budgets.split(",")]
     scorers = args.scorers.split(",")
@@ -252,7 +266,9 @@ def report(args, out, seconds) -> str:
     cmd = ("`python benchmarks/bench_budget.py --part " + args.part + f" --seeds {args.seeds}"
            + (f" --n {args.n}" if "demo" in out else "") +
            f" --budgets {args.budgets} --scorers {args.scorers}"
-           + (f" --margin {args.margin}" if args.margin is not None else "") + "`")
+           + (f" --margin {args.margin}" if args.margin is not None else "")
+           + "".join(f" --{flag} {getattr(args, flag)}" for flag in ("project", "wide", "trend")
+                     if getattr(args, flag) is not None) + "`")
     text = [f"{cmd} ({seconds / 60:.0f} min). Top {K}; a search agrees when its budgeted "
             "top 1 (top 3, as a set) equals the full search's with the same scorer, seed "
             "and models; spent: the images the budgeted search ran, summed over the "

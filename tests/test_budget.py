@@ -222,7 +222,7 @@ def test_a_text_target_races_and_its_lines_speak_of_texts(tmp_path, run):
         raced = zooindex.search_on_budget(str(target), budget=0.5, k=1, index=index,
                                           scorers=["knn"])
     # the rounds read the texts the race ran for them: no text model runs twice
-    assert len(rounds) == len(raced.rounds) >= 2
+    assert len(rounds) >= len(raced.rounds) >= 2  # (and the first round's half)
     assert all(s["run"] == 0 and s["from_activations"] == s["ranked"] for s in rounds)
     assert raced.samples == "texts" and "texts per class" in raced.advice
     assert sum(raced.seen.values()) <= 0.5 * 4 * 120

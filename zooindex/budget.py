@@ -10,7 +10,13 @@ ranking's own confidence (:mod:`zooindex.confidence`) deciding who stays:
    those images (its 5th to 95th percentile rank). A model is dropped when even its
    best plausible rank, the interval's low end, is worse than ``k + margin``
    (:data:`MARGIN`): it cannot plausibly reach the top ``k``, even allowing for the
-   bias of small subsamples below. The others race on, however many they are;
+   bias of small subsamples below. The others race on, however many they are. With a
+   scorer that reads a layer's whole width (LogME, H-score) two more rules hold, for
+   such a score moves with the number of images by the layer's width (below): a
+   model is dropped only if its rank by the score *projected* to the whole target
+   (:func:`projected`, from this round and the one before) is out of reach too, and
+   never while its layer is at least as wide as the images it saw; the projection also
+   orders who goes on to the last round;
 3. the survivors see ``growth`` times as many images per class: the images they saw
    already (kept in the cache, see :mod:`zooindex.cache.partial`, never run again) plus
    new ones, as long as the budget pays for that round;
@@ -33,7 +39,13 @@ did worse on the evidence base (benchmarks/RESULTS.md): a cut on 8 images per cl
 drops models that rank well only with more images. Such models exist: a score such as
 LogME moves with the number of images differently for a narrow and a wide layer, a bias
 of small subsamples that no resampling of them shows, so a race on small subsamples can
-rule out the wrong model with confidence.
+rule out the wrong model with confidence. Its evidence per image carries an Occam term
+of order ``width / images``; over fewer images than its width a layer fits the one-hot
+labels exactly, and the score there says little of the whole target's. Hence the
+projection along ``a + b / images`` and the rule on wide layers, for full-width scorers
+only: a score on ``dim`` principal components has the same width for every model, and
+projecting it only added noise (benchmarks/RESULTS.md, *budget-choices*). The answer is
+what was measured: the last round's survivors in its ranking's order.
 
 **What is counted.** ``seen``: the images each model's ranking used (nested rounds:
 its last round's subsample). ``fraction``: the images run for the race, summed over the
@@ -65,6 +77,19 @@ GROWTH = 2
 #: LogME on the evidence base's development zoo at a 30% budget, against 7 and 0 with
 #: no margin (benchmarks/bench_budget.py --margin, 2026-12-06)
 MARGIN = 3
+#: with a full-width scorer (LogME, H-score), race on each model's score projected to
+#: the whole target from its last two rounds (:func:`projected`) as well as on its rank
+#: interval, and never drop a model over fewer images than its layer's width (there such
+#: a score fits the labels exactly, whatever the layer). LogME on the development zoo,
+#: same top 3 at 30% / 50% / auto: neither 1/8, 2/8, 2/8; the projection alone 2/8, 2/8,
+#: 2/8; the width rule alone 1/8, 8/8, 7/8; both 5/8, 8/8, 8/8 (bench_budget.py
+#: --project/--wide, 2026-12-06)
+PROJECT = True
+WIDE = True
+#: the projection's form: ``"inverse"`` (``a + b / n``, the evidence's Occam term) or
+#: ``"log"`` (``a + b log n``); on the development zoo 5/8, 8/8, 8/8 against 6/8, 7/8,
+#: 8/8: a tie, and ``a + b / n`` is what the evidence's form gives
+TREND = "inverse"
 
 
 @dataclass(frozen=True)
@@ -224,7 +249,8 @@ def search_on_budget(target, budget=0.3, k: int = 3,
                      options: SearchOptions | None = None, *, index=None,
                      selection: TargetSelection | None = None, models=None, filter=None,
                      executor=None, start: int = START_PER_CLASS, growth: int = GROWTH,
-                     margin: int = MARGIN, **settings) -> Budgeted:
+                     margin: int = MARGIN, project: bool = PROJECT, wide: bool = WIDE,
+                     **settings) -> Budgeted:
     """Rank the indexed models for ``target`` spending at most ``budget`` (a fraction
     of a full search's inference in (0, 1], a time such as ``"90s"``, or ``"auto"``)
     and aiming at a settled top ``k``; see the module's docstring. The other arguments
@@ -248,6 +274,7 @@ def search_on_budget(target, budget=0.3, k: int = 3,
         raise ZooIndexError("a budgeted search needs a labeled target: it races models on "
                             "their ranks' confidence")
     order = nested_order(tgt.y, selection.seed)
+    full_width = _full_width(options)
     largest = max(len(o) for o in order)
     per_class = max(1, min(int(start), largest))
     with opened(index, create=False) as idx:
@@ -261,6 +288,7 @@ def search_on_budget(target, budget=0.3, k: int = 3,
         ranking = None
         settled, reason, last = False, "", False
         meter = {"inference_seconds": 0.0}
+        before: dict = {}  # model -> (images, score) of the round before
         while True:
             t = time.perf_counter()
             rows = first_rows(order, per_class)
@@ -275,9 +303,19 @@ def search_on_budget(target, budget=0.3, k: int = 3,
                 seen[r.model] = len(sub)
                 ran[r.model] = ran.get(r.model, 0) + (got[r.model][1] if r.model in got
                                                       else len(sub))
-            settled = _settled(ranked, k)
-            out = _out_of_reach(ranked, k, margin)
-            alive = [r.model for r in ranked if r.model not in out]
+            ahead = None
+            if project and full_width:
+                if not before:  # the first round: its first half, scored alone
+                    before = _half_scores(idx, tgt, order, per_class, rows, got, records,
+                                          [r.model for r in ranked], options, executor)
+                ahead = projected(ranked, before, len(sub), len(tgt))
+                before = {r.model: (len(sub), r.score) for r in ranked}
+            settled = _settled(ranked, k, ahead)
+            out = _out_of_reach(ranked, k, margin, ahead,
+                                len(sub) if wide and full_width else None)
+            alive = [r.model for r in (ranked if ahead is None else
+                                       sorted(ranked, key=lambda r: ahead[r.model]))
+                     if r.model not in out]
             rounds.append({"per_class": per_class, "images": len(sub),
                            "models": len(ranked), "dropped": out, "settled": settled,
                            "seconds": 0.0})
@@ -298,6 +336,8 @@ def search_on_budget(target, budget=0.3, k: int = 3,
                     per_class, keep, last = step
                     out += [m for m in alive if m not in keep]
                     alive = keep
+            if reason:  # the answer is what was measured: the survivors in the ranking's order
+                alive = [r.model for r in ranked if r.model in set(alive)]
             dropped[:0] = out
             rounds[-1].update(top=(alive + dropped)[:k],
                               seconds=round(time.perf_counter() - t, 3))
@@ -382,9 +422,13 @@ def _cache_round(idx, sub, records, got: dict, options: SearchOptions) -> None:
                                    staged=[staged]), target)
 
 
-def _settled(rows, k: int) -> bool:
+def _settled(rows, k: int, ahead: dict | None = None) -> bool:
     """Is the top ``k`` the same on (90% of) the half-samples: the first ``k`` rows never
-    rank below ``k`` and the others never above?"""
+    rank below ``k`` and the others never above? And, given ``ahead`` (model ->
+    projected rank), the same ``k`` as the projection's?"""
+    if ahead is not None and {r.model for r in rows[:k]} != \
+            {m for m, rank in ahead.items() if rank <= k}:
+        return False
     if len(rows) <= k:
         return all(r.rank_interval is not None for r in rows)
     if any(r.rank_interval is None for r in rows):
@@ -393,13 +437,78 @@ def _settled(rows, k: int) -> bool:
         all(r.rank_interval[0] > k for r in rows[k:])
 
 
-def _out_of_reach(rows, k: int, margin: int) -> list[str]:
+def _out_of_reach(rows, k: int, margin: int, ahead: dict | None = None,
+                  images: int | None = None) -> list[str]:
     """The models whose best plausible rank (the low end of their rank interval) is worse
-    than ``k + margin``; never so many that fewer than ``k + 1`` would race on."""
+    than ``k + margin`` and, given ``ahead`` (model -> projected rank), whose projected
+    rank is too; given ``images`` (the subsample's size, for a scorer that reads the
+    layer's full width), not those whose layer is at least as wide as that (their score
+    fits the labels exactly there: it says little of what more images will give). Never
+    so many that fewer than ``k + 1`` would race on."""
     out = [r.model for r in rows
-           if r.rank_interval is not None and r.rank_interval[0] > k + margin]
+           if r.rank_interval is not None and r.rank_interval[0] > k + margin
+           and (ahead is None or ahead[r.model] > k + margin)
+           and (images is None or r.width is None or r.width < images)]
     room = max(len(rows) - (k + 1), 0)
     return out[len(out) - room:] if len(out) > room else out
+
+
+def _full_width(options: SearchOptions) -> bool:
+    """Does the ranking's scorer read a layer's whole width (LogME, H-score, ...), rather
+    than its first ``dim`` principal components (the silhouette, k-NN, ...)?"""
+    from .estimators import resolve
+
+    scorer = resolve(options.scorers[0])
+    return any("dim" not in e.params for e in scorer.estimators)
+
+
+def projected(rows, before: dict, n: int, total: int) -> dict:
+    """Model -> its rank by the score projected to the whole target (``total`` images)
+    from this round's (``n`` images) and the round before's (``before``: model ->
+    ``(images, score)``), as ``s(m) = a + b / m`` extrapolates: ``s(N) = s(n) + (s(n) -
+    s(h)) h (N - n) / (N (n - h))``. Rows without two finite scores keep their own
+    score. ``rows`` are in the ranking's order (best first, whichever way its score
+    runs)."""
+    scores = [r.score for r in rows]
+    finite = [v for v in scores if v is not None and np.isfinite(v)]
+    sign = 1.0 if len(finite) < 2 or finite[0] >= finite[-1] else -1.0
+    values = {}
+    for position, r in enumerate(rows):
+        h, old = before.get(r.model, (None, None))
+        now = r.score
+        if now is None or not np.isfinite(now):
+            values[r.model] = (-np.inf, position)
+            continue
+        value = now
+        if old is not None and np.isfinite(old) and h is not None and 0 < h < n:
+            if TREND == "log":
+                value = now + (now - old) * np.log(total / n) / np.log(n / h)
+            else:
+                value = now + (now - old) * h * (total - n) / (total * (n - h))
+        values[r.model] = (sign * value, -position)
+    best = sorted(values, key=lambda m: values[m], reverse=True)
+    return {m: i + 1 for i, m in enumerate(best)}
+
+
+def _half_scores(idx, tgt, order, per_class, rows, got, records, models, options,
+                 executor) -> dict:
+    """Model -> ``(images, score)`` on the first half of the first round's subsample
+    (nested in it: its activations are a slice of what the round ran)."""
+    from .ranking import search
+
+    half = first_rows(order, max(per_class // 2, 1))
+    if len(half) >= len(rows):
+        return {}
+    sub = rows_of(tgt, half)
+    where = np.searchsorted(rows, half)
+    _cache_round(idx, sub, records,
+                 {m: (array[where], 0) for m, (array, _) in got.items()}, options)
+    try:
+        ranking = search(sub, replace(options, confidence=False), index=idx,
+                         models=models, executor=executor)
+    except ZooIndexError:  # too few images per class for the scorer: no trend yet
+        return {}
+    return {r.model: (len(sub), r.score) for r in ranking.ranked}
 
 
 __all__ = ["search_on_budget", "Budgeted", "Budget", "parse_budget", "nested_order",
