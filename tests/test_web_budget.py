@@ -109,7 +109,7 @@ def test_the_page_shows_survivors_then_the_dropped_with_what_they_saw(raced):
         assert r[0] == "–" and f"dropped after round {d['round']}" in r
         assert f"{d['images']:,}" in r
     # what was spent and saved, the rounds and the advice, escaped as the page escapes
-    assert f"budget 50%: spent {budget['spent']:.1%}" in page
+    assert f"Budget 50%: spent {budget['spent']:.1%}" in page
     assert f"saved {budget['saved']:.1%}" in page
     assert len(cells(page, "rounds")) == len(budget["rounds"])
     advice = re.search(r'<p class="advice" id="advice">(.*?)</p>', page, re.S).group(1)

@@ -6,7 +6,8 @@ streams a running search's progress, and every page works without it):
 * ``/``: the zoo, every model; filter by name, tag, source and size, sort by any column;
 * ``/models/{name}``: one model's details, layers, preprocessing, metadata, and every
   cached score per target;
-* ``/search``: the search form (GET) and a new search (POST);
+* ``/search``: the search form (GET) and a new search (POST), a full one or, with a
+  budget, :func:`zooindex.search_on_budget`'s race;
 * ``/search/{id}``: one search, its place in the queue, its progress, the ranking, then
   the report's figures; ``/search/{id}/events`` streams the progress as server-sent
   events, ``/search/{id}/figures/{curves|scatter|ranking}.png`` are the figures;
@@ -554,7 +555,7 @@ async def job_page(request: Request):
     raced = job.budgeted
     return server.page(request, "job.html", title=f"Search: {job.label}", nav="search",
                        job=job, position=server.queue.position(job),
-                       summary=(raced.summary if raced is not None
+                       summary=(raced.summary[:1].upper() + raced.summary[1:] if raced
                                 else _summary(job.ranking) if job.ranking else None),
                        rows=_ranking_rows(job.ranking) if job.ranking else [],
                        raced=raced, figure_names=[f for f in FIGURES if f != "ranking"])
@@ -719,7 +720,10 @@ async def api_scorers(request: Request):
 
 
 def job_json(server: Server, job: jobs.Job) -> dict:
-    """A job as the API shows it; ``ranking`` mirrors :class:`zooindex.Ranking`."""
+    """A job as the API shows it; ``ranking`` mirrors :class:`zooindex.Ranking`, and
+    for a search on a budget (its last round) each row has its ``images_seen``;
+    ``budget`` mirrors :meth:`zooindex.budget.Budgeted.to_dict` with its ``dropped``
+    models (``None``: a full search)."""
     out = {"id": job.id, "state": job.state, "position": server.queue.position(job),
            "target": job.target_info or {"source": job.label}, "error": job.error,
            "progress": list(job.progress), "page": f"/search/{job.id}",

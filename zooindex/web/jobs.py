@@ -119,9 +119,11 @@ class Job:
 
     def record_round(self, row: dict) -> None:
         """``on_round``: one round of a budgeted search is over."""
+        text = (self.target_info or {}).get("kind") == "text"
         self.progress.append({"round": len([p for p in self.progress if "round" in p]) + 1,
                               "status": "ok", "cached": False, **row,
-                              "dropped": list(row["dropped"])})
+                              "dropped": list(row["dropped"]),
+                              "samples": "texts" if text else "images"})
 
 
 def why_none(skipped) -> str:
@@ -143,7 +145,7 @@ def progress_line(row: dict) -> str:
     if "round" in row:
         dropped = f"; dropped {', '.join(row['dropped'])}" if row["dropped"] else ""
         return (f"round {row['round']}: {row['models']} model{'s' * (row['models'] != 1)} "
-                f"on {row['per_class']} per class ({row['images']} each), "
+                f"on {row['per_class']} {row['samples']} per class ({row['images']} each), "
                 f"{row['seconds']:.2f} s{dropped}")
     if row["status"] != "ok":
         return f"{row['model']}: skipped, {row['reason']}"
