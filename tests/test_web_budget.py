@@ -161,3 +161,24 @@ def test_a_read_only_server_refuses_a_budget_in_one_line(race):
     ro = TestClient(create_app(race["index"], data=[race["root"]], read_only=True))
     reply = ro.post("/api/search", json={"path": "target.npz", "budget": "0.3"})
     assert reply.status_code == 400 and "read-only" in reply.json()["error"]
+
+
+def test_progress_streams_one_line_per_round(race):
+    import json
+
+    client = race["client"]
+    job = client.post("/api/search", json={"path": "target.npz", "scorer": "knn",
+                                           "budget": "auto", "top": 1}).json()
+    events, kind = [], None
+    with client.stream("GET", f"/search/{job['id']}/events") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[6:])))
+    assert events[-1][0] == "settled" and events[-1][1]["error"] is None
+    lines = [d["line"] for k, d in events if k == "progress"]
+    assert lines and all(re.match(r"^round \d+: \d+ models on \d+ images per class "
+                                  r"\(\d+ each\), \d+\.\d\d s", line) for line in lines)
+    doc = settled(client, job["id"])
+    assert len(lines) == len(doc["budget"]["rounds"])
