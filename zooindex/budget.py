@@ -175,6 +175,7 @@ class Budgeted:
     seconds: float = 0.0
     seconds_per_image: float | None = None
     samples: str = "images"  # what the target holds: "images" or "texts"
+    seed: int = 0            # drew the nested subsamples (the selection's seed)
 
     @property
     def saved(self) -> float:
@@ -187,6 +188,36 @@ class Budgeted:
         if self.seconds_per_image is None:
             return None
         return self.seconds_per_image * self.full_images * self.saved
+
+    @property
+    def summary(self) -> str:
+        """What it spent and saved, its rounds, and why it stopped, in a sentence."""
+        steps = ", ".join(f"{r['models']} models x {r['per_class']} per class"
+                          for r in self.rounds)
+        saved = self.saved_seconds
+        return (f"budget {self.budget}: spent {self.fraction:.1%} of a full search's "
+                f"inference (saved {self.saved:.1%}"
+                f"{f', about {saved:.1f} s' if saved is not None else ''}) in "
+                f"{len(self.rounds)} round{'s' * (len(self.rounds) != 1)} ({steps}) and "
+                f"{self.seconds:.1f} s, {sum(self.ran.values())} {self.samples} run; "
+                f"stopped: {self.reason}")
+
+    @property
+    def dropped(self) -> list[dict]:
+        """The models dropped from the race, in :attr:`order`'s order: each with the
+        ``round`` (1-based) after which it was dropped and the ``images`` it saw."""
+        when = {m: i for i, r in enumerate(self.rounds, 1) for m in r["dropped"]}
+        survivors = {r.model for r in self.ranking.ranked} if self.ranking else set()
+        return [{"model": m, "round": when.get(m), "images": self.seen.get(m)}
+                for m in self.order if m not in survivors and m in when]
+
+    def seen_target(self, tgt):
+        """The subsample of ``tgt`` (the whole target searched) that the last round
+        ranked on: the images every survivor saw, with the key its activations are
+        cached under, so that anything drawn from it runs no model again."""
+        if not self.rounds:
+            return tgt
+        return subtarget(tgt, nested_order(tgt.y, self.seed), self.rounds[-1]["per_class"])
 
     @property
     def stable_after(self) -> int | None:
@@ -250,11 +281,16 @@ def search_on_budget(target, budget=0.3, k: int = 3,
                      selection: TargetSelection | None = None, models=None, filter=None,
                      executor=None, start: int = START_PER_CLASS, growth: int = GROWTH,
                      margin: int = MARGIN, project: bool = PROJECT, wide: bool = WIDE,
-                     **settings) -> Budgeted:
+                     on_round=None, **settings) -> Budgeted:
     """Rank the indexed models for ``target`` spending at most ``budget`` (a fraction
     of a full search's inference in (0, 1], a time such as ``"90s"``, or ``"auto"``)
-    and aiming at a settled top ``k``; see the module's docstring. The other arguments
-    are :func:`zooindex.ranking.search`'s."""
+    and aiming at a settled top ``k``; see the module's docstring. ``on_round(row)``,
+    when given, is called with each round's row (as in :attr:`Budgeted.rounds`) once
+    that round is over, e.g. for live progress. ``project`` and ``wide`` switch the two
+    rules for full-width scorers (:data:`PROJECT`), ``margin`` is :data:`MARGIN`,
+    ``start`` and ``growth`` the first round's images per class and how much each round
+    multiplies them. The other arguments are
+    :func:`zooindex.ranking.search`'s."""
     from .index import opened
     from .ranking import _records, search
 
@@ -341,6 +377,8 @@ def search_on_budget(target, budget=0.3, k: int = 3,
             dropped[:0] = out
             rounds[-1].update(top=(alive + dropped)[:k],
                               seconds=round(time.perf_counter() - t, 3))
+            if on_round is not None:
+                on_round(rounds[-1])
             if reason:
                 break
     full = (total_models or 0) * len(tgt)
@@ -351,7 +389,8 @@ def search_on_budget(target, budget=0.3, k: int = 3,
                     budget=plan, k=k, settled=settled, reason=reason, full_images=full,
                     seconds=time.perf_counter() - started,
                     seconds_per_image=meter["inference_seconds"] / runs if runs else None,
-                    samples="texts" if getattr(tgt, "kind", "image") == "text" else "images")
+                    samples="texts" if getattr(tgt, "kind", "image") == "text" else "images",
+                    seed=selection.seed)
 
 
 def _left(plan: Budget, started: float, full: int, spent: int, runs: int) -> float:

@@ -498,15 +498,7 @@ def search(target, layer, dim, metric, scorers, classes, limit, seed, split, inp
 
 def _budget_lines(raced) -> list[str]:
     """What a budgeted search spent, saved, and did in each round."""
-    steps = ", ".join(f"{r['models']} models x {r['per_class']} per class"
-                      for r in raced.rounds)
-    saved = raced.saved_seconds
-    lines = [f"budget {raced.budget}: spent {raced.fraction:.1%} of a full search's "
-             f"inference (saved {raced.saved:.1%}"
-             f"{f', about {saved:.1f} s' if saved is not None else ''}) in "
-             f"{len(raced.rounds)} round{'s' * (len(raced.rounds) != 1)} ({steps}) and "
-             f"{raced.seconds:.1f} s, {sum(raced.ran.values())} {raced.samples} run; stopped: "
-             f"{raced.reason}"]
+    lines = [raced.summary]
     for i, r in enumerate(raced.rounds, 1):
         if r["dropped"]:
             lines.append(f"dropped after round {i} ({r['images']} {raced.samples} each): "
@@ -659,20 +651,27 @@ def evaluate(train, test, target, test_size, layer, dim, metric, scorers, classe
 @filter_options
 @index_option
 @confidence_option
+@click.option("--budget", default=None, metavar="FRACTION|TIME|auto",
+              help="Rank as `zooindex search --budget` does, aiming at the --top models: "
+              "the report says what was spent and saved, the rounds and the advice, and "
+              "plots the models of the last round on the images they saw.")
 def report(target, out, top, layer, dim, metric, scorers, dims, classes, limit, seed, split,
            input_range, max_points, batch_size, device, executor, ray_address, ray_cpus,
            ray_scores_only, filter_tags, filter_source, max_params, filter_name, index_path,
-           no_confidence):
+           no_confidence, budget):
     """Write a report: ranking, score-vs-D curves, 3D PCA scatter of the top models."""
     from .reporting import report as write_report
 
+    if budget is not None and no_confidence:
+        raise click.UsageError("--budget races models on their confidence; drop "
+                               "--no-confidence")
     path = write_report(
         target, _options(layer, dim, metric, scorers, seed, batch_size, device,
                          not no_confidence), out=out,
         index=index_path, selection=_selection(classes, limit, seed, split, input_range),
         top=top, dims=dims, max_points=max_points, progress=None,
         executor=_executor(executor, ray_address, ray_cpus, ray_scores_only),
-        filter=_filter(filter_tags, filter_source, max_params, filter_name))
+        filter=_filter(filter_tags, filter_source, max_params, filter_name), budget=budget)
     click.echo(f"wrote {path}")
 
 

@@ -113,7 +113,7 @@ def sample_rows(labels, max_points: int, seed: int = 0) -> np.ndarray:
 def report(target, options: SearchOptions | None = None, *, out, index=None,
            selection: TargetSelection | None = None, top: int = 5, dims=DIMS,
            max_points: int = 2000, models=None, filter=None, progress: bool | None = False,
-           executor=None, **settings) -> Path:
+           executor=None, budget=None, **settings) -> Path:
     """Rank the zoo for ``target`` and write the ranking with its plots to ``out``.
 
     ``out`` ending in ``.png`` gets one figure with every panel; ``.html`` gets a page
@@ -123,8 +123,22 @@ def report(target, options: SearchOptions | None = None, *, out, index=None,
     subsample). ``options``, ``selection`` (or their fields as keywords), ``models`` and
     ``filter`` mean what they mean for :func:`~zooindex.ranking.search`. Only the file
     itself is created: its folder must exist. It is replaced atomically; returns its path.
+
+    ``budget`` (``0.3``, ``"30%"``, ``"90s"``, ``"auto"``; ``None``: a full search) ranks
+    by :func:`~zooindex.budget.search_on_budget` instead, aiming at a settled top
+    ``top``: the report's ranking is the race's last round (its survivors, then the
+    dropped models marked with the round after which they were dropped and the images
+    they saw), and a section says what was spent and saved, the rounds and the advice.
+    The figures are drawn for the survivors only, on the images they saw (the last
+    round's subsample, whose activations the race cached, so no model runs again): the
+    scores there are the ones the ranking shows, and the dropped models' scores were
+    made on fewer images, not comparable with them.
     """
     options, selection = from_settings(options, selection, **settings)
+    if budget is not None:
+        from .budget import parse_budget
+
+        budget = parse_budget(budget)  # a bad one: before any work, in one line
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in FORMATS:
@@ -144,17 +158,26 @@ def report(target, options: SearchOptions | None = None, *, out, index=None,
         raise ZooIndexError(f"target {tgt.source} has no labels; a report colours its "
                             "plots by class and needs them (`zooindex search` ranks "
                             "unlabeled targets)")
+    raced, drawn_on = None, tgt
     with opened(index, create=False) as idx:
-        ranking = search(tgt, options, index=idx, models=models, filter=filter,
-                         progress=progress, executor=executor)
-        panels = _panels(idx, tgt, ranking, options, top, wanted, max_points, executor,
-                         progress)
+        if budget is None:
+            ranking = search(tgt, options, index=idx, models=models, filter=filter,
+                             progress=progress, executor=executor)
+        else:
+            from .budget import search_on_budget
+
+            raced = search_on_budget(tgt, budget, top, options, index=idx,
+                                     selection=selection, models=models, filter=filter,
+                                     executor=executor)
+            ranking, drawn_on = raced.ranking, raced.seen_target(tgt)
+        panels = _panels(idx, drawn_on, ranking, options, top, wanted, max_points,
+                         executor, progress)
 
     names = [str(c) for c in (tgt.class_names or tgt.classes)]
     if suffix == ".png":
-        data = _png(_whole_figure(matplotlib, ranking, panels, names, top))
+        data = _png(_whole_figure(matplotlib, ranking, panels, names, top, raced))
     else:
-        data = _page(matplotlib, ranking, panels, names, top, tgt).encode("utf-8")
+        data = _page(matplotlib, ranking, panels, names, top, tgt, raced).encode("utf-8")
     _write_atomic(out, data)
     return out
 
@@ -444,14 +467,18 @@ def _scatter_size(panels, columns: int) -> tuple[float, float]:
     return 4.2 * columns + 1.5, 4.0 * rows
 
 
-def _whole_figure(matplotlib, ranking, panels, names, top):
+def _whole_figure(matplotlib, ranking, panels, names, top, raced=None):
     # a full row of columns even for fewer panels, so that panels keep their size and
     # sit under the ranking from the left
     scatter_w, scatter_h = _scatter_size(panels, _SCATTER_COLUMNS)
     top_h = max(_ranking_height(ranking), 4.0)
     fig = _figure(max(scatter_w, 13.0), top_h + scatter_h + 0.6)
-    fig.suptitle(f"zooindex report: {ranking.target} ({ranking.n} samples, "
-                 f"{len(ranking.classes)} classes)", fontsize=13)
+    title = (f"zooindex report: {ranking.target} ({ranking.n} samples, "
+             f"{len(ranking.classes)} classes)")
+    if raced is not None:  # what the race spent, and its advice, under the title
+        title += (f"\nbudget {raced.budget}: spent {raced.fraction:.1%} of a full search's "
+                  f"inference, saved {raced.saved:.1%}; {raced.advice}")
+    fig.suptitle(title, fontsize=13)
     upper, lower = fig.subfigures(2, 1, height_ratios=[top_h, scatter_h])
     left, right = upper.subplots(1, 2)
     _draw_ranking(left, ranking, top)
@@ -469,6 +496,7 @@ table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.top td { background: #e8f0fa; }
+tr.dropped td { color: #777; }
 img { max-width: 100%; height: auto; display: block; margin: 1em 0; }
 """
 
@@ -485,7 +513,7 @@ def _figures(matplotlib, ranking, panels, names, top) -> dict:
     return {"ranking": ranking_fig, "curves": curves_fig, "scatter": scatter_fig}
 
 
-def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
+def _page(matplotlib, ranking, panels, names, top, tgt, raced=None) -> str:
     esc = html.escape
     figs = _figures(matplotlib, ranking, panels, names, top)
     ranking_fig, curves_fig, scatter_fig = figs["ranking"], figs["curves"], figs["scatter"]
@@ -519,6 +547,8 @@ def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
         if conf["sentence"]:
             settled += f' <strong class="unsettled">{esc(conf["sentence"])}</strong>'
         settled += "</p>"
+    if raced is not None:
+        rows += _dropped_rows(raced, esc, 6 + 2 * sure)
     skipped = "".join(f"<tr><td>{esc(r.model)}</td><td>{esc(r.reason or '')}</td></tr>"
                       for r in ranking.skipped)
     notes = "".join(f"<li>{esc(n)}</li>" for n in ranking.notes)
@@ -530,7 +560,9 @@ def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
         f"<h1>{esc(title)}</h1>",
         "<h2>Target</h2><ul>",
         f"<li>source: {esc(str(tgt.source))}</li>",
-        f"<li>samples: {ranking.n}</li>",
+        f"<li>samples: {len(tgt)}"
+        + (f" (the race's last round ranked on {ranking.n})" if raced is not None else "")
+        + "</li>",
         f"<li>classes ({len(names)}): {esc(shown_classes)}</li>",
         f"<li>score: {esc(_score_label(ranking))}; higher is better</li></ul>",
         *_text_part(tgt, esc),
@@ -541,6 +573,7 @@ def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
         *rows,
         "</tbody></table>",
         settled,
+        *(_budget_part(raced, esc) if raced is not None else []),
     ]
     if skipped:
         parts += ["<h3>Skipped</h3>", '<table id="skipped"><thead><tr><th>model</th>'
@@ -563,6 +596,35 @@ def _page(matplotlib, ranking, panels, names, top, tgt) -> str:
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"
+
+
+def _dropped_rows(raced, esc, columns: int) -> list[str]:
+    """The models a budgeted search dropped, after its ranked rows: no rank, no score."""
+    return [f'<tr class="dropped"><td class="num">–</td><td>{esc(d["model"])}</td>'
+            f'<td colspan="{columns - 2}">dropped after round {d["round"]}, having seen '
+            f'{d["images"]} {raced.samples}</td></tr>' for d in raced.dropped]
+
+
+def _budget_part(raced, esc) -> list[str]:
+    """What a budgeted search spent and saved, its rounds and its advice."""
+    rounds = "".join(
+        f'<tr><td class="num">{i}</td><td class="num">{r["models"]}</td>'
+        f'<td class="num">{r["per_class"]}</td><td class="num">{r["images"]}</td>'
+        f'<td>{esc(", ".join(r["top"]))}</td><td>{esc(", ".join(r["dropped"]))}</td></tr>'
+        for i, r in enumerate(raced.rounds, 1))
+    what = raced.samples
+    return [
+        '<h2 id="budget">Budget</h2>',
+        f"<p>{esc(raced.summary[0].upper() + raced.summary[1:])}.</p>",
+        f"<p>The ranking above is the last round's, on the {raced.rounds[-1]['images']} "
+        f"{what} its models saw; the figures below are drawn for those models on those "
+        f"{what}.</p>",
+        f'<table id="rounds"><thead><tr><th>round</th><th>models</th><th>{what} per '
+        f'class</th><th>{what} each</th><th>top {raced.k} then</th><th>dropped after it'
+        f"</th></tr></thead><tbody>{rounds}</tbody></table>",
+        f'<p><strong class="advice">{esc(raced.advice[0].upper() + raced.advice[1:])}.'
+        "</strong></p>",
+    ]
 
 
 def _text_part(tgt, esc) -> list[str]:

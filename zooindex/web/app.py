@@ -6,7 +6,8 @@ streams a running search's progress, and every page works without it):
 * ``/``: the zoo, every model; filter by name, tag, source and size, sort by any column;
 * ``/models/{name}``: one model's details, layers, preprocessing, metadata, and every
   cached score per target;
-* ``/search``: the search form (GET) and a new search (POST);
+* ``/search``: the search form (GET) and a new search (POST), a full one or, with a
+  budget, :func:`zooindex.search_on_budget`'s race;
 * ``/search/{id}``: one search, its place in the queue, its progress, the ranking, then
   the report's figures; ``/search/{id}/events`` streams the progress as server-sent
   events, ``/search/{id}/figures/{curves|scatter|ranking}.png`` are the figures;
@@ -399,23 +400,44 @@ def _search_settings(form):
     return options, selection, flt
 
 
+def _budget_settings(server: Server, form) -> dict:
+    """The job's ``budget`` and ``k`` from the form's budget field (empty: a full
+    search) and its top field; a bad budget is the CLI's own one-line error."""
+    from ..budget import parse_budget
+
+    text = _field(form, "budget")
+    k = _whole(form, "top", "top", 3)
+    if k < 1:
+        raise ZooIndexError(f"top must be a positive whole number, not '{_field(form, 'top')}'")
+    if not text:
+        return {}
+    budget = parse_budget(text)
+    if server.settings.read_only:
+        raise ZooIndexError("this server is read-only and a search on a budget keeps what "
+                            "each model saw in the index; leave the budget empty, or run it "
+                            "on a server without --read-only")
+    return {"budget": budget, "k": k}
+
+
 def _path_job(server: Server, form) -> jobs.Job:
     """A job for a data set under the server's data folders. Nothing is read yet: the
     worker loads the target in its turn."""
     options, selection, flt = _search_settings(form)
+    budget = _budget_settings(server, form)
     path_text = _field(form, "path")
     if not path_text:
         raise TargetError("choose a target: a data set under the server's data folders, "
                           "or an upload (.npz, or .zip of an image folder)")
     path = safety.resolve_data_path(path_text, server.settings.data)
     return jobs.Job(label=str(path), load=lambda: selection.load(path), options=options,
-                    filter=flt)
+                    filter=flt, **budget)
 
 
 async def _upload_job(server: Server, form, upload: UploadFile) -> jobs.Job:
     """A job for an uploaded ``.npz`` or image-folder ``.zip``: saved now into a
     folder of the server's own, unpacked (a zip) and read by the worker, then removed."""
     options, selection, flt = _search_settings(form)
+    budget = _budget_settings(server, form)
     folder = Path(tempfile.mkdtemp(prefix="zooindex-upload-"))
     try:
         saved = await safety.save_upload(upload, folder, server.settings.max_upload)
@@ -433,7 +455,7 @@ async def _upload_job(server: Server, form, upload: UploadFile) -> jobs.Job:
         return dataclasses.replace(target, source=label)
 
     return jobs.Job(label=label, load=load, options=options, filter=flt,
-                    cleanup=lambda: safety.remove_tree(folder))
+                    cleanup=lambda: safety.remove_tree(folder), **budget)
 
 
 async def _new_job(request: Request) -> jobs.Job:
@@ -486,7 +508,7 @@ async def _search_form(request: Request, error, status: int, values):
                        error=error, candidates=shown, scorers=_scorer_names(),
                        form={k: _field(values, k) for k in (
                            "path", "scorer", "dim", "metric", "layer", "classes", "limit",
-                           "split", "name", "seed")},
+                           "split", "name", "seed", "budget", "top")},
                        extra=set(chosen))
 
 
@@ -530,11 +552,13 @@ async def job_page(request: Request):
     job = _job(request)
     if job is None:
         return _gone(request)
+    raced = job.budgeted
     return server.page(request, "job.html", title=f"Search: {job.label}", nav="search",
                        job=job, position=server.queue.position(job),
-                       summary=_summary(job.ranking) if job.ranking else None,
+                       summary=(raced.summary[:1].upper() + raced.summary[1:] if raced
+                                else _summary(job.ranking) if job.ranking else None),
                        rows=_ranking_rows(job.ranking) if job.ranking else [],
-                       figure_names=[f for f in FIGURES if f != "ranking"])
+                       raced=raced, figure_names=[f for f in FIGURES if f != "ranking"])
 
 
 async def job_events(request: Request):
@@ -696,12 +720,15 @@ async def api_scorers(request: Request):
 
 
 def job_json(server: Server, job: jobs.Job) -> dict:
-    """A job as the API shows it; ``ranking`` mirrors :class:`zooindex.Ranking`."""
+    """A job as the API shows it; ``ranking`` mirrors :class:`zooindex.Ranking`, and
+    for a search on a budget (its last round) each row has its ``images_seen``;
+    ``budget`` mirrors :meth:`zooindex.budget.Budgeted.to_dict` with its ``dropped``
+    models (``None``: a full search)."""
     out = {"id": job.id, "state": job.state, "position": server.queue.position(job),
            "target": job.target_info or {"source": job.label}, "error": job.error,
            "progress": list(job.progress), "page": f"/search/{job.id}",
            "history": f"/history/{job.target_key}" if job.target_key else None,
-           "ranking": None, "figures": None}
+           "ranking": None, "budget": None, "figures": None}
     ranking = job.ranking
     if ranking is not None:
         out["ranking"] = {
@@ -712,6 +739,11 @@ def job_json(server: Server, job: jobs.Job) -> dict:
             "seconds": round(ranking.seconds, 3), "stats": ranking.stats,
             "notes": ranking.notes, "confidence": ranking.confidence,
             "results": _ranking_rows(ranking)}
+    if job.budgeted is not None:
+        raced = job.budgeted
+        for row in out["ranking"]["results"]:
+            row["images_seen"] = raced.seen.get(row["model"])
+        out["budget"] = {**raced.to_dict(), "dropped": raced.dropped}
     if job.figures is not None:
         out["figures"] = {name: f"/search/{job.id}/figures/{name}.png" for name in FIGURES}
     elif job.figures_error:

@@ -1,9 +1,11 @@
 """Searches started from the web page: queued, one at a time per index, watched live.
 
-A :class:`Job` is one search: what to rank (a target loader, options, a model filter),
-and what came of it so far: one progress row per model as
-:func:`zooindex.search`'s ``on_result`` reports it, the :class:`~zooindex.Ranking`,
-the report's figures (:func:`zooindex.reporting.figures`), or the error.
+A :class:`Job` is one search: what to rank (a target loader, options, a model filter,
+and a budget or none), and what came of it so far: one progress row per model as
+:func:`zooindex.search`'s ``on_result`` reports it (per round for a budgeted search, as
+:func:`zooindex.search_on_budget`'s ``on_round`` does), the :class:`~zooindex.Ranking`
+(with the :class:`~zooindex.budget.Budgeted` race around it), the report's figures
+(:func:`zooindex.reporting.figures`), or the error.
 
 A :class:`SearchQueue` runs the jobs of one index in the order they came, in one worker
 thread, so two searches never write the same index at once and a waiting search knows
@@ -82,6 +84,8 @@ class Job:
     options: object                             # SearchOptions
     filter: object = None                       # zooindex.Filter or None
     cleanup: Callable | None = None             # called once the target is loaded
+    budget: object = None                       # zooindex.budget.Budget, or None: a full search
+    k: int = 3                                  # the top a budgeted search aims at
     id: str = field(default_factory=lambda: secrets.token_urlsafe(9))
     number: int = 0
     state: str = QUEUED
@@ -89,7 +93,8 @@ class Job:
     started: float | None = None
     finished: float | None = None
     progress: list = field(default_factory=list)   # one dict per settled model row
-    ranking: object = None                       # zooindex.Ranking
+    ranking: object = None                       # zooindex.Ranking (a budget's: its last round)
+    budgeted: object = None                      # zooindex.budget.Budgeted, for a budget
     target_key: str | None = None
     target_info: dict | None = None
     figures: dict | None = None                  # name -> PNG bytes
@@ -112,6 +117,14 @@ class Job:
             "scores": dict(result.scores), "cached": result.cached, "seconds": round(result.seconds, 3),
             "status": result.status, "reason": result.reason})
 
+    def record_round(self, row: dict) -> None:
+        """``on_round``: one round of a budgeted search is over."""
+        text = (self.target_info or {}).get("kind") == "text"
+        self.progress.append({"round": len([p for p in self.progress if "round" in p]) + 1,
+                              "status": "ok", "cached": False, **row,
+                              "dropped": list(row["dropped"]),
+                              "samples": "texts" if text else "images"})
+
 
 def why_none(skipped) -> str:
     """Why no model was ranked, in one line: the shared reason when all share it."""
@@ -129,6 +142,11 @@ def why_none(skipped) -> str:
 
 def progress_line(row: dict) -> str:
     """A progress row as the page shows it, one line."""
+    if "round" in row:
+        dropped = f"; dropped {', '.join(row['dropped'])}" if row["dropped"] else ""
+        return (f"round {row['round']}: {row['models']} model{'s' * (row['models'] != 1)} "
+                f"on {row['per_class']} {row['samples']} per class ({row['images']} each), "
+                f"{row['seconds']:.2f} s{dropped}")
     if row["status"] != "ok":
         return f"{row['model']}: skipped, {row['reason']}"
     how = "from the cache" if row["cached"] else f"{row['seconds']:.2f} s"
@@ -231,7 +249,6 @@ class SearchQueue:
                     self._running = None
 
     def _run(self, job: Job) -> None:
-        from ..ranking import search
 
         job.state, job.started = RUNNING, time.time()
         try:
@@ -248,8 +265,7 @@ class SearchQueue:
                                **_text_summary(target)}
             executor = CachedOnly() if self.read_only else None
             with self.open_index() as idx:
-                job.ranking = search(target, job.options, index=idx, filter=job.filter,
-                                     on_result=job.record, executor=executor)
+                drawn_on = self._search(job, target, idx, executor)
                 if not job.ranking.ranked:
                     job.error = ("no model could be ranked for this target: "
                                  f"{why_none(job.ranking.skipped)}")
@@ -257,13 +273,32 @@ class SearchQueue:
                     return
                 job.state = FIGURES
                 if self.draw_figures:
-                    self._figures(job, target, idx, executor)
+                    self._figures(job, drawn_on, idx, executor)
         except ZooIndexError as exc:
             job.error = str(exc)
             job.state = FAILED
             return
         job.finished = time.time()
         job.state = DONE
+
+    def _search(self, job: Job, target, idx, executor):
+        """Rank: a full search, or a race on the job's budget. Returns the target its
+        ranking was made on (a budget's: the images its survivors saw)."""
+        if job.budget is None:
+            from ..ranking import search
+
+            job.ranking = search(target, job.options, index=idx, filter=job.filter,
+                                 on_result=job.record, executor=executor)
+            return target
+        from ..budget import search_on_budget
+        from ..options import TargetSelection
+
+        job.budgeted = search_on_budget(target, job.budget, job.k, job.options, index=idx,
+                                        selection=TargetSelection(seed=job.options.seed),
+                                        filter=job.filter, executor=executor,
+                                        on_round=job.record_round)
+        job.ranking = job.budgeted.ranking
+        return job.budgeted.seen_target(target)
 
     def _figures(self, job: Job, target, idx, executor) -> None:
         """Draw the report's figures, or take them from a search that had the same
