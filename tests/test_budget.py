@@ -241,3 +241,72 @@ def test_a_text_target_races_and_its_lines_speak_of_texts(tmp_path, run):
         zooindex.add(tmp_path / f"enc{i}" / f"enc{i}.onnx", index=tmp_path / "fresh.db")
     fresh = zooindex.search(str(target), index=tmp_path / "fresh.db", scorers=["knn"])
     assert [r.model for r in after.ranked] == [r.model for r in fresh.ranked]
+
+
+def test_a_full_width_score_is_projected_to_the_whole_target():
+    from zooindex.budget import projected
+    from zooindex.ranking import Result
+
+    rows = [Result(model="a", score=0.5), Result(model="b", score=0.4),
+            Result(model="c", score=None)]
+    before = {"a": (10, 0.45), "b": (10, 0.2)}
+    # s(N) = s(n) + (s(n) - s(h)) h (N - n) / (N (n - h)), n = 20, h = 10, N = 100:
+    # a 0.5 + 0.05 x 0.8 = 0.54, b 0.4 + 0.2 x 0.8 = 0.56: b overtakes a
+    assert projected(rows, before, 20, 100) == {"b": 1, "a": 2, "c": 3}
+    # on the whole target the projection is the score itself
+    assert projected(rows, before, 100, 100) == {"a": 1, "b": 2, "c": 3}
+    # a model without a score the round before keeps its own
+    assert projected(rows, {"b": (10, 0.2)}, 20, 100) == {"b": 1, "a": 2, "c": 3}
+    # a score where lower is better (the rows come best first): a 0.2 + 0.1 x 0.8 =
+    # 0.28 rises, b 0.3 - 0.2 x 0.8 = 0.14 falls, and is now the better
+    lower = [Result(model="a", score=0.2), Result(model="b", score=0.3)]
+    assert projected(lower, {"a": (10, 0.1), "b": (10, 0.5)}, 20, 100) == {"b": 1, "a": 2}
+
+
+def test_who_is_out_of_reach_and_when_the_top_is_settled():
+    from zooindex.budget import _out_of_reach, _settled
+    from zooindex.ranking import Result
+
+    def row(model, interval, width=2):
+        return Result(model=model, score=0.0, rank_interval=interval, width=width)
+
+    rows = [row("good", (1, 1)), row("near", (2, 3)), row("wide", (4, 5), width=64),
+            row("far", (4, 5)), row("close", (4, 5))]
+    assert _out_of_reach(rows, 1, 1) == ["wide", "far", "close"]
+    # projected within reach (rank 2 <= k + margin), or a layer at least as wide as the
+    # 24 images seen: kept
+    ahead = {"good": 1, "close": 2, "near": 3, "wide": 4, "far": 5}
+    assert _out_of_reach(rows, 1, 1, ahead, images=24) == ["far"]
+    assert _out_of_reach(rows, 1, 1, ahead, images=100) == ["wide", "far"]
+    # never fewer than k + 1 racing on
+    assert _out_of_reach(rows[:3], 1, 1) == ["wide"]
+    settled = [row("good", (1, 1)), row("near", (2, 3))]
+    assert _settled(settled, 1)
+    assert not _settled(settled, 1, {"good": 2, "near": 1})  # the projection disagrees
+
+
+@pytest.mark.parametrize("scorer, full", [("logme", True), ("recommended", True),
+                                           ("hscore", True), ("silhouette", False),
+                                           ("knn", False), ("ensemble:logme,knn", True)])
+def test_which_scorers_read_the_whole_width(scorer, full):
+    from zooindex.budget import _full_width
+    from zooindex.options import SearchOptions
+
+    assert _full_width(SearchOptions(scorers=(scorer,))) is full
+
+
+def test_a_logme_race_keeps_a_layer_wider_than_the_images_it_saw(many, tmp_path):
+    rng = np.random.default_rng(3)
+    save(linear_features(rng.normal(size=(8, 40)), classes=3), tmp_path / "wide.onnx")
+    zooindex.add(tmp_path / "wide.onnx", index=many["index"])
+    raced = zooindex.search_on_budget(many["target"], budget=0.5, k=1, index=many["index"],
+                                      scorers=["logme"])
+    first = raced.rounds[0]
+    assert first["images"] == 24 and first["models"] == 9
+    # 40 features over 24 images: LogME fits the labels exactly, so the round says
+    # nothing about the whole target: not dropped, whatever its rank
+    assert "wide" not in first["dropped"] and first["dropped"]
+    assert raced.order[0] == "good"
+    plain = zooindex.search_on_budget(many["target"], budget=0.5, k=1, index=many["index"],
+                                      scorers=["logme"], wide=False, project=False)
+    assert "wide" in plain.rounds[0]["dropped"]
