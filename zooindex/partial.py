@@ -18,24 +18,34 @@ import numpy as np
 from .options import SearchOptions
 
 
-def layer_and_key(record, tgt, options: SearchOptions) -> tuple[str, str] | None:
-    """``(layer, cache key of what turns inputs into features)`` for ``record`` as a
-    search with ``options`` keys its activations (a text model's tokenizer and pooling,
-    an image model's preprocessing); ``None`` when the model cannot take the target."""
+def layers_and_key(record, tgt, options: SearchOptions) -> tuple[list, str]:
+    """``(layers, cache key of what turns inputs into features)`` for ``record`` as a
+    search with ``options`` sees them: the candidate layers (the chosen one first), and
+    a text model's tokenizer and pooling or an image model's preprocessing. Raises
+    :class:`~zooindex.errors.LayerError` (no such layer) or
+    :class:`~zooindex.errors.AdaptError` (the target's inputs do not fit the model)."""
     from .adapt import Preprocessing, check_fit
+
+    if record.text is not None:
+        from .text import choose_layers, features_key
+
+        return choose_layers(record, options), features_key(record, options)
+    layers = record.choose_layers(options.layer)
+    prep = Preprocessing.from_dict(record.preprocessing)
+    check_fit(tgt.x.shape[1:], record.input_shape, prep)
+    return layers, prep.key()
+
+
+def layer_and_key(record, tgt, options: SearchOptions) -> tuple[str, str] | None:
+    """The chosen layer's name and the cache key of :func:`layers_and_key`; ``None``
+    when the model cannot take the target."""
     from .errors import AdaptError, LayerError
 
     try:
-        if record.text is not None:
-            from .text import choose_layers, features_key
-
-            return choose_layers(record, options)[0].name, features_key(record, options)
-        layer = record.choose_layers(options.layer)[0].name
-        prep = Preprocessing.from_dict(record.preprocessing)
-        check_fit(tgt.x.shape[1:], record.input_shape, prep)
-        return layer, prep.key()
+        layers, key = layers_and_key(record, tgt, options)
     except (LayerError, AdaptError):
         return None
+    return layers[0].name, key
 
 
 def rows_of(tgt, rows: np.ndarray, what: str = "budget"):
@@ -173,4 +183,4 @@ def reuse_partial(idx, tgt, records, options: SearchOptions, executor=None) -> i
     return sum(ran for _, ran in done.values())
 
 
-__all__ = ["gather", "reuse_partial", "rows_of"]
+__all__ = ["gather", "layer_and_key", "layers_and_key", "reuse_partial", "rows_of"]

@@ -484,28 +484,16 @@ def _plan(idx: Index, plan: _Planned, tgt: Target, options: SearchOptions, ests,
         plan.skip(f"a {record.modality} model; the target holds "
                   f"{'texts' if kind == 'text' else 'images or numbers'}")
         return
-    try:
-        if record.text is not None:
-            from .text import choose_layers
+    from .partial import layers_and_key
 
-            layers = choose_layers(record, options)
-        else:
-            layers = record.choose_layers(options.layer)
+    try:
+        layers, plan.prep_key = layers_and_key(record, tgt, options)
     except LayerError as exc:
         plan.skip(_short_layer_reason(exc, record))
         return
-    if record.text is not None:
-        from .text import features_key
-
-        plan.prep_key = features_key(record, options)
-    else:
-        prep = Preprocessing.from_dict(record.preprocessing)
-        try:
-            check_fit(tgt.x.shape[1:], record.input_shape, prep)
-        except AdaptError as exc:
-            plan.skip(str(exc))
-            return
-        plan.prep_key = prep.key()
+    except AdaptError as exc:
+        plan.skip(str(exc))
+        return
     if any(e.needs_probs for e in ests) and not record.output_name:
         notes.append(f"{record.name}: no classifier output; estimators that need one "
                      "are left out")
