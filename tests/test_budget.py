@@ -283,6 +283,8 @@ def test_who_is_out_of_reach_and_when_the_top_is_settled():
     settled = [row("good", (1, 1)), row("near", (2, 3))]
     assert _settled(settled, 1)
     assert not _settled(settled, 1, {"good": 2, "near": 1})  # the projection disagrees
+    assert not _settled(settled, 1, images=2)  # near's layer is as wide as the images
+    assert _settled(settled, 1, {"good": 1, "near": 2}, images=3)
 
 
 @pytest.mark.parametrize("scorer, full", [("logme", True), ("recommended", True),

@@ -346,7 +346,8 @@ def search_on_budget(target, budget=0.3, k: int = 3,
                                           [r.model for r in ranked], options, executor)
                 ahead = projected(ranked, before, len(sub), len(tgt))
                 before = {r.model: (len(sub), r.score) for r in ranked}
-            settled = _settled(ranked, k, ahead)
+            settled = _settled(ranked, k, ahead,
+                               len(sub) if wide and full_width else None)
             out = _out_of_reach(ranked, k, margin, ahead,
                                 len(sub) if wide and full_width else None)
             alive = [r.model for r in (ranked if ahead is None else
@@ -461,12 +462,17 @@ def _cache_round(idx, sub, records, got: dict, options: SearchOptions) -> None:
                                    staged=[staged]), target)
 
 
-def _settled(rows, k: int, ahead: dict | None = None) -> bool:
+def _settled(rows, k: int, ahead: dict | None = None, images: int | None = None) -> bool:
     """Is the top ``k`` the same on (90% of) the half-samples: the first ``k`` rows never
     rank below ``k`` and the others never above? And, given ``ahead`` (model ->
-    projected rank), the same ``k`` as the projection's?"""
+    projected rank), the same ``k`` as the projection's; given ``images``, is none of
+    the others' layers at least as wide as that (as :func:`_out_of_reach`, such a model
+    is not ruled out yet)?"""
     if ahead is not None and {r.model for r in rows[:k]} != \
             {m for m, rank in ahead.items() if rank <= k}:
+        return False
+    if images is not None and any(r.width is not None and r.width >= images
+                                  for r in rows[k:]):
         return False
     if len(rows) <= k:
         return all(r.rank_interval is not None for r in rows)
