@@ -1,6 +1,6 @@
 """A search on a budget against the full search: same top 1 and top 3, for what share.
 
-Two zoos, each ranked for several targets and seeds, once in full and once by
+Three zoos, each ranked for several targets and seeds, once in full and once by
 ``search_on_budget`` at each budget, for each scorer that ranks from partial data:
 
 * **demo**: the demo zoo (six small CNNs in models/demo) for Fashion-MNIST and MNIST
@@ -96,7 +96,8 @@ def agree(raced, full) -> dict:
     return {"top1": raced.order[0] == order[0],
             "top3": set(raced.order[:K]) == set(order[:K]),
             "spent": raced.fraction, "rounds": len(raced.rounds),
-            "stable_after": raced.stable_after, "settled": raced.settled}
+            "stable_after": raced.stable_after, "settled": raced.settled,
+            "reason": raced.reason}
 
 
 def race_all(tgt, index, scorers, budgets, seed, label) -> list[dict]:
@@ -315,7 +316,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".real-work")
     ap.add_argument("--tv-work", type=Path, default=ROOT / "benchmarks" / ".tv-work",
                     help="the torchvision part's networks, index and activations")
-    ap.add_argument("--tv-n", type=int, default=600,
+    ap.add_argument("--tv-n", type=int, default=1000,
                     help="images per torchvision target (their activations are computed "
                          "once per size)")
     ap.add_argument("--margin", type=int, default=None,
@@ -349,7 +350,7 @@ def main() -> None:
 def report(args, out, seconds) -> str:
     cmd = ("`python benchmarks/bench_budget.py --part " + args.part + f" --seeds {args.seeds}"
            + (f" --n {args.n}" if "demo" in out else "")
-           + (f" --tv-n {args.tv_n}" if "torchvision" in out and args.tv_n != 600 else "") +
+           + (f" --tv-n {args.tv_n}" if "torchvision" in out and args.tv_n != 1000 else "") +
            f" --budgets {args.budgets} --scorers {args.scorers}"
            + (f" --margin {args.margin}" if args.margin is not None else "") + "`")
     text = [f"{cmd} ({seconds / 60:.0f} min). Top {K}; a search agrees when its budgeted "
@@ -395,6 +396,16 @@ def tv_report(args, rows, info) -> str:
     images = sum(t["images"] for t in info["targets"].values())
     layers = next(iter(info["targets"].values()))["layers"]
     costs = sorted(info["per_image"].items(), key=lambda kv: kv[1])
+    auto = [r for r in rows if r["budget"] == "auto"]
+    settled = [r for r in auto if r["settled"]]
+    others = sorted({r["reason"] for r in auto if not r["settled"]})
+    early = (f"`auto` stopped with its top 3 settled in {len(settled)} of {len(auto)} "
+             "searches: " + "; ".join(f"{r['scorer']} ({r['target']}, seed {r['seed']}) after "
+                                      f"{r['rounds']} round(s), "
+                                      f"{r['spent']:.0%} spent, same top 3: "
+                                      f"{'yes' if r['top3'] else 'no'}"
+                                      for r in settled) +
+             f". The others stopped as {' or '.join(others) or '-'}.") if auto else ""
     return "\n".join([
         f"\n**Torchvision architectures at 224x224, random weights** ({len(info['nets'])} "
         f"networks exported by bench_realistic.py's `export_zoo`: "
@@ -406,7 +417,7 @@ def tv_report(args, rows, info) -> str:
         f"Targets: CIFAR-10 (JPEG copy) test classes {' and '.join(TV_TARGETS)}, "
         f"{args.tv_n:,} images each (a seeded stratified subsample), resized to 224x224 "
         f"by the ImageNet preset; x {args.seeds} seeds of the searches:\n",
-        summary(rows),
+        summary(rows) + "\n\n" + early,
         f"\nThe activations were computed once, by one full search per target ({images:,} "
         f"images x {len(info['nets'])} models in {extraction / 60:.1f} min on "
         f"{info['cores']} cores, onnxruntime threads: {info['threads']}; export "
