@@ -23,7 +23,8 @@ Three zoos, each ranked for several targets and seeds, once in full and once by
   in. The first run exports the networks and runs one full search per target, which
   caches every model's activations and measures its inference per image; later runs
   read them back from that index (no network runs, no torch needed), so the race alone
-  is re-run in minutes. It measures the race's agreement with the full search on real
+  is re-run in minutes (keep ``--tv-work`` whole: the index lists the exported ONNX files
+  in it, and a model whose file is gone is not searched). It measures the race's agreement with the full search on real
   224x224 architectures, not which network transfers better.
 
 A budgeted search decides only from the activations of the images it chose, which do
