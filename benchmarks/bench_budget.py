@@ -1,6 +1,6 @@
 """A search on a budget against the full search: same top 1 and top 3, for what share.
 
-Two zoos, each ranked for several targets and seeds, once in full and once by
+Three zoos, each ranked for several targets and seeds, once in full and once by
 ``search_on_budget`` at each budget, for each scorer that ranks from partial data:
 
 * **demo**: the demo zoo (six small CNNs in models/demo) for Fashion-MNIST and MNIST
@@ -13,7 +13,19 @@ Two zoos, each ranked for several targets and seeds, once in full and once by
   cached under ``--work`` (put into the index's cache as the search would have: no
   network runs here). The networks held out by bench_real.py's fixed hash rule are kept
   apart: the settings were chosen on the zoo without them ("development"); the zoo with
-  them ("with the held out") is reported separately.
+  them ("with the held out") is reported separately;
+* **torchvision**: bench_realistic.py's zoo of standard architectures at 224x224 (its
+  ``export_zoo``: torchvision's ResNet-50, MobileNetV3-Large, EfficientNet-B0,
+  DenseNet-121, ConvNeXt-Tiny, RegNetY-400MF and timm's DeiT-Tiny, **random weights**,
+  seed 0: no pretrained weights can be downloaded here), added with the ImageNet preset
+  to an index under ``--tv-work``, for CIFAR-10 test targets (classes 0-4 and 5-9, a
+  seeded stratified subsample of ``--tv-n`` images each) resized to 224x224 on the way
+  in. The first run exports the networks and runs one full search per target, which
+  caches every model's activations and measures its inference per image; later runs
+  read them back from that index (no network runs, no torch needed), so the race alone
+  is re-run in minutes (keep ``--tv-work`` whole: the index lists the exported ONNX files
+  in it, and a model whose file is gone is not searched). It measures the race's agreement with the full search on real
+  224x224 architectures, not which network transfers better.
 
 A budgeted search decides only from the activations of the images it chose, which do
 not depend on whether they were run now or read from the cache, so on a warm cache
@@ -23,11 +35,13 @@ top 1 and top 3 (as sets) equal the full search's, and the fraction of the infer
 it needed. A cost model prices it for 1,000 and 10,000 models from the measured
 per-image inference of the networks.
 
-    python benchmarks/bench_budget.py [--part demo,evidence] [--seeds 3] [--n 2000]
-        [--budgets 0.1,0.2,0.3,auto] [--scorers logme,silhouette,knn]
-        [--work ../main/benchmarks/.real-work]
+    python benchmarks/bench_budget.py [--part demo,evidence,torchvision] [--seeds 3]
+        [--n 2000] [--budgets 0.1,0.2,0.3,auto] [--scorers logme,silhouette,knn]
+        [--work ../main/benchmarks/.real-work] [--tv-work benchmarks/.tv-work] [--tv-n 1000]
 
-Writes the "budget" section of benchmarks/RESULTS.md.
+Writes the "budget" section of benchmarks/RESULTS.md (demo and evidence together), or
+"budget-<part>" for a part alone. The torchvision part's first run needs torch,
+torchvision (and timm, for DeiT-Tiny) to export the zoo.
 """
 
 from __future__ import annotations
@@ -56,6 +70,8 @@ DATA = next((p for p in (ROOT.parent / "shared" / "data",
 DEMO_TARGETS = [(name, classes) for name in ("fashion-mnist", "mnist")
                 for classes in ("0-4", "5-9", None)]
 EVIDENCE_TARGETS = ("cifar10-0-4", "cifar10-5-9", "fashion-0-4", "mnist-0-4")
+TV_TARGETS = ("0-4", "5-9")  # CIFAR-10 classes
+TV_ZOO = "torchvision (random weights)"
 K = 3
 MARGIN: dict = {}  # search_on_budget's margin, when --margin is given
 
@@ -81,7 +97,8 @@ def agree(raced, full) -> dict:
     return {"top1": raced.order[0] == order[0],
             "top3": set(raced.order[:K]) == set(order[:K]),
             "spent": raced.fraction, "rounds": len(raced.rounds),
-            "stable_after": raced.stable_after, "settled": raced.settled}
+            "stable_after": raced.stable_after, "settled": raced.settled,
+            "reason": raced.reason}
 
 
 def race_all(tgt, index, scorers, budgets, seed, label) -> list[dict]:
@@ -194,6 +211,82 @@ def evidence(args, scorers, budgets) -> tuple[list, dict]:
     return rows, info
 
 
+def tv_target(classes: str, n: int):
+    """A seeded, stratified subsample of ``n`` CIFAR-10 test images of ``classes`` (the
+    same images, hence the same cache key, on every run)."""
+    import zooindex
+
+    return zooindex.load_target(DATA / "cifar10" / "cifar10-jpeg.tar.gz", split="test",
+                                classes=classes, limit=n, seed=0)
+
+
+def tv_extract(work: Path, n: int) -> dict:
+    """Export the zoo, add it, and run one full search per target, once: the index under
+    ``work`` then holds every model's activations. Returns what it measured (kept in
+    ``work``/extraction-<n>.json; a run that finds it reads it instead)."""
+    import json
+
+    import zooindex
+
+    record = work / f"extraction-{n}.json"
+    index = work / f"torchvision-{n}.db"
+    if record.exists() and index.exists():
+        return json.loads(record.read_text())
+    from bench_realistic import export_zoo  # torch, torchvision (and timm) only here
+
+    for extra in ("", "-wal", "-shm"):  # an interrupted extraction starts over
+        Path(f"{index}{extra}").unlink(missing_ok=True)
+    import shutil
+
+    shutil.rmtree(f"{index}-activations", ignore_errors=True)
+    t = time.perf_counter()
+    names = export_zoo(work / "zoo")
+    export_s = time.perf_counter() - t
+    zooindex.add([work / "zoo" / f"{name}.onnx" for name in names], index=index,
+                 preset="imagenet")
+    per_image: dict = {}
+    targets = {}
+    for classes in TV_TARGETS:
+        tgt = tv_target(classes, n)
+        t = time.perf_counter()
+        full = zooindex.search(tgt, index=index, seed=0)
+        seconds = time.perf_counter() - t
+        for r in full.ranked:
+            per_image.setdefault(r.model, []).append(r.inference_seconds / len(tgt))
+            print(f"{r.model}: {r.inference_seconds / len(tgt) * 1e3:.1f} ms per image "
+                  f"({classes}, layer {r.layer}, width {r.width})", flush=True)
+        skipped = {r.model: r.reason for r in full.skipped}
+        if skipped:
+            raise SystemExit(f"models skipped by the extraction: {skipped}")
+        targets[classes] = {"images": len(tgt), "seconds": seconds,
+                            "layers": {r.model: [r.layer, r.width] for r in full.ranked}}
+        print(f"CIFAR-10 {classes}: {len(tgt)} images through {len(full.ranked)} models "
+              f"in {seconds:.0f} s", flush=True)
+    info = {"nets": names, "export_s": export_s, "targets": targets,
+            "per_image": {m: float(np.mean(v)) for m, v in per_image.items()},
+            "threads": os.environ.get("ZOOINDEX_THREADS") or "onnxruntime's default",
+            "cores": os.cpu_count()}
+    record.write_text(json.dumps(info, indent=1))
+    return info
+
+
+def tv_part(args, scorers, budgets, counter) -> tuple[list, dict]:
+    """The race against the full search on the torchvision zoo, from cached activations."""
+    info = tv_extract(args.tv_work, args.tv_n)
+    index = args.tv_work / f"torchvision-{args.tv_n}.db"
+    counter.images = 0
+    t = time.perf_counter()
+    rows = []
+    for classes in TV_TARGETS:
+        tgt = tv_target(classes, args.tv_n)
+        for seed in range(args.seeds):
+            for row in race_all(tgt, index, scorers, budgets, seed, TV_ZOO):
+                rows.append({**row, "target": f"cifar10-{classes}"})
+                print(rows[-1], flush=True)
+    info = {**info, "race_s": time.perf_counter() - t, "race_images": counter.images}
+    return rows, info
+
+
 def summary(rows, keys=("zoo", "scorer", "budget")) -> str:
     groups: dict = {}
     for r in rows:
@@ -222,6 +315,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--nets", type=Path, default=ROOT / "benchmarks" / ".pretrained")
     ap.add_argument("--work", type=Path, default=ROOT / "benchmarks" / ".real-work")
+    ap.add_argument("--tv-work", type=Path, default=ROOT / "benchmarks" / ".tv-work",
+                    help="the torchvision part's networks, index and activations")
+    ap.add_argument("--tv-n", type=int, default=1000,
+                    help="images per torchvision target (their activations are computed "
+                         "once per size)")
     ap.add_argument("--margin", type=int, default=None,
                     help="search_on_budget's margin (default: its own)")
     ap.add_argument("--project", type=int, choices=(0, 1), default=None,
@@ -253,6 +351,8 @@ def main() -> None:
         out["demo"] = demo(args, scorers, budgets, counter)
     if "evidence" in parts:
         out["evidence"] = evidence(args, scorers, budgets)
+    if "torchvision" in parts:
+        out["torchvision"] = tv_part(args, scorers, budgets, counter)
     body = report(args, out, time.perf_counter() - t0)
     print(body)
     if not args.no_write:  # one part alone writes a section of its own
@@ -264,7 +364,8 @@ def main() -> None:
 
 def report(args, out, seconds) -> str:
     cmd = ("`python benchmarks/bench_budget.py --part " + args.part + f" --seeds {args.seeds}"
-           + (f" --n {args.n}" if "demo" in out else "") +
+           + (f" --n {args.n}" if "demo" in out else "")
+           + (f" --tv-n {args.tv_n}" if "torchvision" in out and args.tv_n != 1000 else "") +
            f" --budgets {args.budgets} --scorers {args.scorers}"
            + (f" --margin {args.margin}" if args.margin is not None else "")
            + "".join(f" --{flag} {getattr(args, flag)}" for flag in ("project", "wide", "trend")
@@ -302,7 +403,48 @@ def report(args, out, seconds) -> str:
                     "thread, median over the targets): " +
                     ", ".join(f"{n} {s * 1e3:.2f} ms" for n, s in costs) + ".")
         text.append(cost_model(info["per_image"]))
+    if "torchvision" in out:
+        text.append(tv_report(args, *out["torchvision"]))
     return "\n".join(text) + "\n"
+
+
+def tv_report(args, rows, info) -> str:
+    extraction = sum(t["seconds"] for t in info["targets"].values())
+    images = sum(t["images"] for t in info["targets"].values())
+    layers = next(iter(info["targets"].values()))["layers"]
+    costs = sorted(info["per_image"].items(), key=lambda kv: kv[1])
+    auto = [r for r in rows if r["budget"] == "auto"]
+    settled = [r for r in auto if r["settled"]]
+    others = sorted({r["reason"] for r in auto if not r["settled"]})
+    early = (f"`auto` stopped with its top 3 settled in {len(settled)} of {len(auto)} "
+             "searches: " + "; ".join(f"{r['scorer']} ({r['target']}, seed {r['seed']}) after "
+                                      f"{r['rounds']} round(s), "
+                                      f"{r['spent']:.0%} spent, same top 3: "
+                                      f"{'yes' if r['top3'] else 'no'}"
+                                      for r in settled) +
+             f". The others stopped as {' or '.join(others) or '-'}.") if auto else ""
+    return "\n".join([
+        f"\n**Torchvision architectures at 224x224, random weights** ({len(info['nets'])} "
+        f"networks exported by bench_realistic.py's `export_zoo`: "
+        f"{', '.join(f'{m} ({layers[m][0]}, {layers[m][1]})' for m in info['nets'])}; "
+        "default layer and its width). The weights are random (seed 0): no pretrained "
+        "weights can be downloaded here, so this measures whether the budgeted search "
+        "finds the full search's top 3 among real 224x224 architectures (their widths, "
+        "depths and activation statistics), not which network transfers better. "
+        f"Targets: CIFAR-10 (JPEG copy) test classes {' and '.join(TV_TARGETS)}, "
+        f"{args.tv_n:,} images each (a seeded stratified subsample), resized to 224x224 "
+        f"by the ImageNet preset; x {args.seeds} seeds of the searches:\n",
+        summary(rows) + "\n\n" + early,
+        f"\nThe activations were computed once, by one full search per target ({images:,} "
+        f"images x {len(info['nets'])} models in {extraction / 60:.1f} min on "
+        f"{info['cores']} cores, onnxruntime threads: {info['threads']}; export "
+        f"{info['export_s']:.0f} s) and kept in the index under `--tv-work`; the "
+        f"{len(rows)} budgeted searches and their full searches then read them back "
+        f"({info['race_images']} images run, {info['race_s'] / 60:.1f} min). Measured "
+        "inference per image inside that search (mean over the targets; a machine shared "
+        "with other work): " +
+        ", ".join(f"{n} {s * 1e3:.1f} ms" for n, s in costs) + ".",
+    ])
 
 
 def cost_model(per_image: dict) -> str:
