@@ -74,6 +74,7 @@ TV_TARGETS = ("0-4", "5-9")  # CIFAR-10 classes
 TV_ZOO = "torchvision (random weights)"
 K = 3
 MARGIN: dict = {}  # search_on_budget's margin, when --margin is given
+UNIFORM = 0.3  # the baseline's share of each class (--uniform; 0: none)
 
 
 class Counter:
@@ -101,19 +102,55 @@ def agree(raced, full) -> dict:
             "reason": raced.reason}
 
 
-def race_all(tgt, index, scorers, budgets, seed, label) -> list[dict]:
-    """Every scorer x budget against the full search, on a warm cache."""
+def race_all(tgt, index, scorers, budgets, seed, label, models=None) -> list[dict]:
+    """Every scorer x budget against the full search, on a warm cache; and, as a
+    baseline, every model scored on the same stratified UNIFORM share of the images."""
     import zooindex
 
     rows = []
     for scorer in scorers:
-        full = zooindex.search(tgt, index=index, scorers=[scorer], seed=seed)
+        full = zooindex.search(tgt, index=index, scorers=[scorer], seed=seed, models=models)
         for budget in budgets:
             raced = zooindex.search_on_budget(tgt, budget=budget, k=K, index=index,
-                                              scorers=[scorer], seed=seed, **MARGIN)
+                                              scorers=[scorer], seed=seed, models=models,
+                                              **MARGIN)
             rows.append({"zoo": label, "scorer": scorer, "budget": str(raced.budget),
                          "seed": seed, "models": len(full.ranked), **agree(raced, full)})
+        if UNIFORM:
+            rows.append({"zoo": label, "scorer": scorer, "seed": seed,
+                         "models": len(full.ranked),
+                         **uniform(tgt, index, scorer, seed, models, full)})
     return rows
+
+
+def uniform(tgt, index, scorer, seed, models, full) -> dict:
+    """Every model on the first UNIFORM share of each class (the race's nested order):
+    what the same inference buys without a race. Reads the whole target's cached
+    activations; runs no model."""
+    import zooindex
+    from zooindex.budget import _cache_round, first_rows, nested_order
+    from zooindex.index import Index
+    from zooindex.options import from_settings
+    from zooindex.partial import gather, rows_of
+    from zooindex.ranking import _records
+
+    order = nested_order(tgt.y, seed)
+    per_class = max(1, int(UNIFORM * max(len(o) for o in order)))
+    rows = first_rows(order, per_class)
+    sub = rows_of(tgt, rows)
+    options, _ = from_settings(None, None, scorers=[scorer], seed=seed)
+    with Index(index) as idx:
+        records = {r.name: r for r in _records(idx, models, None)}
+        got = gather(idx, tgt, list(records.values()), rows, options)
+        assert all(ran == 0 for _, ran in got.values()), "a model ran"
+        _cache_round(idx, sub, records, got, options)
+    ranking = zooindex.search(sub, index=index, scorers=[scorer], seed=seed, models=models)
+    order_ = [r.model for r in ranking.ranked]
+    truth = [r.model for r in full.ranked]
+    return {"budget": f"uniform {UNIFORM:.0%}", "top1": order_[0] == truth[0],
+            "top3": set(order_[:K]) == set(truth[:K]),
+            "spent": len(rows) / len(tgt), "rounds": 1, "stable_after": None,
+            "settled": None, "reason": "one subsample"}
 
 
 def demo(args, scorers, budgets, counter) -> tuple[list, list]:
@@ -195,17 +232,9 @@ def evidence(args, scorers, budgets) -> tuple[list, dict]:
                 for zoo, names in (("development", [n.name for n in usable
                                                     if n.name not in held]),
                                    ("with the held out", [n.name for n in usable])):
-                    for scorer in scorers:
-                        full = zooindex.search(tgt, index=index, scorers=[scorer],
-                                               seed=seed, models=names)
-                        for budget in budgets:
-                            raced = zooindex.search_on_budget(
-                                tgt, budget=budget, k=K, index=index, scorers=[scorer],
-                                seed=seed, models=names, **MARGIN)
-                            rows.append({"zoo": zoo, "target": target, "scorer": scorer,
-                                         "budget": str(raced.budget), "seed": seed,
-                                         "models": len(full.ranked), **agree(raced, full)})
-                            print(rows[-1], flush=True)
+                    for row in race_all(tgt, index, scorers, budgets, seed, zoo, names):
+                        rows.append({**row, "target": target})
+                        print(rows[-1], flush=True)
         info = {"nets": [n.name for n in usable], "held": sorted(held & {n.name for n in usable}),
                 "per_image": {k: float(np.median(v)) for k, v in per_image.items()}}
     return rows, info
@@ -328,8 +357,12 @@ def main() -> None:
                     help="search_on_budget's wide (default: its own)")
     ap.add_argument("--trend", choices=("inverse", "log"), default=None,
                     help="zooindex.budget.TREND (default: its own)")
+    ap.add_argument("--uniform", type=float, default=0.3,
+                    help="the baseline's share of each class (0: no baseline)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
+    global UNIFORM
+    UNIFORM = args.uniform
     if args.margin is not None:
         MARGIN["margin"] = args.margin
     if args.project is not None:
@@ -368,13 +401,17 @@ def report(args, out, seconds) -> str:
            + (f" --tv-n {args.tv_n}" if "torchvision" in out and args.tv_n != 1000 else "") +
            f" --budgets {args.budgets} --scorers {args.scorers}"
            + (f" --margin {args.margin}" if args.margin is not None else "")
+           + (f" --uniform {args.uniform:g}" if args.uniform != 0.3 else "")
            + "".join(f" --{flag} {getattr(args, flag)}" for flag in ("project", "wide", "trend")
                      if getattr(args, flag) is not None) + "`")
     text = [f"{cmd} ({seconds / 60:.0f} min). Top {K}; a search agrees when its budgeted "
             "top 1 (top 3, as a set) equals the full search's with the same scorer, seed "
             "and models; spent: the images the budgeted search ran, summed over the "
             "models, over a full search's (models x images), each image counted once "
-            "(what a model saw is kept between rounds)."]
+            "(what a model saw is kept between rounds)."
+            + (f" Baseline, `uniform {args.uniform:.0%}`: no race, every model scored on "
+               f"the same first {args.uniform:.0%} of each class (the race's nested "
+               "order): what that inference buys without one." if args.uniform else "")]
     if "demo" in out:
         rows, cold = out["demo"]
         text.append(f"\n**Demo zoo** (6 CNNs; {len(DEMO_TARGETS)} test targets of {args.n} "

@@ -81,9 +81,10 @@ MARGIN = 3
 #: the whole target from its last two rounds (:func:`projected`) as well as on its rank
 #: interval, and never drop a model over fewer images than its layer's width (there such
 #: a score fits the labels exactly, whatever the layer). LogME on the development zoo,
-#: same top 3 at 30% / 50% / auto: neither 1/8, 2/8, 2/8; the projection alone 2/8, 2/8,
-#: 2/8; the width rule alone 1/8, 8/8, 7/8; both 5/8, 8/8, 8/8 (bench_budget.py
-#: --project/--wide, 2026-12-06)
+#: same top 3 at 30% / 50% / auto: neither rule 1/8, 2/8, 2/8; the projection alone 2/8,
+#: 2/8, 2/8; the width rule alone 1/8, 8/8, 8/8; both 4/8, 8/8, 8/8. Checked on the zoo
+#: with the held-out networks: 6/8, 6/8, 5/8 without them, 8/8, 8/8, 8/8 with both
+#: (bench_budget.py --project/--wide, benchmarks/RESULTS.md, 2026-12-06)
 PROJECT = True
 WIDE = True
 #: the projection's form: ``"inverse"`` (``a + b / n``, the evidence's Occam term) or
