@@ -88,8 +88,8 @@ MARGIN = 3
 PROJECT = True
 WIDE = True
 #: the projection's form: ``"inverse"`` (``a + b / n``, the evidence's Occam term) or
-#: ``"log"`` (``a + b log n``); on the development zoo 5/8, 8/8, 8/8 against 6/8, 7/8,
-#: 8/8: a tie, and ``a + b / n`` is what the evidence's form gives
+#: ``"log"`` (``a + b log n``); on the development zoo 4/8, 8/8, 8/8 against 3/8, 7/8,
+#: 8/8 (--trend)
 TREND = "inverse"
 
 
