@@ -7,7 +7,7 @@ import pytest
 
 import zooindex
 import zooindex.ranking
-from support.data import clustered, selector
+from support.data import clustered, race_zoo
 from support.onnx_factory import linear_features, save
 from zooindex.budget import Budget, parse_budget
 from zooindex.errors import ZooIndexError
@@ -16,18 +16,7 @@ from zooindex.errors import ZooIndexError
 @pytest.fixture
 def many(tmp_path):
     """Eight models: one sees both informative dims, one sees one, six see noise."""
-    folder = tmp_path / "zoo"
-    folder.mkdir()
-    save(linear_features(selector([0, 1]), classes=3), folder / "good.onnx")
-    save(linear_features(selector([0, 5]), classes=3), folder / "half.onnx")
-    for i, dims in enumerate(([2, 3], [4, 5], [6, 7], [2, 6], [3, 7], [4, 6])):
-        save(linear_features(selector(dims), classes=3, seed=i), folder / f"noise{i}.onnx")
-    x, y = clustered(n_per_class=64, spread=0.5)
-    target = tmp_path / "target.npz"
-    np.savez(target, x=x, y=y)
-    index = tmp_path / "index.db"
-    zooindex.add(folder, index=index)
-    return {"target": target, "index": index, "n": len(y)}
+    return race_zoo(tmp_path)
 
 
 @pytest.fixture

@@ -5,12 +5,10 @@ import base64
 import html
 import re
 
-import numpy as np
 import pytest
 
 import zooindex
-from support.data import clustered, selector
-from support.onnx_factory import linear_features, save
+from support.data import race_zoo
 from zooindex.reporting import report
 
 pytest.importorskip("matplotlib")
@@ -22,18 +20,7 @@ DIMS = (2, 3)
 def many(tmp_path):
     """Eight models (one sees both informative dims, one sees one, six see noise) and a
     3-class target of 3 x 64 samples: enough models for a race to drop some."""
-    folder = tmp_path / "zoo"
-    folder.mkdir()
-    save(linear_features(selector([0, 1]), classes=3), folder / "good.onnx")
-    save(linear_features(selector([0, 5]), classes=3), folder / "half.onnx")
-    for i, dims in enumerate(([2, 3], [4, 5], [6, 7], [2, 6], [3, 7], [4, 6])):
-        save(linear_features(selector(dims), classes=3, seed=i), folder / f"noise{i}.onnx")
-    x, y = clustered(n_per_class=64, spread=0.5)
-    target = tmp_path / "target.npz"
-    np.savez(target, x=x, y=y)
-    index = tmp_path / "index.db"
-    zooindex.add(folder, index=index)
-    return {"target": target, "index": index, "n": len(y)}
+    return race_zoo(tmp_path)
 
 
 @pytest.fixture

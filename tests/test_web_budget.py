@@ -4,7 +4,6 @@ spent and saved, its rounds, the dropped models and the advice."""
 import html
 import re
 
-import numpy as np
 import pytest
 
 pytest.importorskip("starlette")
@@ -14,8 +13,7 @@ pytest.importorskip("multipart")
 from starlette.testclient import TestClient  # noqa: E402
 
 import zooindex  # noqa: E402
-from support.data import clustered, selector  # noqa: E402
-from support.onnx_factory import linear_features, save  # noqa: E402
+from support.data import race_zoo  # noqa: E402
 from support.web import settled  # noqa: E402
 from zooindex.budget import parse_budget  # noqa: E402
 from zooindex.errors import ZooIndexError  # noqa: E402
@@ -27,18 +25,9 @@ def race(tmp_path_factory):
     """Eight models (one sees both informative dims, one sees one, six see noise) and a
     3-class target of 3 x 64 samples: enough models for a race to drop some."""
     root = tmp_path_factory.mktemp("webbudget")
-    folder = root / "zoo"
-    folder.mkdir()
-    save(linear_features(selector([0, 1]), classes=3), folder / "good.onnx")
-    save(linear_features(selector([0, 5]), classes=3), folder / "half.onnx")
-    for i, dims in enumerate(([2, 3], [4, 5], [6, 7], [2, 6], [3, 7], [4, 6])):
-        save(linear_features(selector(dims), classes=3, seed=i), folder / f"noise{i}.onnx")
-    x, y = clustered(n_per_class=64, spread=0.5)
-    np.savez(root / "target.npz", x=x, y=y)
-    index = root / "index.db"
-    zooindex.add(folder, index=index)
-    return {"root": root, "index": index, "n": len(y),
-            "client": TestClient(create_app(index, data=[root]))}
+    zoo = race_zoo(root)
+    return {"root": root, "index": zoo["index"], "n": zoo["n"],
+            "client": TestClient(create_app(zoo["index"], data=[root]))}
 
 
 @pytest.fixture(scope="module")

@@ -52,3 +52,25 @@ def schema2_blob(array: np.ndarray) -> bytes:
     np.savez(buf, shape=np.asarray(a.shape, dtype=np.int64), mask=np.packbits(mask.ravel()),
              values=a[mask])
     return buf.getvalue()
+
+
+def race_zoo(root):
+    """Eight models for a search on a budget (one sees both informative dims, one sees
+    one, six see noise), indexed, and a 3-class target of 3 x 64 samples: enough models
+    for a race to drop some. Returns {"folder", "target", "index", "n"}."""
+    from support.onnx_factory import linear_features, save
+
+    import zooindex
+
+    folder = root / "zoo"
+    folder.mkdir()
+    save(linear_features(selector([0, 1]), classes=3), folder / "good.onnx")
+    save(linear_features(selector([0, 5]), classes=3), folder / "half.onnx")
+    for i, dims in enumerate(([2, 3], [4, 5], [6, 7], [2, 6], [3, 7], [4, 6])):
+        save(linear_features(selector(dims), classes=3, seed=i), folder / f"noise{i}.onnx")
+    x, y = clustered(n_per_class=64, spread=0.5)
+    target = root / "target.npz"
+    np.savez(target, x=x, y=y)
+    index = root / "index.db"
+    zooindex.add(folder, index=index)
+    return {"folder": folder, "target": target, "index": index, "n": len(y)}
