@@ -265,15 +265,20 @@ class Ray:
                 self.stats["submitted"] += 1
                 self.stats["peak_in_flight"] = max(self.stats["peak_in_flight"], len(pending))
                 while pending and (len(pending) >= window or ready()):
-                    yield pending[0][0], self._result(ray, pending[0][1], errors)
-                    pending.popleft()
+                    item, ref = pending.popleft()  # out of pending before it is handed on
+                    yield item, self._result(ray, ref, errors)
             while pending:
-                yield pending[0][0], self._result(ray, pending[0][1], errors)
-                pending.popleft()
+                item, ref = pending.popleft()
+                yield item, self._result(ray, ref, errors)
             finished = True
         finally:
-            if not finished:
-                for _, ref in pending:
+            if not finished and pending:
+                # only the tasks still out: cancelling one whose reply is on its way races
+                # inside Ray's core worker (a fatal check in ray 2.60)
+                refs = [ref for _, ref in pending]
+                with contextlib.suppress(Exception):
+                    done, refs = ray.wait(refs, num_returns=len(refs), timeout=0)
+                for ref in refs:
                     with contextlib.suppress(Exception):
                         ray.cancel(ref, force=True)
 

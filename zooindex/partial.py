@@ -152,7 +152,9 @@ def _run(tgt, records, options: SearchOptions, executor=None) -> tuple[dict, flo
              for record in records]
     out: dict = {}
     seconds = 0.0
-    for task, outcome in zip(tasks, executors.get(executor).run(iter(tasks), tgt)):
+    # every outcome read, so that the executor ends as a finished run (not a stopped one)
+    outcomes = list(executors.get(executor).run(iter(tasks), tgt))
+    for task, outcome in zip(tasks, outcomes):
         if outcome.status == "ok":
             out[task.record.name] = outcome.features[task.layers[0]]
             seconds += outcome.inference_seconds
