@@ -7,7 +7,7 @@ import pytest
 
 import zooindex
 import zooindex.ranking
-from support.data import clustered, race_zoo
+from support.data import clustered, race_zoo, selector
 from support.onnx_factory import linear_features, save
 from zooindex.budget import Budget, parse_budget
 from zooindex.errors import ZooIndexError
@@ -306,3 +306,18 @@ def test_a_logme_race_keeps_a_layer_wider_than_the_images_it_saw(many, tmp_path)
                                       scorers=["logme"], margin=0, wide=False,
                                       project=False)
     assert "wide" in plain.rounds[0]["dropped"]
+
+
+def test_a_model_the_race_cannot_run_is_said_skipped_as_a_full_search_says_it(many, tmp_path,
+                                                                              run):
+    save(linear_features(selector([0, 1], width=5), classes=3), tmp_path / "narrow.onnx")
+    zooindex.add(tmp_path / "narrow.onnx", index=many["index"])  # takes 5 inputs, not 8
+    full = zooindex.search(many["target"], index=many["index"], scorers=["knn"])
+    raced = zooindex.search_on_budget(many["target"], budget=0.5, k=1, index=many["index"],
+                                      scorers=["knn"])
+    assert [(r.model, r.reason) for r in raced.ranking.skipped] == \
+        [(r.model, r.reason) for r in full.skipped] and full.skipped
+    assert "narrow" not in raced.order and len(raced.order) == 8
+    code, out, err = run("search", many["target"], "--index", many["index"], "--budget",
+                         "0.5", "--top", "1", "--scorer", "knn")
+    assert code == 0 and f"skipped narrow: {full.skipped[0].reason}" in err

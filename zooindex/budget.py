@@ -150,7 +150,8 @@ class Budgeted:
     """What a budgeted search did.
 
     ``ranking``: the last round's :class:`~zooindex.ranking.Ranking` (its models: the
-    survivors). ``order``: every model, the survivors in the last round's order, then the
+    survivors; then, skipped with their reasons, the models no round could rank).
+    ``order``: every model ranked, the survivors in the last round's order, then the
     dropped ones, the last dropped first. ``seen``: model -> images its ranking used.
     ``ran``: model -> images run for it now (the others came from the cache).
     ``rounds``: per round, ``per_class`` images, ``images``, ``models`` raced,
@@ -322,6 +323,7 @@ def search_on_budget(target, budget=0.3, k: int = 3,
         ran: dict = {}
         dropped: list = []
         rounds: list = []
+        skipped: dict = {}  # model -> its skipped row, from the round that skipped it
         ranking = None
         settled, reason, last = False, "", False
         meter = {"inference_seconds": 0.0}
@@ -334,6 +336,8 @@ def search_on_budget(target, budget=0.3, k: int = 3,
             _cache_round(idx, sub, records, got, options)
             ranking = search(sub, options, index=idx, models=alive, executor=executor)
             ranked = ranking.ranked
+            for r in ranking.skipped:  # out of the race, but said as a full search says it
+                skipped.setdefault(r.model, r)
             if total_models is None:
                 total_models = max(len(ranked), 1)
             for r in ranked:
@@ -383,6 +387,9 @@ def search_on_budget(target, budget=0.3, k: int = 3,
                 on_round(rounds[-1])
             if reason:
                 break
+    if ranking is not None:  # models no round could rank stay in the answer, skipped
+        shown = {r.model for r in ranking.results}
+        ranking.results += [r for m, r in skipped.items() if m not in shown]
     full = (total_models or 0) * len(tgt)
     spent = sum(seen.values())
     runs = sum(ran.values())
