@@ -278,7 +278,8 @@ def test_who_is_out_of_reach_and_when_the_top_is_settled():
 
 @pytest.mark.parametrize("scorer, full", [("logme", True), ("recommended", True),
                                            ("hscore", True), ("silhouette", False),
-                                           ("knn", False), ("ensemble:logme,knn", True)])
+                                           ("knn", False), ("leep", False),
+                                           ("ensemble:logme,knn", True)])
 def test_which_scorers_read_the_whole_width(scorer, full):
     from zooindex.budget import _full_width
     from zooindex.options import SearchOptions

@@ -379,7 +379,8 @@ def search_on_budget(target, budget=0.3, k: int = 3,
                     out += [m for m in alive if m not in keep]
                     alive = keep
             if reason:  # the answer is what was measured: the survivors in the ranking's order
-                alive = [r.model for r in ranked if r.model in set(alive)]
+                racing = set(alive)
+                alive = [r.model for r in ranked if r.model in racing]
             dropped[:0] = out
             rounds[-1].update(top=(alive + dropped)[:k],
                               seconds=round(time.perf_counter() - t, 3))
@@ -508,11 +509,12 @@ def _out_of_reach(rows, k: int, margin: int, ahead: dict | None = None,
 
 def _full_width(options: SearchOptions) -> bool:
     """Does the ranking's scorer read a layer's whole width (LogME, H-score, ...), rather
-    than its first ``dim`` principal components (the silhouette, k-NN, ...)?"""
+    than its first ``dim`` principal components (the silhouette, k-NN, ...) or the
+    model's classifier output (LEEP)?"""
     from .estimators import resolve
 
     scorer = resolve(options.scorers[0])
-    return any("dim" not in e.params for e in scorer.estimators)
+    return any("dim" not in e.params and not e.needs_probs for e in scorer.estimators)
 
 
 def projected(rows, before: dict, n: int, total: int) -> dict:
