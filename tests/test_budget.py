@@ -322,3 +322,28 @@ def test_a_model_the_race_cannot_run_is_said_skipped_as_a_full_search_says_it(ma
     code, out, err = run("search", many["target"], "--index", many["index"], "--budget",
                          "0.5", "--top", "1", "--scorer", "knn")
     assert code == 0 and f"skipped narrow: {full.skipped[0].reason}" in err
+
+
+def test_the_race_keeps_its_last_rounds_activations_only(many):
+    from zooindex.budget import first_rows, nested_order
+    from zooindex.index import Index
+    from zooindex.partial import layer_and_key, rows_of
+
+    raced = zooindex.search_on_budget(many["target"], budget=0.5, k=1, index=many["index"],
+                                      scorers=["logme"])
+    assert len(raced.rounds) >= 2
+    tgt = zooindex.load_target(many["target"])
+    order = nested_order(tgt.y, 0)
+    with Index(many["index"]) as idx:
+        records = {r.name: r for r in idx.catalogue.models()}
+
+        def cached(per_class, model):
+            sub = rows_of(tgt, first_rows(order, per_class))
+            layer, prep = layer_and_key(records[model], sub, raced.ranking.options)
+            return layer in idx.cache.cached_files(records[model].sha256, sub.key, prep)
+
+        last = raced.rounds[-1]["per_class"]
+        # what the earlier rounds ranked on were copies of what the partial entries keep
+        assert not any(cached(r["per_class"], "good") for r in raced.rounds[:-1])
+        assert cached(last, "good")  # the figures of a report read the last round's
+    assert zooindex.check(index=many["index"]).ok

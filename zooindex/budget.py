@@ -328,12 +328,13 @@ def search_on_budget(target, budget=0.3, k: int = 3,
         settled, reason, last = False, "", False
         meter = {"inference_seconds": 0.0}
         before: dict = {}  # model -> (images, score) of the round before
+        copies: list = []  # the rounds' activation entries, dropped at the end
         while True:
             t = time.perf_counter()
             rows = first_rows(order, per_class)
             sub = rows_of(tgt, rows)
             got = gather(idx, tgt, [records[m] for m in alive], rows, options, executor, meter)
-            _cache_round(idx, sub, records, got, options)
+            copies += _cache_round(idx, sub, records, got, options)
             ranking = search(sub, options, index=idx, models=alive, executor=executor)
             ranked = ranking.ranked
             for r in ranking.skipped:  # out of the race, but said as a full search says it
@@ -348,7 +349,8 @@ def search_on_budget(target, budget=0.3, k: int = 3,
             if project and full_width:
                 if not before:  # the first round: its first half, scored alone
                     before = _half_scores(idx, tgt, order, per_class, rows, got, records,
-                                          [r.model for r in ranked], options, executor)
+                                          [r.model for r in ranked], options, executor,
+                                          copies)
                 ahead = projected(ranked, before, len(sub), len(tgt))
                 before = {r.model: (len(sub), r.score) for r in ranked}
             settled = _settled(ranked, k, ahead,
@@ -387,6 +389,7 @@ def search_on_budget(target, budget=0.3, k: int = 3,
             if on_round is not None:
                 on_round(rounds[-1])
             if reason:
+                _forget_rounds(idx, copies, sub.key)
                 break
     if ranking is not None:  # models no round could rank stay in the answer, skipped
         shown = {r.model for r in ranking.results}
@@ -448,27 +451,41 @@ def _next_round(order, alive: list, seen: int, n: int, left: float, k: int, per_
     return (lo, keep, True) if lo > per_class else None
 
 
-def _cache_round(idx, sub, records, got: dict, options: SearchOptions) -> None:
+def _cache_round(idx, sub, records, got: dict, options: SearchOptions) -> list[tuple]:
     """Put each model's activations of this round's subsample where the search looks
     for them (under the subsample's key and the model's own features key: an image
     model's preprocessing, a text model's tokenizer and pooling), so that it runs no
-    model."""
+    model. Returns the ``(model sha256, layer, key, features key)`` of each entry, for
+    :func:`_forget_rounds`."""
     from .cache import Entry
     from .partial import layer_and_key
 
     target = (sub.key, sub.source, len(sub), list(sub.classes))
+    entries = []
     for name, (array, _) in got.items():
         record = records[name]
         found = layer_and_key(record, sub, options)
         if found is None:
             continue
         layer, prep = found
+        entries.append((record.sha256, layer, sub.key, prep))
         if layer in idx.cache.cached_files(record.sha256, sub.key, prep):
             continue
         staged = idx.cache.stage_activations(record.sha256, layer, sub.key, prep, array)
         if staged is not None:
             idx.cache.absorb(Entry(model_sha=record.sha256, target=sub.key, prep=prep,
                                    staged=[staged]), target)
+    return entries
+
+
+def _forget_rounds(idx, entries: list, keep: str) -> None:
+    """Drop the activation entries the earlier rounds' rankings read (copies of what
+    the models saw, which the partial entries of the whole target keep once): all but
+    those of the subsample ``keep``, the last round's, which the report's and the web
+    page's figures read. Their scores stay cached."""
+    for sha, layer, key, prep in entries:
+        if key != keep:
+            idx.cache.drop_entry(sha, layer, key, prep)
 
 
 def _settled(rows, k: int, ahead: dict | None = None, images: int | None = None) -> bool:
@@ -546,9 +563,10 @@ def projected(rows, before: dict, n: int, total: int) -> dict:
 
 
 def _half_scores(idx, tgt, order, per_class, rows, got, records, models, options,
-                 executor) -> dict:
+                 executor, copies: list) -> dict:
     """Model -> ``(images, score)`` on the first half of the first round's subsample
-    (nested in it: its activations are a slice of what the round ran)."""
+    (nested in it: its activations are a slice of what the round ran); the activation
+    entries it caches are added to ``copies``."""
     from .ranking import search
 
     half = first_rows(order, max(per_class // 2, 1))
@@ -556,8 +574,8 @@ def _half_scores(idx, tgt, order, per_class, rows, got, records, models, options
         return {}
     sub = rows_of(tgt, half)
     where = np.searchsorted(rows, half)
-    _cache_round(idx, sub, records,
-                 {m: (array[where], 0) for m, (array, _) in got.items()}, options)
+    copies += _cache_round(idx, sub, records,
+                           {m: (array[where], 0) for m, (array, _) in got.items()}, options)
     try:
         ranking = search(sub, replace(options, confidence=False), index=idx,
                          models=models, executor=executor)
