@@ -448,3 +448,24 @@ def test_the_cli_names_a_regression_target(encoder, tmp_path, run):
     assert doc["task"] == "regression" and doc["scorers"] == ["logme"]
     code, out, err = run("search", path, "--label-column", "score", "--index", index)
     assert "real-valued labels (regression)" in out + err
+
+
+def test_a_text_models_activations_are_read_back_by_a_search_with_another_scorer(tmp_path):
+    index = tmp_path / "i.db"
+    for i in range(2):
+        folder = tmp_path / f"enc{i}"
+        folder.mkdir()
+        tiny_encoder(folder / f"enc{i}.onnx", seed=i, hidden=8, blocks=2)
+        write_tokenizer(folder)
+        zooindex.add(folder / f"enc{i}.onnx", index=index)
+    rng = np.random.default_rng(0)
+    words = (["good", "great", "fun"], ["bad", "awful", "boring"])
+    texts = [" ".join(rng.choice(words[c], 3)) + " film" for c in [0, 1] * 30]
+    target = tmp_path / "reviews.csv"
+    target.write_text("text,label\n" + "".join(f"{t},{c}\n" for t, c in
+                                                zip(texts, [0, 1] * 30)))
+    first = zooindex.search(str(target), index=index, scorers=["knn"])
+    # cached under the tokenizer and pooling key the search looks them up by
+    second = zooindex.search(str(target), index=index, scorers=["logme"])
+    assert first.stats["run"] == 2
+    assert second.stats["run"] == 0 and second.stats["from_activations"] == 2

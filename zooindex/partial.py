@@ -104,8 +104,7 @@ def gather(idx, tgt, records, rows, options: SearchOptions, executor=None,
             continue
         groups.setdefault(missing.tobytes(), (missing, []))[1].append(need)
     for missing, needs in groups.values():
-        new, seconds = _run(rows_of(tgt, missing, "unseen"), [n.record for n in needs],
-                            options, executor)
+        new, seconds = _run(rows_of(tgt, missing, "unseen"), needs, options, executor)
         if meter is not None:
             meter["inference_seconds"] = meter.get("inference_seconds", 0.0) + seconds
         for need in needs:
@@ -141,15 +140,15 @@ def _keep(idx, tgt, need: _Need, rows: np.ndarray, seen: np.ndarray) -> None:
                                staged=staged), target)
 
 
-def _run(tgt, records, options: SearchOptions, executor=None) -> tuple[dict, float]:
-    """``{model: activations}`` of each record's layer for ``tgt``, by the executor,
+def _run(tgt, needs, options: SearchOptions, executor=None) -> tuple[dict, float]:
+    """``{model: activations}`` of each need's layer for ``tgt``, by the executor,
     caching nothing (the caller keeps them); and the seconds of inference they took."""
     from . import executor as executors
     from .unit import ModelTask
 
-    tasks = [ModelTask(record=record, layers=(record.choose_layers(options.layer)[0].name,),
-                       wanted={}, cached={}, options=options, keep_features=True)
-             for record in records]
+    tasks = [ModelTask(record=n.record, layers=(n.layer,), wanted={}, cached={},
+                       options=options, keep_features=True, features_key=n.prep)
+             for n in needs]
     out: dict = {}
     seconds = 0.0
     # every outcome read, so that the executor ends as a finished run (not a stopped one)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .adapt import Preprocessing, check_fit, describe_fit
+from .adapt import Preprocessing, describe_fit
 from .cache import Entry
 from .catalogue import ModelRecord
 from .errors import AdaptError, LayerError, ZooIndexError
@@ -419,7 +419,7 @@ def _execute(idx: Index, tgt: Target, plans, executor, *, absorb, settle=None) -
         sweep's) only up to :func:`sweep_entry_bytes` each: their scores are cached
         anyway, and wide conv maps would fill the cache for little.
         """
-        prep = Preprocessing.from_dict(task.record.preprocessing).key()
+        prep = task.features_key or Preprocessing.from_dict(task.record.preprocessing).key()
         for layer, array in outcome.activations.items():
             if layer not in (task.record.default_layer, OUTPUT) and \
                     array.nbytes > sweep_limit:
@@ -538,7 +538,7 @@ def _task(idx: Index, record: ModelRecord, tgt: Target, prep_key: str, layers, w
     files = idx.cache.cached_files(record.sha256, tgt.key, prep_key)
     cached = {name: files[name] for name in (*layers, OUTPUT) if name in files}
     return ModelTask(record=record, layers=tuple(layers), wanted=dict(wanted), cached=cached,
-                     options=options, keep_features=keep)
+                     options=options, keep_features=keep, features_key=prep_key)
 
 
 def _absorb(idx: Index, tgt: Target, plan: _Planned, outcome: Outcome, ests,
@@ -755,6 +755,8 @@ def activations(target, models, *, index=None, layer: str | None = None,
     models, whose new activations are then cached: the door ``features``, ``evaluate``
     and ``report`` go through. ``layer``: ``None``/``"default"`` or a tensor name,
     per model."""
+    from .partial import layers_and_key
+
     options = options or SearchOptions()
     out: dict = {}
     with opened(index, create=False) as idx:
@@ -765,16 +767,9 @@ def activations(target, models, *, index=None, layer: str | None = None,
                 raise AdaptError(f"model '{name}' is a {record.modality} model; the target "
                                  f"holds {'texts' if record.modality == 'image' else 'numbers'}",
                                  model=name)
-            if record.text is not None:
-                from .text import choose_layers, features_key
-
-                chosen = choose_layers(record, replace(options, layer=layer))[0]
-                plan = _Planned(record=record, prep_key=features_key(record, options))
-            else:
-                chosen = record.choose_layers(layer)[0]
-                prep = Preprocessing.from_dict(record.preprocessing)
-                check_fit(target.x.shape[1:], record.input_shape, prep)
-                plan = _Planned(record=record, prep_key=prep.key())
+            layers, prep_key = layers_and_key(record, target, replace(options, layer=layer))
+            chosen = layers[0]
+            plan = _Planned(record=record, prep_key=prep_key)
             plan.task = _task(idx, record, target, plan.prep_key, (chosen.name,), {},
                               options, keep=True)
             plans.append(plan)

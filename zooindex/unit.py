@@ -51,6 +51,9 @@ class ModelTask:
     hand the activations back in the outcome (for ``features``, ``evaluate`` and
     ``report``). ``max_activation_bytes``: above this, a layer is reduced as it streams
     (then estimators that need the full activations are left out with a note).
+    ``features_key``: the cache key of what turns the target into the model's inputs
+    (an image model's preprocessing, a text model's tokenizer and pooling), under which
+    the activations it produces are cached.
     """
 
     record: ModelRecord
@@ -60,6 +63,7 @@ class ModelTask:
     options: SearchOptions
     keep_features: bool = False
     max_activation_bytes: int | None = None
+    features_key: str = ""
 
     @property
     def estimators(self) -> dict:
