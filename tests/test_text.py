@@ -469,3 +469,21 @@ def test_a_text_models_activations_are_read_back_by_a_search_with_another_scorer
     second = zooindex.search(str(target), index=index, scorers=["logme"])
     assert first.stats["run"] == 2
     assert second.stats["run"] == 0 and second.stats["from_activations"] == 2
+
+
+@pytest.mark.parametrize("config, expected", [
+    ({"model_type": "bert", "max_position_embeddings": 512}, 512),
+    # RoBERTa's positions start after the padding index: 514 - (1 + 1)
+    ({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}, 512),
+    ({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 0}, 513),
+    ({"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": None}, 512),
+    ({"model_type": "deberta-v2", "max_position_embeddings": 512,
+      "position_biased_input": False}, None),
+    ({"model_type": "bert"}, None)])
+def test_the_most_tokens_a_config_allows_from_a_dict_or_a_config_object(config, expected):
+    from types import SimpleNamespace
+
+    from zooindex.text.tokenizer import max_positions
+
+    assert max_positions(config) == expected
+    assert max_positions(SimpleNamespace(**config)) == expected

@@ -18,6 +18,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import ModelError, require
+from .tokenizer import MAX_LENGTH_KEY, max_positions
 
 OPSET = 17
 
@@ -80,29 +81,8 @@ def from_transformers(model, path, *, opset: int = OPSET) -> Path:
     finally:
         model.train(was_training)
     length = max_positions(model.config)
-    if length is not None:
-        import onnx
+    if length is not None:  # the file rewritten in place, atomically
+        from ..export import stamp
 
-        proto = onnx.load(str(path))
-        from .tokenizer import MAX_LENGTH_KEY
-
-        onnx.helper.set_model_props(proto, {**{p.key: p.value for p in proto.metadata_props},
-                                            MAX_LENGTH_KEY: str(length)})
-        onnx.save(proto, str(path))
+        stamp(path, metadata={MAX_LENGTH_KEY: str(length)})
     return path
-
-
-def max_positions(config) -> int | None:
-    """The most tokens the model's position embeddings allow: ``max_position_embeddings``,
-    less the offset RoBERTa-style models reserve (``pad_token_id + 1``); ``None`` for
-    models without absolute positions (DeBERTa-v2 with relative ones only)."""
-    positions = getattr(config, "max_position_embeddings", None)
-    if not isinstance(positions, int) or positions <= 0:
-        return None
-    if getattr(config, "position_biased_input", True) is False:
-        return None
-    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert",
-                                             "longformer"):
-        return positions - int(getattr(config, "pad_token_id", 1) or 1) - 1
-    return positions
-

@@ -75,14 +75,32 @@ def max_length(tokenizer_path, seq_dim=None, metadata=None) -> tuple[int, str]:
     truncation = (_json(Path(tokenizer_path)) or {}).get("truncation") or {}
     if isinstance(truncation.get("max_length"), int) and truncation["max_length"] > 0:
         return int(truncation["max_length"]), "tokenizer.json truncation"
-    model = _json(folder / "config.json")
-    positions = model.get("max_position_embeddings")
-    if isinstance(positions, int) and positions > 0:
-        offset = 0
-        if model.get("model_type") in ("roberta", "xlm-roberta", "camembert", "longformer"):
-            offset = int(model.get("pad_token_id", 1)) + 1
-        return positions - offset, "config.json max_position_embeddings"
+    positions = max_positions(_json(folder / "config.json"))
+    if positions is not None:
+        return positions, "config.json max_position_embeddings"
     return DEFAULT_MAX_LENGTH, "the default"
+
+
+def max_positions(config) -> int | None:
+    """The most tokens a model's position embeddings allow, from its config (a
+    transformers config or the ``config.json`` dict): ``max_position_embeddings``, less
+    the offset RoBERTa-style models reserve (``pad_token_id + 1``); ``None`` for models
+    without absolute positions (DeBERTa-v2 with relative ones only) or without the
+    field."""
+    def get(name, default=None):
+        if isinstance(config, dict):
+            return config.get(name, default)
+        return getattr(config, name, default)
+
+    positions = get("max_position_embeddings")
+    if not isinstance(positions, int) or isinstance(positions, bool) or positions <= 0:
+        return None
+    if get("position_biased_input", True) is False:
+        return None
+    if get("model_type", "") in ("roberta", "xlm-roberta", "camembert", "longformer"):
+        pad = get("pad_token_id")
+        return positions - (1 if not isinstance(pad, int) else pad) - 1
+    return positions
 
 
 def _json(path: Path) -> dict:
